@@ -1,0 +1,203 @@
+//! Runtime benchmark, run by `cargo xtask bench`. Each comparison runs its two sides in
+//! alternating rounds in one process, and reports the median per round and their ratio, so that
+//! the machine's drift affects both sides alike.
+//!
+//! 1. passthrough on a 1 KiB body: Sluice's `Runtime::transform` (slot, fresh store with limits,
+//!    empty WASI, instantiate from the pool, call, drop) against a bare wasmtime
+//!    instantiate + call of the same component (default engine and allocator, `Linker` with WASI,
+//!    no limits).
+//! 2. json-split on a 1 MiB JSON array: the plugin through `Runtime::transform` against the same
+//!    logic compiled natively (serde_json parse, one compact record per element).
+
+use std::time::{Duration, Instant};
+
+use serde_json::Value;
+use sluice::runtime::bindings::{GuestError, Level, Output, Poll, Record, Response};
+use sluice::runtime::{Limits, Runtime, RuntimeConfig};
+use wasmtime::component::{Component, HasSelf, Linker, ResourceTable};
+use wasmtime::{Engine, Store};
+use wasmtime_wasi::{WasiCtx, WasiCtxView, WasiView};
+
+const ROUNDS: usize = 7;
+
+fn plugin_path(name: &str) -> std::path::PathBuf {
+    let dir = std::env::var_os("SLUICE_PLUGINS_DIR").map(std::path::PathBuf::from).unwrap_or_else(|| {
+        std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../plugins/target/wasm32-wasip2/release")
+    });
+    dir.join(format!("{name}.wasm"))
+}
+
+fn median(mut samples: Vec<Duration>) -> Duration {
+    samples.sort();
+    samples[samples.len() / 2]
+}
+
+struct Bare {
+    wasi: WasiCtx,
+    table: ResourceTable,
+}
+
+impl WasiView for Bare {
+    fn ctx(&mut self) -> WasiCtxView<'_> {
+        WasiCtxView { ctx: &mut self.wasi, table: &mut self.table }
+    }
+}
+
+impl sluice::runtime::bindings::sluice::plugin::host::Host for Bare {
+    fn log(&mut self, _level: Level, _message: String) {}
+}
+
+impl sluice::runtime::bindings::sluice::plugin::types::Host for Bare {}
+
+/// The smallest honest wasmtime embedding of the same component: async calls (the bindings are
+/// async), default engine, on-demand allocation, no limits, no deadline.
+struct BareHost {
+    engine: Engine,
+    pre: sluice::runtime::bindings::TransformerPre<Bare>,
+}
+
+impl BareHost {
+    fn new(wasm: &[u8]) -> Self {
+        let engine = Engine::default();
+        let component = Component::new(&engine, wasm).unwrap();
+        let mut linker = Linker::new(&engine);
+        wasmtime_wasi::p2::add_to_linker_async(&mut linker).unwrap();
+        sluice::runtime::bindings::Transformer::add_to_linker::<Bare, HasSelf<Bare>>(&mut linker, |s| s).unwrap();
+        let pre = sluice::runtime::bindings::TransformerPre::new(linker.instantiate_pre(&component).unwrap()).unwrap();
+        Self { engine, pre }
+    }
+
+    async fn transform(&self, poll: &Poll, response: &Response) -> Result<Output, GuestError> {
+        let mut store = Store::new(&self.engine, Bare { wasi: WasiCtx::builder().build(), table: ResourceTable::new() });
+        let instance = self.pre.instantiate_async(&mut store).await.unwrap();
+        instance.call_transform(&mut store, poll, response).await.unwrap()
+    }
+}
+
+fn poll(settings: &[(&str, &str)]) -> Poll {
+    Poll {
+        project_id: "bench".into(),
+        tenant_id: "bench".into(),
+        scheduled_at_ms: 0,
+        state: None,
+        settings: settings.iter().map(|(k, v)| (k.to_string(), v.to_string())).collect(),
+    }
+}
+
+fn response(body: Vec<u8>) -> Response {
+    Response { status: 200, headers: vec![], body }
+}
+
+async fn passthrough(runtime: &Runtime) {
+    let wasm = std::fs::read(plugin_path("passthrough")).expect("build the plugins first: cargo xtask plugins");
+    let plugin = runtime.load(&wasm).unwrap();
+    let bare = BareHost::new(&wasm);
+    let poll = poll(&[]);
+    let response = response(vec![b'x'; 1024]);
+    let limits = Limits::default();
+    const CALLS: u32 = 2_000;
+
+    // Warm both paths (page faults, pool slots, thread-local state) before measuring.
+    for _ in 0..200 {
+        runtime.transform(&plugin, &limits, &poll, &response).await.result.unwrap();
+        bare.transform(&poll, &response).await.unwrap();
+    }
+    let (mut sluice, mut baseline) = (Vec::new(), Vec::new());
+    for _ in 0..ROUNDS {
+        let started = Instant::now();
+        for _ in 0..CALLS {
+            runtime.transform(&plugin, &limits, &poll, &response).await.result.unwrap();
+        }
+        sluice.push(started.elapsed() / CALLS);
+        let started = Instant::now();
+        for _ in 0..CALLS {
+            bare.transform(&poll, &response).await.unwrap();
+        }
+        baseline.push(started.elapsed() / CALLS);
+    }
+    let (s, b) = (median(sluice), median(baseline));
+    println!("passthrough 1 KiB, per call (median of {ROUNDS} rounds of {CALLS}):");
+    println!("  sluice runtime  {:>9.1} µs", s.as_secs_f64() * 1e6);
+    println!("  bare wasmtime   {:>9.1} µs", b.as_secs_f64() * 1e6);
+    println!("  ratio           {:>9.2}x (aim: within 2x)", s.as_secs_f64() / b.as_secs_f64());
+}
+
+/// json-split's logic, natively: parse, then one compact record per element keyed by a field.
+fn native_split(body: &[u8], key_field: &str) -> Vec<Record> {
+    let value: Value = serde_json::from_slice(body).unwrap();
+    let Value::Array(items) = value else { panic!("not an array") };
+    items
+        .iter()
+        .map(|item| Record {
+            data: serde_json::to_vec(item).unwrap(),
+            partition_key: match &item[key_field] {
+                Value::String(s) => s.clone(),
+                other => other.to_string(),
+            },
+            explicit_hash_key: None,
+        })
+        .collect()
+}
+
+fn json_array(bytes: usize) -> Vec<u8> {
+    let mut items = Vec::new();
+    let mut size = 2;
+    let mut i = 0;
+    while size < bytes {
+        let item = serde_json::json!({"id": format!("item-{i}"), "temperature": 20.5 + i as f64 / 10.0, "city": "berlin", "tags": ["a", "b"]});
+        size += item.to_string().len() + 1;
+        items.push(item);
+        i += 1;
+    }
+    serde_json::to_vec(&items).unwrap()
+}
+
+async fn json_split(runtime: &Runtime) {
+    let wasm = std::fs::read(plugin_path("json_split")).expect("build the plugins first: cargo xtask plugins");
+    let plugin = runtime.load(&wasm).unwrap();
+    let body = json_array(1 << 20);
+    let poll = poll(&[("partition_key_field", "id")]);
+    let response = response(body.clone());
+    // A 1 MiB array of small objects holds more than the default 10,000 records per call; the
+    // comparison is about throughput, so the cap is raised rather than the records made bigger.
+    let limits = Limits { output_records: 100_000, ..Limits::default() };
+    let records = native_split(&body, "id").len();
+    // Both sides must agree before their speed means anything.
+    let output = runtime.transform(&plugin, &limits, &poll, &response).await.result.unwrap();
+    assert_eq!(output.records, native_split(&body, "id"));
+    const CALLS: u32 = 10;
+    let (mut wasm_times, mut native_times) = (Vec::new(), Vec::new());
+    for _ in 0..ROUNDS {
+        let started = Instant::now();
+        for _ in 0..CALLS {
+            runtime.transform(&plugin, &limits, &poll, &response).await.result.unwrap();
+        }
+        wasm_times.push(started.elapsed() / CALLS);
+        let started = Instant::now();
+        for _ in 0..CALLS {
+            std::hint::black_box(native_split(std::hint::black_box(&body), "id"));
+        }
+        native_times.push(started.elapsed() / CALLS);
+    }
+    let (w, n) = (median(wasm_times), median(native_times));
+    let mib = body.len() as f64 / (1 << 20) as f64;
+    println!("json-split on a {mib:.2} MiB array of {records} elements (median of {ROUNDS} rounds of {CALLS}):");
+    println!("  sluice runtime  {:>9.2} ms  {:>7.1} MiB/s", w.as_secs_f64() * 1e3, mib / w.as_secs_f64());
+    println!("  native rust     {:>9.2} ms  {:>7.1} MiB/s", n.as_secs_f64() * 1e3, mib / n.as_secs_f64());
+    println!("  wasm/native throughput {:.2} (aim: at least 0.5)", n.as_secs_f64() / w.as_secs_f64());
+}
+
+fn main() {
+    let filter: Vec<String> = std::env::args().skip(1).filter(|a| !a.starts_with('-')).collect();
+    let wanted = |name: &str| filter.is_empty() || filter.iter().any(|f| name.contains(f.as_str()));
+    let tokio = tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap();
+    let runtime = Runtime::new(RuntimeConfig::default()).unwrap();
+    tokio.block_on(async {
+        if wanted("passthrough") {
+            passthrough(&runtime).await;
+        }
+        if wanted("json-split") {
+            json_split(&runtime).await;
+        }
+    });
+}

@@ -1,0 +1,58 @@
+//! The `sluice` command line.
+//!
+//! Exit codes: 0 on success, 1 when a plugin call failed, 2 for a usage error, 65 when an input
+//! file or plugin is unusable, 70 for an internal failure.
+
+mod plugin_test;
+
+use std::process::ExitCode;
+
+use clap::{Parser, Subcommand};
+
+/// Sluice: poll HTTP APIs, transform responses with WebAssembly plugins, deliver to Kinesis.
+#[derive(Debug, Parser)]
+#[command(name = "sluice", version, about)]
+pub struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Debug, Subcommand)]
+enum Command {
+    /// Work with plugins locally.
+    #[command(subcommand)]
+    Plugin(PluginCommand),
+}
+
+#[derive(Debug, Subcommand)]
+enum PluginCommand {
+    /// Run a plugin on a response exactly as the daemon would, and print what it returns.
+    Test(plugin_test::Args),
+}
+
+/// Exit code for unusable input (a missing file, an invalid component), as in sysexits.h.
+pub const EXIT_DATA_ERROR: u8 = 65;
+/// Exit code for a failure of the host itself.
+pub const EXIT_SOFTWARE: u8 = 70;
+
+/// Parses the arguments and runs the command.
+pub fn main() -> ExitCode {
+    let cli = Cli::parse();
+    init_tracing();
+    let runtime = match tokio::runtime::Builder::new_multi_thread().enable_all().build() {
+        Ok(runtime) => runtime,
+        Err(error) => {
+            eprintln!("error: cannot start the async runtime: {error}");
+            return ExitCode::from(EXIT_SOFTWARE);
+        }
+    };
+    match cli.command {
+        Command::Plugin(PluginCommand::Test(args)) => runtime.block_on(plugin_test::run(args)),
+    }
+}
+
+fn init_tracing() {
+    let filter = tracing_subscriber::EnvFilter::try_from_env("SLUICE_LOG")
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("warn"));
+    let _ = tracing_subscriber::fmt().with_env_filter(filter).with_writer(std::io::stderr).try_init();
+}

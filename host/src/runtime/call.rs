@@ -1,0 +1,148 @@
+//! One plugin call: a fresh store under the call's limits, instantiation from the pre-linked
+//! component, the export call, and the translation of whatever happened into a typed result.
+
+use std::time::{Duration, Instant};
+
+use wasmtime::{Store, Trap, UpdateDeadline};
+
+use super::bindings::{GuestError, Output, Poll, Record, Request, Response};
+use super::error::CallError;
+use super::limits::Limits;
+use super::logs::Logs;
+use super::state::State;
+use super::{Plugin, Runtime};
+
+/// What a call returned, what it logged, and how long it took.
+#[derive(Debug)]
+pub struct CallReport<T> {
+    /// The plugin's result, or why there is none.
+    pub result: Result<T, CallError>,
+    /// Lines from `host.log`, stdout and stderr.
+    pub logs: Logs,
+    /// Wall-clock time from the start of instantiation to the end of the call.
+    pub duration: Duration,
+}
+
+/// The export to call, with its arguments.
+pub(crate) enum Invocation<'a> {
+    Prepare(&'a Poll, &'a Request),
+    Transform(&'a Poll, &'a Response),
+}
+
+/// What an export returned.
+pub(crate) enum Returned {
+    Request(Request),
+    Output(Output),
+}
+
+/// Extra time past the deadline before the call's future is dropped. Epoch interruption ends
+/// running wasm at the deadline; this backstop ends a guest that waits inside a WASI call (a
+/// sleep, say), where epochs cannot reach it.
+const BACKSTOP_GRACE: Duration = Duration::from_millis(50);
+
+/// Lifting a record costs its host-side struct besides its bytes; budget for that so that the
+/// byte cap, not the struct overhead, is what a plugin runs into.
+const RECORD_OVERHEAD_BYTES: u64 = std::mem::size_of::<Record>() as u64;
+
+pub(crate) async fn call(runtime: &Runtime, plugin: &Plugin, limits: &Limits, invocation: Invocation<'_>) -> CallReport<Returned> {
+    let limits = runtime.clamp(limits);
+    // Waiting for a free instance slot does not count against the plugin's deadline.
+    let _slot = runtime.acquire_slot().await;
+    let started = Instant::now();
+    let deadline = started + limits.deadline();
+
+    let mut store = Store::new(runtime.engine(), State::new(&limits));
+    store.limiter(|state| &mut state.memory);
+    let fuel = limits.output_bytes + u64::from(limits.output_records) * RECORD_OVERHEAD_BYTES + (64 << 10);
+    store.set_hostcall_fuel(usize::try_from(fuel).unwrap_or(usize::MAX));
+    // Check the clock at every epoch tick: interrupt past the deadline, otherwise yield so that
+    // other calls on the same executor thread get their turn.
+    store.set_epoch_deadline(1);
+    store.epoch_deadline_callback(move |_| {
+        if Instant::now() >= deadline { Ok(UpdateDeadline::Interrupt) } else { Ok(UpdateDeadline::Yield(1)) }
+    });
+
+    let run = async {
+        let instance = plugin.pre.instantiate_async(&mut store).await?;
+        match invocation {
+            Invocation::Prepare(poll, request) => {
+                Ok(instance.call_prepare(&mut store, poll, request).await?.map(Returned::Request))
+            }
+            Invocation::Transform(poll, response) => {
+                Ok(instance.call_transform(&mut store, poll, response).await?.map(Returned::Output))
+            }
+        }
+    };
+    let outcome: Result<wasmtime::Result<Result<Returned, GuestError>>, _> =
+        tokio::time::timeout(limits.deadline() + BACKSTOP_GRACE, run).await;
+    let duration = started.elapsed();
+    let memory_refused = store.data().memory.refused;
+    let logs = store.data_mut().take_logs();
+
+    let result = match outcome {
+        Err(_elapsed) => Err(CallError::Deadline { limit: limits.deadline() }),
+        Ok(Err(error)) => Err(classify(&error, memory_refused, &limits, &logs)),
+        Ok(Ok(Err(GuestError::Rejected(message)))) => Err(CallError::Rejected(message)),
+        Ok(Ok(Err(GuestError::Retry(message)))) => Err(CallError::Retry(message)),
+        Ok(Ok(Ok(returned))) => check_output(returned, &limits),
+    };
+    CallReport { result, logs, duration }
+}
+
+/// Names the limit or trap behind a failed call.
+fn classify(error: &wasmtime::Error, memory_refused: bool, limits: &Limits, logs: &Logs) -> CallError {
+    if memory_refused {
+        return CallError::Memory { limit_bytes: limits.memory_bytes };
+    }
+    match error.downcast_ref::<Trap>() {
+        Some(Trap::Interrupt) => return CallError::Deadline { limit: limits.deadline() },
+        Some(Trap::StackOverflow) => return CallError::StackOverflow,
+        Some(trap) => {
+            let message = match logs.last_stderr_line() {
+                Some(line) => format!("{trap}; last stderr line: {line}"),
+                None => trap.to_string(),
+            };
+            return CallError::Trap { message };
+        }
+        None => {}
+    }
+    // wasmtime reports a lift that ran out of hostcall fuel with this text and a private type.
+    let text = format!("{error:#}");
+    if text.contains("fuel allocated for hostcalls has been exhausted") {
+        return CallError::OutputTooLarge { limit_bytes: limits.output_bytes };
+    }
+    CallError::Host(text)
+}
+
+/// Enforces the output caps exactly, now that the result is on the host side.
+fn check_output(returned: Returned, limits: &Limits) -> Result<Returned, CallError> {
+    let too_large = CallError::OutputTooLarge { limit_bytes: limits.output_bytes };
+    match &returned {
+        Returned::Request(request) => {
+            if request_bytes(request) > limits.output_bytes {
+                return Err(too_large);
+            }
+        }
+        Returned::Output(output) => {
+            if output.records.len() > limits.output_records as usize {
+                return Err(CallError::TooManyRecords { count: output.records.len(), limit: limits.output_records });
+            }
+            let records: u64 = output
+                .records
+                .iter()
+                .map(|r| (r.data.len() + r.partition_key.len() + r.explicit_hash_key.as_ref().map_or(0, String::len)) as u64)
+                .sum();
+            let state = output.state.as_ref().map_or(0, |s| s.len() as u64);
+            let next = output.next.as_ref().map_or(0, request_bytes);
+            if records + state + next > limits.output_bytes {
+                return Err(too_large);
+            }
+        }
+    }
+    Ok(returned)
+}
+
+fn request_bytes(request: &Request) -> u64 {
+    let headers: usize = request.headers.iter().map(|(k, v)| k.len() + v.len()).sum();
+    (request.method.len() + request.url.len() + headers + request.body.as_ref().map_or(0, Vec::len)) as u64
+}

@@ -1,0 +1,93 @@
+//! Typed failures of loading and calling plugins. Every message names the limit or the trap and,
+//! where the plugin author can act on it, what to change.
+
+use std::time::Duration;
+
+use super::limits::{human_bytes, human_duration};
+
+/// Why an uploaded component cannot be used as a plugin.
+#[derive(Debug, thiserror::Error)]
+pub enum LoadError {
+    /// The bytes are not a valid WebAssembly component under the host's feature set.
+    #[error("not a valid WebAssembly component: {0}")]
+    Invalid(String),
+    /// The component does not export the `transformer` world's functions with the right types.
+    #[error(
+        "component does not implement the sluice:plugin/transformer world: {0}; build it against the wit/ package of this host"
+    )]
+    WrongWorld(String),
+    /// The component imports something the sandbox does not offer.
+    #[error(
+        "component imports {0}, which Sluice does not offer; plugins may import only sluice:plugin/host and WASI 0.2 (cli, clocks, filesystem, io, random, sockets)"
+    )]
+    ForbiddenImport(String),
+    /// The host could not read or write its compiled-code cache.
+    #[error("compiled-code cache failed: {0}")]
+    Cache(String),
+}
+
+/// Why one plugin call produced no usable result.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum CallError {
+    /// The plugin rejected its input: retrying the same input will not help.
+    #[error("plugin rejected the input: {0}")]
+    Rejected(String),
+    /// The plugin reported a transient problem.
+    #[error("plugin asked to retry later: {0}")]
+    Retry(String),
+    /// The call ran past its wall-clock deadline.
+    #[error("plugin exceeded its {} deadline", human_duration(*.limit))]
+    Deadline {
+        /// The deadline that was exceeded.
+        limit: Duration,
+    },
+    /// The plugin tried to grow its linear memory past the cap.
+    #[error("plugin tried to grow memory past {}", human_bytes(*.limit_bytes))]
+    Memory {
+        /// The memory cap in bytes.
+        limit_bytes: u64,
+    },
+    /// The plugin's result was larger than the output cap.
+    #[error("plugin output exceeded {}", human_bytes(*.limit_bytes))]
+    OutputTooLarge {
+        /// The output cap in bytes.
+        limit_bytes: u64,
+    },
+    /// The plugin returned more records than allowed in one call.
+    #[error("plugin returned {count} records, more than the limit of {limit} per call")]
+    TooManyRecords {
+        /// How many records the plugin returned.
+        count: usize,
+        /// The record cap.
+        limit: u32,
+    },
+    /// The plugin recursed past the stack limit.
+    #[error("plugin overflowed its stack (too deep recursion)")]
+    StackOverflow,
+    /// The plugin trapped: a panic, `unreachable`, or another WebAssembly trap.
+    #[error("plugin trapped: {message}")]
+    Trap {
+        /// The trap, with the last line the plugin wrote to stderr (a Rust panic message).
+        message: String,
+    },
+    /// The host could not run the call at all (for example, instantiation failed).
+    #[error("plugin could not be started: {0}")]
+    Host(String),
+}
+
+impl CallError {
+    /// A short, stable name for the kind of failure, for run history and metrics.
+    pub fn kind(&self) -> &'static str {
+        match self {
+            CallError::Rejected(_) => "rejected",
+            CallError::Retry(_) => "retry",
+            CallError::Deadline { .. } => "deadline",
+            CallError::Memory { .. } => "memory",
+            CallError::OutputTooLarge { .. } => "output_too_large",
+            CallError::TooManyRecords { .. } => "too_many_records",
+            CallError::StackOverflow => "stack_overflow",
+            CallError::Trap { .. } => "trap",
+            CallError::Host(_) => "host",
+        }
+    }
+}

@@ -1,0 +1,178 @@
+//! The sandboxed component runtime: the only module that imports wasmtime.
+//!
+//! One long-lived [`Runtime`] owns the wasmtime `Engine`, the `Linker` with WASI (nothing
+//! granted) and the `host` import, the epoch ticker that enforces deadlines, and the pool of
+//! instance slots. [`Runtime::load`] turns uploaded bytes into a checked, compiled, pre-linked
+//! [`Plugin`]; [`Runtime::prepare`] and [`Runtime::transform`] call it, each in a fresh store
+//! under [`Limits`], and return a [`CallReport`] whose error, if any, names the limit or trap.
+//!
+//! `runtime` knows nothing of HTTP, AWS or storage: it takes bytes and values in and gives values
+//! out.
+
+pub mod bindings;
+mod call;
+mod capture;
+mod engine;
+mod error;
+mod limits;
+mod load;
+mod logs;
+mod state;
+
+use std::path::PathBuf;
+use std::sync::Arc;
+
+use serde::{Deserialize, Serialize};
+use tokio::sync::{Semaphore, SemaphorePermit};
+
+pub use bindings::{GuestError, Level, Output, Poll, Record, Request, Response};
+pub use call::CallReport;
+pub use error::{CallError, LoadError};
+pub use limits::{Limits, human_bytes, human_duration};
+pub use load::plugin_id;
+pub use logs::{LogLevel, LogLine, LogSource, Logs};
+pub use state::State;
+
+use call::{Invocation, Returned};
+use engine::Ticker;
+
+/// How the runtime is sized. Per-call [`Limits`] may be lowered per tenant, but never raised past
+/// what the engine was built for.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct RuntimeConfig {
+    /// Plugin calls that may run at once; further calls wait for a slot. Each slot reserves
+    /// address space (not memory) for its linear memories.
+    pub max_concurrent_calls: u32,
+    /// The largest linear memory any call may be given, in bytes.
+    pub max_memory_bytes: u64,
+    /// The default limits for every call.
+    pub limits: Limits,
+    /// Where compiled plugins are cached, so that a restart does not recompile them. `None`
+    /// compiles in memory only.
+    pub cache_dir: Option<PathBuf>,
+}
+
+impl Default for RuntimeConfig {
+    fn default() -> Self {
+        Self { max_concurrent_calls: 128, max_memory_bytes: 256 << 20, limits: Limits::default(), cache_dir: None }
+    }
+}
+
+/// A compiled, checked and pre-linked plugin, cheap to clone and to instantiate.
+#[derive(Clone)]
+pub struct Plugin {
+    id: Arc<str>,
+    size_bytes: u64,
+    pre: bindings::TransformerPre<State>,
+}
+
+impl Plugin {
+    /// The plugin's content id, `sha256:<hex>` of its bytes.
+    pub fn id(&self) -> &str {
+        &self.id
+    }
+
+    /// The size of the uploaded component in bytes.
+    pub fn size_bytes(&self) -> u64 {
+        self.size_bytes
+    }
+}
+
+impl std::fmt::Debug for Plugin {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Plugin").field("id", &self.id).field("size_bytes", &self.size_bytes).finish()
+    }
+}
+
+/// The host's one component runtime. Cheap to clone; the epoch ticker stops when the last clone
+/// is dropped.
+#[derive(Clone)]
+pub struct Runtime {
+    inner: Arc<Inner>,
+}
+
+struct Inner {
+    engine: wasmtime::Engine,
+    linker: wasmtime::component::Linker<State>,
+    slots: Semaphore,
+    config: RuntimeConfig,
+    _ticker: Ticker,
+}
+
+impl Runtime {
+    /// Builds the engine, the linker and the epoch ticker.
+    pub fn new(config: RuntimeConfig) -> anyhow::Result<Self> {
+        let engine = engine::build(&config)?;
+        let linker = engine::linker(&engine)?;
+        let ticker = Ticker::start(engine.clone());
+        if let Some(dir) = &config.cache_dir {
+            std::fs::create_dir_all(dir)
+                .map_err(|e| anyhow::anyhow!("cannot create the plugin cache directory {}: {e}", dir.display()))?;
+        }
+        let slots = Semaphore::new(config.max_concurrent_calls as usize);
+        Ok(Self { inner: Arc::new(Inner { engine, linker, slots, config, _ticker: ticker }) })
+    }
+
+    /// The limits every call gets unless the caller passes others.
+    pub fn default_limits(&self) -> &Limits {
+        &self.inner.config.limits
+    }
+
+    /// Checks, compiles (or loads from the cache) and pre-links a component.
+    ///
+    /// Compiling is CPU-heavy (a large Python plugin takes tens of seconds): call this from a
+    /// blocking thread, not from an async task.
+    pub fn load(&self, wasm: &[u8]) -> Result<Plugin, LoadError> {
+        load::load(self, wasm)
+    }
+
+    /// Calls the plugin's `prepare` export.
+    pub async fn prepare(&self, plugin: &Plugin, limits: &Limits, poll: &Poll, request: &Request) -> CallReport<Request> {
+        let report = call::call(self, plugin, limits, Invocation::Prepare(poll, request)).await;
+        map_report(report, |returned| match returned {
+            Returned::Request(request) => Some(request),
+            Returned::Output(_) => None,
+        })
+    }
+
+    /// Calls the plugin's `transform` export.
+    pub async fn transform(&self, plugin: &Plugin, limits: &Limits, poll: &Poll, response: &Response) -> CallReport<Output> {
+        let report = call::call(self, plugin, limits, Invocation::Transform(poll, response)).await;
+        map_report(report, |returned| match returned {
+            Returned::Output(output) => Some(output),
+            Returned::Request(_) => None,
+        })
+    }
+
+    pub(crate) fn engine(&self) -> &wasmtime::Engine {
+        &self.inner.engine
+    }
+
+    pub(crate) fn linker(&self) -> &wasmtime::component::Linker<State> {
+        &self.inner.linker
+    }
+
+    pub(crate) fn config(&self) -> &RuntimeConfig {
+        &self.inner.config
+    }
+
+    pub(crate) async fn acquire_slot(&self) -> SemaphorePermit<'_> {
+        // The semaphore is never closed, so acquiring only fails if that invariant breaks.
+        self.inner.slots.acquire().await.expect("the runtime's slot semaphore is never closed")
+    }
+
+    /// Keeps a call's memory within what the engine's pool was sized for.
+    pub(crate) fn clamp(&self, limits: &Limits) -> Limits {
+        let mut limits = limits.clone();
+        limits.memory_bytes = limits.memory_bytes.min(self.inner.config.max_memory_bytes);
+        limits
+    }
+}
+
+fn map_report<T>(report: CallReport<Returned>, pick: impl FnOnce(Returned) -> Option<T>) -> CallReport<T> {
+    let result = report.result.and_then(|returned| {
+        pick(returned).ok_or_else(|| CallError::Host("export returned a value of the wrong kind".into()))
+    });
+    CallReport { result, logs: report.logs, duration: report.duration }
+}

@@ -1,0 +1,221 @@
+//! Hostile plugins are contained with the right typed error, within their deadline plus 100 ms,
+//! and the engine stays healthy for the next call.
+
+use std::time::{Duration, Instant};
+
+use sluice::runtime::{CallError, Limits, LoadError, Output, Runtime};
+use sluice_tests::{load, plugin_bytes, poll, response, shared_runtime};
+
+/// How far past its deadline a contained call may end.
+const CONTAINMENT_SLACK: Duration = Duration::from_millis(100);
+
+async fn run_mode(runtime: &Runtime, limits: &Limits, settings: &[(&str, &str)]) -> (Result<Output, CallError>, Duration) {
+    let plugin = load(runtime, "hostile");
+    let started = Instant::now();
+    let report = runtime.transform(&plugin, limits, &poll(settings), &response("ping")).await;
+    (report.result, started.elapsed())
+}
+
+/// A healthy call on the same runtime right after a hostile one succeeds.
+async fn assert_healthy_after(runtime: &Runtime) {
+    let (result, _) = run_mode(runtime, &Limits::default(), &[("mode", "echo")]).await;
+    let output = result.expect("a healthy call right after a hostile one succeeds");
+    assert_eq!(output.records.len(), 1);
+    assert_eq!(output.records[0].data, b"ping");
+}
+
+#[tokio::test]
+async fn busy_loop_is_interrupted_at_its_deadline() {
+    let runtime = shared_runtime();
+    let limits = Limits::default();
+    let (result, elapsed) = run_mode(runtime, &limits, &[("mode", "busy-loop")]).await;
+    assert_eq!(result.unwrap_err(), CallError::Deadline { limit: limits.deadline() });
+    assert!(elapsed >= limits.deadline(), "interrupted early, after {elapsed:?}");
+    assert!(elapsed < limits.deadline() + CONTAINMENT_SLACK, "took {elapsed:?}");
+    assert_healthy_after(runtime).await;
+}
+
+#[tokio::test]
+async fn memory_bomb_is_refused_at_the_memory_cap() {
+    let runtime = shared_runtime();
+    let limits = Limits::default();
+    let (result, elapsed) = run_mode(runtime, &limits, &[("mode", "memory-bomb")]).await;
+    let error = result.unwrap_err();
+    assert_eq!(error, CallError::Memory { limit_bytes: 64 << 20 });
+    assert_eq!(error.to_string(), "plugin tried to grow memory past 64 MiB");
+    assert!(elapsed < limits.deadline() + CONTAINMENT_SLACK, "took {elapsed:?}");
+    assert_healthy_after(runtime).await;
+}
+
+#[tokio::test]
+async fn deep_recursion_is_a_stack_overflow() {
+    let runtime = shared_runtime();
+    let (result, elapsed) = run_mode(runtime, &Limits::default(), &[("mode", "deep-recursion")]).await;
+    assert_eq!(result.unwrap_err(), CallError::StackOverflow);
+    assert!(elapsed < Limits::default().deadline() + CONTAINMENT_SLACK, "took {elapsed:?}");
+    assert_healthy_after(runtime).await;
+}
+
+#[tokio::test]
+async fn panic_is_a_trap_carrying_the_panic_message() {
+    let runtime = shared_runtime();
+    let (result, _) = run_mode(runtime, &Limits::default(), &[("mode", "panic")]).await;
+    match result.unwrap_err() {
+        CallError::Trap { message } => assert!(message.contains("fixture panicked on purpose"), "{message}"),
+        other => panic!("expected a trap, got {other:?}"),
+    }
+    assert_healthy_after(runtime).await;
+}
+
+#[tokio::test]
+async fn unreachable_is_a_trap() {
+    let runtime = shared_runtime();
+    let (result, _) = run_mode(runtime, &Limits::default(), &[("mode", "trap")]).await;
+    match result.unwrap_err() {
+        CallError::Trap { message } => assert!(message.contains("unreachable"), "{message}"),
+        other => panic!("expected a trap, got {other:?}"),
+    }
+    assert_healthy_after(runtime).await;
+}
+
+#[tokio::test]
+async fn hundred_megabyte_output_cannot_be_built_within_the_memory_cap() {
+    let runtime = shared_runtime();
+    let (result, _) = run_mode(runtime, &Limits::default(), &[("mode", "big-output")]).await;
+    assert_eq!(result.unwrap_err(), CallError::Memory { limit_bytes: 64 << 20 });
+    assert_healthy_after(runtime).await;
+}
+
+#[tokio::test]
+async fn output_past_the_output_cap_is_refused() {
+    let runtime = shared_runtime();
+    // With room to build it, a 20 MB output meets the 16 MiB output cap instead.
+    let limits = Limits { memory_bytes: 256 << 20, ..Limits::default() };
+    let (result, _) = run_mode(runtime, &limits, &[("mode", "big-output"), ("output_mb", "20")]).await;
+    let error = result.unwrap_err();
+    assert_eq!(error, CallError::OutputTooLarge { limit_bytes: 16 << 20 });
+    assert_eq!(error.to_string(), "plugin output exceeded 16 MiB");
+    assert_healthy_after(runtime).await;
+}
+
+#[tokio::test]
+async fn a_million_records_are_refused() {
+    let runtime = shared_runtime();
+    // Given the memory to build them, a million records run into the output cap while the host
+    // lifts them, before the host allocates for all of them.
+    let limits = Limits { memory_bytes: 256 << 20, ..Limits::default() };
+    let (result, elapsed) = run_mode(runtime, &limits, &[("mode", "many-records")]).await;
+    assert_eq!(result.unwrap_err(), CallError::OutputTooLarge { limit_bytes: 16 << 20 });
+    assert!(elapsed < limits.deadline() + CONTAINMENT_SLACK, "took {elapsed:?}");
+    assert_healthy_after(runtime).await;
+}
+
+#[tokio::test]
+async fn records_past_the_record_cap_are_refused() {
+    let runtime = shared_runtime();
+    let (result, _) = run_mode(runtime, &Limits::default(), &[("mode", "many-records"), ("records", "10001")]).await;
+    let error = result.unwrap_err();
+    assert_eq!(error, CallError::TooManyRecords { count: 10_001, limit: 10_000 });
+    assert_eq!(error.to_string(), "plugin returned 10001 records, more than the limit of 10000 per call");
+    // Exactly at the cap is fine.
+    let (result, _) = run_mode(runtime, &Limits::default(), &[("mode", "many-records"), ("records", "10000")]).await;
+    assert_eq!(result.unwrap().records.len(), 10_000);
+}
+
+#[tokio::test]
+async fn sandbox_grants_no_files_env_or_sockets() {
+    let runtime = shared_runtime();
+    // A listener the plugin would reach if sockets were granted.
+    let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    listener.set_nonblocking(true).unwrap();
+    let address = listener.local_addr().unwrap().to_string();
+    let (result, _) = run_mode(runtime, &Limits::default(), &[("mode", "sandbox-probe"), ("connect", &address)]).await;
+    let output = result.expect("probing the sandbox does not trap");
+    let probe = |key: &str| {
+        let record = output.records.iter().find(|r| r.partition_key == key).unwrap_or_else(|| panic!("no {key} probe"));
+        String::from_utf8(record.data.clone()).unwrap()
+    };
+    assert!(probe("file").starts_with("file: error"), "{}", probe("file"));
+    assert!(probe("dir").starts_with("dir: error"), "{}", probe("dir"));
+    assert_eq!(probe("env"), "env: 0 vars");
+    assert!(probe("socket").starts_with("socket: error"), "{}", probe("socket"));
+    assert!(listener.accept().is_err(), "the plugin reached a socket on the host");
+}
+
+#[tokio::test]
+async fn log_spam_is_bounded_and_does_not_fail_the_call() {
+    let runtime = shared_runtime();
+    let plugin = load(runtime, "hostile");
+    let limits = Limits::default();
+    let report = runtime.transform(&plugin, &limits, &poll(&[("mode", "log-spam")]), &response("")).await;
+    let output = report.result.expect("log spam is dropped, not fatal");
+    assert_eq!(output.records[0].data, b"done");
+    let logs = &report.logs;
+    let from_log = logs.lines.iter().filter(|l| l.source == sluice::runtime::LogSource::Log).count();
+    assert!(from_log <= limits.log_lines as usize);
+    let log_bytes: usize = logs.lines.iter().filter(|l| l.source == sluice::runtime::LogSource::Log).map(|l| l.message.len()).sum();
+    assert!(log_bytes as u64 <= limits.log_bytes);
+    assert!(logs.dropped_lines > 0);
+    let stdio_bytes: usize = logs.lines.iter().filter(|l| l.source != sluice::runtime::LogSource::Log).map(|l| l.message.len()).sum();
+    assert!(stdio_bytes as u64 <= 2 * limits.stdio_bytes, "kept {stdio_bytes} stdio bytes");
+    assert!(logs.dropped_stdio_bytes > 0);
+}
+
+#[test]
+fn a_component_of_another_world_is_refused_at_load() {
+    let error = shared_runtime().load(&plugin_bytes("wrong-world")).unwrap_err();
+    assert!(matches!(error, LoadError::WrongWorld(_)), "{error:?}");
+    let message = error.to_string();
+    assert!(message.contains("`transform`") && message.contains("`run`"), "{message}");
+}
+
+#[test]
+fn a_component_with_a_foreign_import_is_refused_at_load() {
+    let error = shared_runtime().load(&plugin_bytes("foreign-import")).unwrap_err();
+    assert!(matches!(error, LoadError::ForbiddenImport(_)), "{error:?}");
+    assert!(error.to_string().contains("fixture:evil/exfil"), "{error}");
+}
+
+#[test]
+fn bytes_that_are_not_a_component_are_refused_at_load() {
+    let error = shared_runtime().load(b"\0asm not really").unwrap_err();
+    assert!(matches!(error, LoadError::Invalid(_)), "{error:?}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn busy_loops_in_parallel_do_not_stall_a_healthy_call() {
+    let runtime = Runtime::new(sluice::runtime::RuntimeConfig::default()).unwrap();
+    let plugin = load(&runtime, "hostile");
+    let echo = poll(&[("mode", "echo")]);
+    let healthy = |runtime: Runtime, plugin: sluice::runtime::Plugin, echo: sluice::runtime::Poll| async move {
+        let started = Instant::now();
+        let report = runtime.transform(&plugin, &Limits::default(), &echo, &response("ping")).await;
+        report.result.expect("the healthy call succeeds");
+        started.elapsed()
+    };
+    // Its own time, measured the same way on an idle runtime (best of a few, to skip warm-up).
+    let mut alone = Duration::MAX;
+    for _ in 0..5 {
+        alone = alone.min(healthy(runtime.clone(), plugin.clone(), echo.clone()).await);
+    }
+
+    let busy: Vec<_> = (0..8)
+        .map(|_| {
+            let (runtime, plugin) = (runtime.clone(), plugin.clone());
+            tokio::spawn(async move {
+                let limits = Limits::default();
+                runtime.transform(&plugin, &limits, &poll(&[("mode", "busy-loop")]), &response("")).await.result
+            })
+        })
+        .collect();
+    // Let the busy loops occupy both executor threads first.
+    tokio::time::sleep(Duration::from_millis(200)).await;
+    let crowded = tokio::spawn(healthy(runtime.clone(), plugin.clone(), echo.clone())).await.unwrap();
+    for task in busy {
+        assert!(matches!(task.await.unwrap(), Err(CallError::Deadline { .. })));
+    }
+    assert!(
+        crowded < alone + Duration::from_millis(100),
+        "a healthy call took {crowded:?} beside 8 busy loops, {alone:?} alone"
+    );
+}

@@ -1,0 +1,6 @@
+//! Sluice's one integration-test binary. Each module covers one area against real components
+//! built from `plugins/` (and, in later areas, the real binary and real peers on loopback).
+
+mod cli;
+mod examples;
+mod fixtures;
