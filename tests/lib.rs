@@ -37,7 +37,8 @@ pub fn sluice_bin() -> PathBuf {
     }
     let exe = std::env::current_exe().expect("the test executable has a path");
     // target/debug/deps/e2e-<hash> → target/debug/sluice
-    let path = exe.parent().and_then(|deps| deps.parent()).expect("tests run from target/<profile>/deps").join("sluice");
+    let path =
+        exe.parent().and_then(|deps| deps.parent()).expect("tests run from target/<profile>/deps").join("sluice");
     assert!(path.is_file(), "{} is missing; build it with `cargo build -p sluice-host`", path.display());
     path
 }
@@ -58,7 +59,13 @@ pub fn load(runtime: &Runtime, name: &str) -> Plugin {
 pub fn poll(settings: &[(&str, &str)]) -> Poll {
     let mut settings: Vec<(String, String)> = settings.iter().map(|(k, v)| (k.to_string(), v.to_string())).collect();
     settings.sort();
-    Poll { project_id: "p-1".into(), tenant_id: "t-1".into(), scheduled_at_ms: 1_700_000_000_000, state: None, settings }
+    Poll {
+        project_id: "p-1".into(),
+        tenant_id: "t-1".into(),
+        scheduled_at_ms: 1_700_000_000_000,
+        state: None,
+        settings,
+    }
 }
 
 /// A 200 response with a JSON content type and the given body.

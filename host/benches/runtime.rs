@@ -68,7 +68,8 @@ impl BareHost {
     }
 
     async fn transform(&self, poll: &Poll, response: &Response) -> Result<Output, GuestError> {
-        let mut store = Store::new(&self.engine, Bare { wasi: WasiCtx::builder().build(), table: ResourceTable::new() });
+        let mut store =
+            Store::new(&self.engine, Bare { wasi: WasiCtx::builder().build(), table: ResourceTable::new() });
         let instance = self.pre.instantiate_async(&mut store).await.unwrap();
         instance.call_transform(&mut store, poll, response).await.unwrap()
     }

@@ -7,7 +7,11 @@ use sluice_tests::{plugins_dir, sluice_bin};
 
 fn plugin_test(args: &[&str]) -> (i32, String, String) {
     let out = Command::new(sluice_bin()).args(["plugin", "test"]).args(args).output().expect("sluice runs");
-    (out.status.code().unwrap_or(-1), String::from_utf8_lossy(&out.stdout).into(), String::from_utf8_lossy(&out.stderr).into())
+    (
+        out.status.code().unwrap_or(-1),
+        String::from_utf8_lossy(&out.stdout).into(),
+        String::from_utf8_lossy(&out.stderr).into(),
+    )
 }
 
 fn wasm(name: &str) -> String {

@@ -63,9 +63,8 @@ async fn json_split_rejects_bad_input_naming_the_problem() {
         CallError::Rejected(message) => assert!(message.contains("data"), "{message}"),
         other => panic!("expected rejected, got {other:?}"),
     }
-    let missing = transform("json-split", &poll(&[("partition_key_field", "id")]), r#"[{"id": 1}, {"x": 2}]"#)
-        .await
-        .unwrap_err();
+    let missing =
+        transform("json-split", &poll(&[("partition_key_field", "id")]), r#"[{"id": 1}, {"x": 2}]"#).await.unwrap_err();
     match missing {
         CallError::Rejected(message) => assert!(message.contains('1') && message.contains("id"), "{message}"),
         other => panic!("expected rejected, got {other:?}"),
@@ -99,7 +98,9 @@ async fn incremental_keeps_a_cursor_and_follows_pages() {
     let output = transform("incremental", &first_run, &page_one.to_string()).await.unwrap();
     assert_eq!(keys(&output), vec!["a", "b"]);
     let state = output.state.clone().expect("a new cursor");
-    assert_eq!(serde_json::from_slice::<Value>(&state).unwrap(), json!({"cursor": "2026-01-02T00:00:00Z"}));
+    // Mid-run state also remembers where the run started (see the plugin's docs); the cursor is
+    // what matters here.
+    assert_eq!(serde_json::from_slice::<Value>(&state).unwrap()["cursor"], "2026-01-02T00:00:00Z");
     let next = output.next.expect("a next page");
     assert_eq!(next.url, "http://api.test/items?limit=2&page=2");
 

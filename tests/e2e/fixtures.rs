@@ -9,7 +9,11 @@ use sluice_tests::{load, plugin_bytes, poll, response, shared_runtime};
 /// How far past its deadline a contained call may end.
 const CONTAINMENT_SLACK: Duration = Duration::from_millis(100);
 
-async fn run_mode(runtime: &Runtime, limits: &Limits, settings: &[(&str, &str)]) -> (Result<Output, CallError>, Duration) {
+async fn run_mode(
+    runtime: &Runtime,
+    limits: &Limits,
+    settings: &[(&str, &str)],
+) -> (Result<Output, CallError>, Duration) {
     let plugin = load(runtime, "hostile");
     let started = Instant::now();
     let report = runtime.transform(&plugin, limits, &poll(settings), &response("ping")).await;
@@ -153,10 +157,12 @@ async fn log_spam_is_bounded_and_does_not_fail_the_call() {
     let logs = &report.logs;
     let from_log = logs.lines.iter().filter(|l| l.source == sluice::runtime::LogSource::Log).count();
     assert!(from_log <= limits.log_lines as usize);
-    let log_bytes: usize = logs.lines.iter().filter(|l| l.source == sluice::runtime::LogSource::Log).map(|l| l.message.len()).sum();
+    let log_bytes: usize =
+        logs.lines.iter().filter(|l| l.source == sluice::runtime::LogSource::Log).map(|l| l.message.len()).sum();
     assert!(log_bytes as u64 <= limits.log_bytes);
     assert!(logs.dropped_lines > 0);
-    let stdio_bytes: usize = logs.lines.iter().filter(|l| l.source != sluice::runtime::LogSource::Log).map(|l| l.message.len()).sum();
+    let stdio_bytes: usize =
+        logs.lines.iter().filter(|l| l.source != sluice::runtime::LogSource::Log).map(|l| l.message.len()).sum();
     assert!(stdio_bytes as u64 <= 2 * limits.stdio_bytes, "kept {stdio_bytes} stdio bytes");
     assert!(logs.dropped_stdio_bytes > 0);
 }

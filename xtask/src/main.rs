@@ -60,10 +60,6 @@ fn run(mut cmd: Command) -> Result<()> {
     Ok(())
 }
 
-fn succeeds(program: &str, args: &[&str]) -> bool {
-    Command::new(program).args(args).output().map(|o| o.status.success()).unwrap_or(false)
-}
-
 /// Installs the wasm32-wasip2 target where it is missing.
 fn ensure_wasm_target() -> Result<()> {
     let installed = Command::new("rustup").args(["target", "list", "--installed"]).output();
@@ -93,11 +89,7 @@ fn ensure_python_tools() -> Result<()> {
 }
 
 fn which(program: &str) -> Option<PathBuf> {
-    std::env::var_os("PATH")?
-        .to_str()?
-        .split(':')
-        .map(|dir| Path::new(dir).join(program))
-        .find(|path| path.is_file())
+    std::env::var_os("PATH")?.to_str()?.split(':').map(|dir| Path::new(dir).join(program)).find(|path| path.is_file())
 }
 
 fn build_plugins() -> Result<()> {
@@ -117,8 +109,9 @@ fn test() -> Result<()> {
     fmt.args(["fmt", "--all", "--check"]);
     run(fmt).context("formatting differs; run `cargo fmt --all`")?;
     let mut fmt_plugins = cargo();
-    fmt_plugins.current_dir(plugins_dir()).args(["fmt", "--all", "--check"]);
-    run(fmt_plugins).context("plugin formatting differs; run `cargo fmt --all` in plugins/")?;
+    // Without `--all`: that would follow the path dependency into the host workspace again.
+    fmt_plugins.current_dir(plugins_dir()).args(["fmt", "--check"]);
+    run(fmt_plugins).context("plugin formatting differs; run `cargo fmt` in plugins/")?;
 
     let mut clippy = cargo();
     clippy.args(["clippy", "--workspace", "--all-targets", "--", "-D", "warnings"]);
@@ -135,9 +128,64 @@ fn test() -> Result<()> {
     ]);
     run(clippy_plugins)?;
 
+    // The plugins' own unit tests run natively, on the host's target.
+    let mut plugin_tests = cargo();
+    plugin_tests.current_dir(plugins_dir()).args(["test", "--target", &host_target()?]);
+    let (plugins_passed, plugins_failed) = run_counting_tests(plugin_tests)?;
+
+    // The end-to-end tests start the real `sluice` binary, which `cargo test` does not build for
+    // another package's tests.
+    let mut build = cargo();
+    build.args(["build", "-p", "sluice-host", "--bin", "sluice"]);
+    run(build)?;
     let mut test = cargo();
     test.args(["test", "--workspace"]).env("SLUICE_PLUGINS_DIR", plugin_artifacts());
-    run(test)
+    let (passed, failed) = run_counting_tests(test)?;
+    let (passed, failed) = (passed + plugins_passed, failed + plugins_failed);
+    // One closing line for the whole run: cargo's own last line only covers its last test binary.
+    println!("summary: {passed} passed, {failed} failed");
+    Ok(())
+}
+
+/// Runs `cargo test`, echoing its output, and adds up the `test result:` lines of every binary.
+fn run_counting_tests(mut cmd: Command) -> Result<(u64, u64)> {
+    use std::io::{BufRead, BufReader};
+    eprintln!("xtask: running {cmd:?}");
+    let mut child =
+        cmd.stdout(std::process::Stdio::piped()).spawn().with_context(|| format!("could not start {cmd:?}"))?;
+    let (mut passed, mut failed) = (0, 0);
+    let stdout = child.stdout.take().context("cargo test has no stdout")?;
+    for line in BufReader::new(stdout).lines() {
+        let line = line?;
+        println!("{line}");
+        if let Some(rest) = line.strip_prefix("test result: ") {
+            passed += count_before(rest, " passed");
+            failed += count_before(rest, " failed");
+        }
+    }
+    let status = child.wait()?;
+    if !status.success() {
+        bail!("{cmd:?} failed with {status}");
+    }
+    Ok((passed, failed))
+}
+
+/// In `ok. 25 passed; 0 failed; …`, the number before `label`.
+fn count_before(text: &str, label: &str) -> u64 {
+    text.split(';')
+        .find_map(|part| part.trim().trim_start_matches("ok. ").trim_start_matches("FAILED. ").strip_suffix(label))
+        .and_then(|n| n.trim().parse().ok())
+        .unwrap_or(0)
+}
+
+/// The target triple of the machine we run on, for building plugin tests natively.
+fn host_target() -> Result<String> {
+    let out = Command::new("rustc").arg("-vV").output().context("running rustc -vV")?;
+    String::from_utf8_lossy(&out.stdout)
+        .lines()
+        .find_map(|l| l.strip_prefix("host: "))
+        .map(str::to_string)
+        .context("rustc -vV printed no host line")
 }
 
 fn bench(filter: &[String]) -> Result<()> {

@@ -53,7 +53,8 @@ pub struct Args {
 }
 
 fn parse_header(s: &str) -> Result<(String, String), String> {
-    let (name, value) = s.split_once(':').ok_or("expected `name: value`, for example `content-type: application/json`")?;
+    let (name, value) =
+        s.split_once(':').ok_or("expected `name: value`, for example `content-type: application/json`")?;
     Ok((name.trim().to_ascii_lowercase(), value.trim().to_string()))
 }
 
@@ -84,7 +85,8 @@ async fn run_inner(args: Args) -> Result<ExitCode, ExitCode> {
     let state = args.state.as_deref().map(|p| read(p, "state file")).transpose()?;
 
     let limits = Limits { deadline_ms: args.deadline_ms, memory_bytes: args.memory_mib << 20, ..Limits::default() };
-    let config = RuntimeConfig { max_concurrent_calls: 2, max_memory_bytes: limits.memory_bytes, ..RuntimeConfig::default() };
+    let config =
+        RuntimeConfig { max_concurrent_calls: 2, max_memory_bytes: limits.memory_bytes, ..RuntimeConfig::default() };
     let runtime = Runtime::new(config).map_err(|e| {
         eprintln!("error: {e:#}");
         ExitCode::from(EXIT_SOFTWARE)

@@ -44,7 +44,12 @@ const BACKSTOP_GRACE: Duration = Duration::from_millis(50);
 /// byte cap, not the struct overhead, is what a plugin runs into.
 const RECORD_OVERHEAD_BYTES: u64 = std::mem::size_of::<Record>() as u64;
 
-pub(crate) async fn call(runtime: &Runtime, plugin: &Plugin, limits: &Limits, invocation: Invocation<'_>) -> CallReport<Returned> {
+pub(crate) async fn call(
+    runtime: &Runtime,
+    plugin: &Plugin,
+    limits: &Limits,
+    invocation: Invocation<'_>,
+) -> CallReport<Returned> {
     let limits = runtime.clamp(limits);
     // Waiting for a free instance slot does not count against the plugin's deadline.
     let _slot = runtime.acquire_slot().await;
@@ -98,8 +103,8 @@ fn classify(error: &wasmtime::Error, memory_refused: bool, limits: &Limits, logs
         Some(Trap::Interrupt) => return CallError::Deadline { limit: limits.deadline() },
         Some(Trap::StackOverflow) => return CallError::StackOverflow,
         Some(trap) => {
-            let message = match logs.last_stderr_line() {
-                Some(line) => format!("{trap}; last stderr line: {line}"),
+            let message = match logs.stderr_summary() {
+                Some(line) => format!("{trap}; stderr: {line}"),
                 None => trap.to_string(),
             };
             return CallError::Trap { message };
@@ -130,7 +135,9 @@ fn check_output(returned: Returned, limits: &Limits) -> Result<Returned, CallErr
             let records: u64 = output
                 .records
                 .iter()
-                .map(|r| (r.data.len() + r.partition_key.len() + r.explicit_hash_key.as_ref().map_or(0, String::len)) as u64)
+                .map(|r| {
+                    (r.data.len() + r.partition_key.len() + r.explicit_hash_key.as_ref().map_or(0, String::len)) as u64
+                })
                 .sum();
             let state = output.state.as_ref().map_or(0, |s| s.len() as u64);
             let next = output.next.as_ref().map_or(0, request_bytes);

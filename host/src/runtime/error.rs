@@ -67,7 +67,7 @@ pub enum CallError {
     /// The plugin trapped: a panic, `unreachable`, or another WebAssembly trap.
     #[error("plugin trapped: {message}")]
     Trap {
-        /// The trap, with the last line the plugin wrote to stderr (a Rust panic message).
+        /// The trap, with what the plugin wrote to stderr about it (a Rust panic message).
         message: String,
     },
     /// The host could not run the call at all (for example, instantiation failed).

@@ -68,11 +68,7 @@ pub fn human_bytes(bytes: u64) -> String {
 /// Renders a duration the way limits are usually stated: "2 s", "150 ms".
 pub fn human_duration(d: Duration) -> String {
     let ms = d.as_millis();
-    if ms >= 1000 && ms.is_multiple_of(1000) {
-        format!("{} s", ms / 1000)
-    } else {
-        format!("{ms} ms")
-    }
+    if ms >= 1000 && ms.is_multiple_of(1000) { format!("{} s", ms / 1000) } else { format!("{ms} ms") }
 }
 
 #[cfg(test)]

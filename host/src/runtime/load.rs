@@ -66,11 +66,8 @@ const WASI_PACKAGES: [&str; 6] = ["cli", "clocks", "filesystem", "io", "random",
 
 fn check_imports(engine: &Engine, component: &Component) -> Result<(), LoadError> {
     let ty = component.component_type();
-    let mut forbidden: Vec<String> = ty
-        .imports(engine)
-        .map(|(name, _)| name.to_string())
-        .filter(|name| !import_allowed(name))
-        .collect();
+    let mut forbidden: Vec<String> =
+        ty.imports(engine).map(|(name, _)| name.to_string()).filter(|name| !import_allowed(name)).collect();
     if forbidden.is_empty() {
         return Ok(());
     }

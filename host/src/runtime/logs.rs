@@ -77,13 +77,24 @@ pub struct Logs {
 }
 
 impl Logs {
-    /// The last line the plugin wrote to stderr, which holds a Rust panic's message.
-    pub fn last_stderr_line(&self) -> Option<&str> {
-        self.lines
+    /// What best explains a trap from stderr: a Rust panic's message when there is one (std's
+    /// default hook puts it on the line after `panicked at <place>:`), otherwise the last line
+    /// that is not a backtrace hint.
+    pub fn stderr_summary(&self) -> Option<String> {
+        let stderr: Vec<&str> = self
+            .lines
             .iter()
-            .rev()
-            .find(|l| l.source == LogSource::Stderr && !l.message.trim().is_empty())
+            .filter(|l| l.source == LogSource::Stderr && !l.message.trim().is_empty())
             .map(|l| l.message.as_str())
+            .collect();
+        if let Some(at) = stderr.iter().rposition(|l| l.contains("panicked at")) {
+            let line = stderr[at];
+            return Some(match stderr.get(at + 1) {
+                Some(message) if line.trim_end().ends_with(':') => format!("{line} {message}"),
+                _ => line.to_string(),
+            });
+        }
+        stderr.iter().rev().find(|l| !l.starts_with("note: run with `RUST_BACKTRACE")).map(|l| l.to_string())
     }
 }
 
@@ -154,5 +165,14 @@ mod tests {
         assert_eq!(logs.lines.len(), 2);
         assert_eq!(logs.lines[0].message.len(), LOG_LINE_BYTES);
         assert_eq!(logs.dropped_lines, 1);
+    }
+
+    #[test]
+    fn stderr_summary_finds_the_panic_message_of_the_default_hook() {
+        let mut buffer = LogBuffer::new(&Limits::default());
+        let stderr = "\nthread '<unnamed>' panicked at src/lib.rs:3:5:\nboom\nnote: run with `RUST_BACKTRACE=1` environment variable to display a backtrace\n";
+        buffer.push_stdio(LogSource::Stderr, stderr, 0);
+        let summary = buffer.finish().stderr_summary();
+        assert_eq!(summary.as_deref(), Some("thread '<unnamed>' panicked at src/lib.rs:3:5: boom"));
     }
 }

@@ -128,7 +128,13 @@ impl Runtime {
     }
 
     /// Calls the plugin's `prepare` export.
-    pub async fn prepare(&self, plugin: &Plugin, limits: &Limits, poll: &Poll, request: &Request) -> CallReport<Request> {
+    pub async fn prepare(
+        &self,
+        plugin: &Plugin,
+        limits: &Limits,
+        poll: &Poll,
+        request: &Request,
+    ) -> CallReport<Request> {
         let report = call::call(self, plugin, limits, Invocation::Prepare(poll, request)).await;
         map_report(report, |returned| match returned {
             Returned::Request(request) => Some(request),
@@ -137,7 +143,13 @@ impl Runtime {
     }
 
     /// Calls the plugin's `transform` export.
-    pub async fn transform(&self, plugin: &Plugin, limits: &Limits, poll: &Poll, response: &Response) -> CallReport<Output> {
+    pub async fn transform(
+        &self,
+        plugin: &Plugin,
+        limits: &Limits,
+        poll: &Poll,
+        response: &Response,
+    ) -> CallReport<Output> {
         let report = call::call(self, plugin, limits, Invocation::Transform(poll, response)).await;
         map_report(report, |returned| match returned {
             Returned::Output(output) => Some(output),
