@@ -150,7 +150,9 @@ async fn sandbox_grants_no_files_env_or_sockets() {
 async fn log_spam_is_bounded_and_does_not_fail_the_call() {
     let runtime = shared_runtime();
     let plugin = load(runtime, "hostile");
-    let limits = Limits::default();
+    // A million host calls take about a second on an idle machine; this test is about how much
+    // log is kept, so the deadline is raised well past that to stay clear of CI load.
+    let limits = Limits { deadline_ms: 20_000, ..Limits::default() };
     let report = runtime.transform(&plugin, &limits, &poll(&[("mode", "log-spam")]), &response("")).await;
     let output = report.result.expect("log spam is dropped, not fatal");
     assert_eq!(output.records[0].data, b"done");
@@ -224,4 +226,22 @@ async fn busy_loops_in_parallel_do_not_stall_a_healthy_call() {
         crowded < alone + Duration::from_millis(100),
         "a healthy call took {crowded:?} beside 8 busy loops, {alone:?} alone"
     );
+}
+
+#[tokio::test]
+async fn a_hostile_prepare_is_contained_too() {
+    let runtime = shared_runtime();
+    let plugin = load(runtime, "hostile");
+    let limits = Limits { deadline_ms: 300, ..Limits::default() };
+    let request =
+        sluice::runtime::Request { method: "GET".into(), url: "http://api.test/".into(), headers: vec![], body: None };
+    let started = Instant::now();
+    let report =
+        runtime.prepare(&plugin, &limits, &poll(&[("mode", "busy-loop"), ("phase", "prepare")]), &request).await;
+    assert_eq!(report.result.unwrap_err(), CallError::Deadline { limit: limits.deadline() });
+    assert!(started.elapsed() < limits.deadline() + CONTAINMENT_SLACK);
+    let report =
+        runtime.prepare(&plugin, &limits, &poll(&[("mode", "memory-bomb"), ("phase", "prepare")]), &request).await;
+    assert_eq!(report.result.unwrap_err(), CallError::Memory { limit_bytes: 64 << 20 });
+    assert_healthy_after(runtime).await;
 }

@@ -1,6 +1,7 @@
 //! Sluice's one integration-test binary. Each module covers one area against real components
 //! built from `plugins/` (and, in later areas, the real binary and real peers on loopback).
 
+mod cache;
 mod cli;
 mod examples;
 mod fixtures;
