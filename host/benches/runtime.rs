@@ -50,15 +50,19 @@ impl sluice::runtime::bindings::sluice::plugin::host::Host for Bare {
 impl sluice::runtime::bindings::sluice::plugin::types::Host for Bare {}
 
 /// The smallest honest wasmtime embedding of the same component: async calls (the bindings are
-/// async), default engine, on-demand allocation, no limits, no deadline.
+/// async), default engine settings, no limits, no deadline; on-demand or pooling allocation.
 struct BareHost {
     engine: Engine,
     pre: sluice::runtime::bindings::TransformerPre<Bare>,
 }
 
 impl BareHost {
-    fn new(wasm: &[u8]) -> Self {
-        let engine = Engine::default();
+    fn new(wasm: &[u8], pooling: bool) -> Self {
+        let mut config = wasmtime::Config::new();
+        if pooling {
+            config.allocation_strategy(wasmtime::InstanceAllocationStrategy::Pooling(Default::default()));
+        }
+        let engine = Engine::new(&config).unwrap();
         let component = Component::new(&engine, wasm).unwrap();
         let mut linker = Linker::new(&engine);
         wasmtime_wasi::p2::add_to_linker_async(&mut linker).unwrap();
@@ -72,6 +76,19 @@ impl BareHost {
             Store::new(&self.engine, Bare { wasi: WasiCtx::builder().build(), table: ResourceTable::new() });
         let instance = self.pre.instantiate_async(&mut store).await.unwrap();
         instance.call_transform(&mut store, poll, response).await.unwrap()
+    }
+
+    /// The same call, timed by phase: store creation + instantiation, the call, the drop.
+    async fn transform_phases(&self, poll: &Poll, response: &Response) -> [Duration; 3] {
+        let started = Instant::now();
+        let mut store =
+            Store::new(&self.engine, Bare { wasi: WasiCtx::builder().build(), table: ResourceTable::new() });
+        let instance = self.pre.instantiate_async(&mut store).await.unwrap();
+        let instantiated = Instant::now();
+        instance.call_transform(&mut store, poll, response).await.unwrap().unwrap();
+        let called = Instant::now();
+        drop(store);
+        [instantiated - started, called - instantiated, called.elapsed()]
     }
 }
 
@@ -92,18 +109,21 @@ fn response(body: Vec<u8>) -> Response {
 async fn passthrough(runtime: &Runtime) {
     let wasm = std::fs::read(plugin_path("passthrough")).expect("build the plugins first: cargo xtask plugins");
     let plugin = runtime.load(&wasm).unwrap();
-    let bare = BareHost::new(&wasm);
+    let bare = BareHost::new(&wasm, false);
+    let bare_pooled = BareHost::new(&wasm, true);
     let poll = poll(&[]);
     let response = response(vec![b'x'; 1024]);
     let limits = Limits::default();
     const CALLS: u32 = 2_000;
 
-    // Warm both paths (page faults, pool slots, thread-local state) before measuring.
+    // Warm every path (page faults, pool slots, thread-local state) before measuring.
     for _ in 0..200 {
         runtime.transform(&plugin, &limits, &poll, &response).await.result.unwrap();
         bare.transform(&poll, &response).await.unwrap();
+        bare_pooled.transform(&poll, &response).await.unwrap();
     }
-    let (mut sluice, mut baseline) = (Vec::new(), Vec::new());
+    let (mut sluice, mut on_demand, mut pooled) = (Vec::new(), Vec::new(), Vec::new());
+    let mut phases = [Vec::new(), Vec::new(), Vec::new()];
     for _ in 0..ROUNDS {
         let started = Instant::now();
         for _ in 0..CALLS {
@@ -114,13 +134,41 @@ async fn passthrough(runtime: &Runtime) {
         for _ in 0..CALLS {
             bare.transform(&poll, &response).await.unwrap();
         }
-        baseline.push(started.elapsed() / CALLS);
+        on_demand.push(started.elapsed() / CALLS);
+        let started = Instant::now();
+        for _ in 0..CALLS {
+            bare_pooled.transform(&poll, &response).await.unwrap();
+        }
+        pooled.push(started.elapsed() / CALLS);
+        let mut sums = [Duration::ZERO; 3];
+        for _ in 0..CALLS {
+            let times = bare_pooled.transform_phases(&poll, &response).await;
+            for (sum, t) in sums.iter_mut().zip(times) {
+                *sum += t;
+            }
+        }
+        for (phase, sum) in phases.iter_mut().zip(sums) {
+            phase.push(sum / CALLS);
+        }
     }
-    let (s, b) = (median(sluice), median(baseline));
+    let us = |d: Duration| d.as_secs_f64() * 1e6;
+    let (s, b, p) = (median(sluice), median(on_demand), median(pooled));
+    let [inst, call, dropped] = phases.map(median);
     println!("passthrough 1 KiB, per call (median of {ROUNDS} rounds of {CALLS}):");
-    println!("  sluice runtime  {:>9.1} µs", s.as_secs_f64() * 1e6);
-    println!("  bare wasmtime   {:>9.1} µs", b.as_secs_f64() * 1e6);
-    println!("  ratio           {:>9.2}x (aim: within 2x)", s.as_secs_f64() / b.as_secs_f64());
+    println!("  sluice runtime (pooling, limits, deadline)  {:>7.1} µs", us(s));
+    println!("  bare wasmtime, default on-demand allocator  {:>7.1} µs", us(b));
+    println!("  bare wasmtime, pooling allocator            {:>7.1} µs", us(p));
+    println!(
+        "    of which store + instantiate {:.1} µs, call {:.1} µs, drop {:.1} µs",
+        us(inst),
+        us(call),
+        us(dropped)
+    );
+    println!("  ratio sluice / bare on-demand  {:>5.2}x (aim: within 2x)", s.as_secs_f64() / b.as_secs_f64());
+    println!(
+        "  ratio sluice / bare pooling    {:>5.2}x (Sluice's limits and bookkeeping)",
+        s.as_secs_f64() / p.as_secs_f64()
+    );
 }
 
 /// json-split's logic, natively: parse, then one compact record per element keyed by a field.

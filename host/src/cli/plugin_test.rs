@@ -248,7 +248,7 @@ fn print_output(output: &Output) {
 
 fn print_logs(logs: &Logs) {
     for line in &logs.lines {
-        println!("  log      {:<5} {:?} {}", line.level.as_str(), line.source, line.message);
+        println!("  log      {:<5} {:<6} {}", line.level.as_str(), line.source.as_str(), line.message);
     }
     if logs.dropped_lines > 0 {
         println!("  log      {} more lines dropped (log budget spent)", logs.dropped_lines);
