@@ -245,3 +245,14 @@ async fn a_hostile_prepare_is_contained_too() {
     assert_eq!(report.result.unwrap_err(), CallError::Memory { limit_bytes: 64 << 20 });
     assert_healthy_after(runtime).await;
 }
+
+#[tokio::test]
+async fn a_plugin_sleeping_inside_wasi_is_cut_off_at_its_deadline() {
+    let runtime = shared_runtime();
+    let limits = Limits { deadline_ms: 300, ..Limits::default() };
+    let (result, elapsed) = run_mode(runtime, &limits, &[("mode", "sleep")]).await;
+    assert_eq!(result.unwrap_err(), CallError::Deadline { limit: limits.deadline() });
+    assert!(elapsed >= limits.deadline(), "cut off early, after {elapsed:?}");
+    assert!(elapsed < limits.deadline() + CONTAINMENT_SLACK, "took {elapsed:?}");
+    assert_healthy_after(runtime).await;
+}
