@@ -72,3 +72,144 @@ pub fn poll(settings: &[(&str, &str)]) -> Poll {
 pub fn response(body: impl Into<Vec<u8>>) -> Response {
     Response { status: 200, headers: vec![("content-type".into(), "application/json".into())], body: body.into() }
 }
+
+/// The operator token the API tests use.
+pub const ADMIN_TOKEN: &str = "test-admin-token-0123456789";
+
+/// An in-process API over a fresh store in a temporary directory, for `oneshot` tests.
+pub struct TestApi {
+    pub app: axum::Router,
+    pub dir: tempfile::TempDir,
+}
+
+impl TestApi {
+    pub fn new() -> Self {
+        let dir = tempfile::tempdir().unwrap();
+        let store = sluice::store::Store::open(&dir.path().join("db")).unwrap();
+        let app = sluice::api::app(sluice::api::AppState::new(store, ADMIN_TOKEN), 1 << 20);
+        Self { app, dir }
+    }
+
+    /// Sends one request and returns the status and the JSON body (`null` when empty).
+    pub async fn call(
+        &self,
+        method: &str,
+        path: &str,
+        token: Option<&str>,
+        body: Option<&str>,
+    ) -> (u16, serde_json::Value) {
+        use http_body_util::BodyExt;
+        use tower::ServiceExt;
+        let mut request = axum::http::Request::builder().method(method).uri(path);
+        if let Some(token) = token {
+            request = request.header("authorization", format!("Bearer {token}"));
+        }
+        if body.is_some() {
+            request = request.header("content-type", "application/json");
+        }
+        let request = request.body(axum::body::Body::from(body.unwrap_or("").to_string())).unwrap();
+        let response = self.app.clone().oneshot(request).await.unwrap();
+        let status = response.status().as_u16();
+        let bytes = response.into_body().collect().await.unwrap().to_bytes();
+        let json = if bytes.is_empty() { serde_json::Value::Null } else { serde_json::from_slice(&bytes).unwrap() };
+        (status, json)
+    }
+
+    /// Creates a tenant as the operator; returns its id and API key.
+    pub async fn tenant(&self, name: &str) -> (String, String) {
+        let (status, body) =
+            self.call("POST", "/v1/tenants", Some(ADMIN_TOKEN), Some(&format!(r#"{{"name": "{name}"}}"#))).await;
+        assert_eq!(status, 201, "{body}");
+        (body["id"].as_str().unwrap().to_string(), body["api_key"].as_str().unwrap().to_string())
+    }
+}
+
+impl Default for TestApi {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
+/// A running `sluice serve`, killed when dropped.
+pub struct Daemon {
+    pub child: std::process::Child,
+    pub addr: std::net::SocketAddr,
+}
+
+impl Daemon {
+    /// Starts `sluice serve` on an ephemeral loopback port with the given data directory and
+    /// waits (at most 30 s) until it prints its address.
+    pub fn start(data_dir: &std::path::Path) -> Self {
+        use std::io::BufRead;
+        let mut child = std::process::Command::new(sluice_bin())
+            .arg("serve")
+            .env("SLUICE_LISTEN", "127.0.0.1:0")
+            .env("SLUICE_DATA_DIR", data_dir)
+            .env("SLUICE_ADMIN_TOKEN", ADMIN_TOKEN)
+            .env("SLUICE_LOG", "warn")
+            .stdout(std::process::Stdio::piped())
+            .spawn()
+            .expect("sluice starts");
+        let stdout = child.stdout.take().unwrap();
+        let (tx, rx) = std::sync::mpsc::channel();
+        std::thread::spawn(move || {
+            for line in std::io::BufReader::new(stdout).lines().map_while(Result::ok) {
+                if let Some(addr) = line.strip_prefix("sluice listening on http://") {
+                    let _ = tx.send(addr.parse::<std::net::SocketAddr>().unwrap());
+                }
+            }
+        });
+        let addr = rx.recv_timeout(std::time::Duration::from_secs(30)).expect("sluice printed its address");
+        Self { child, addr }
+    }
+
+    /// Sends one HTTP/1.1 request and returns the status and JSON body (`null` when empty).
+    pub fn call(&self, method: &str, path: &str, token: Option<&str>, body: Option<&str>) -> (u16, serde_json::Value) {
+        http_call(self.addr, method, path, token, body)
+    }
+
+    /// `kill -9`: no shutdown code runs.
+    pub fn kill(mut self) {
+        self.child.kill().unwrap();
+        self.child.wait().unwrap();
+    }
+}
+
+impl Drop for Daemon {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+/// A minimal HTTP/1.1 client over a loopback TCP connection (`Connection: close`), enough for
+/// JSON APIs in tests.
+pub fn http_call(
+    addr: std::net::SocketAddr,
+    method: &str,
+    path: &str,
+    token: Option<&str>,
+    body: Option<&str>,
+) -> (u16, serde_json::Value) {
+    use std::io::{Read, Write};
+    let mut stream = std::net::TcpStream::connect(addr).expect("connects to the daemon");
+    stream.set_read_timeout(Some(std::time::Duration::from_secs(30))).unwrap();
+    let body = body.unwrap_or("");
+    let mut request = format!("{method} {path} HTTP/1.1\r\nhost: {addr}\r\nconnection: close\r\n");
+    if let Some(token) = token {
+        request.push_str(&format!("authorization: Bearer {token}\r\n"));
+    }
+    if !body.is_empty() {
+        request.push_str("content-type: application/json\r\n");
+    }
+    request.push_str(&format!("content-length: {}\r\n\r\n{body}", body.len()));
+    stream.write_all(request.as_bytes()).unwrap();
+    let mut response = Vec::new();
+    stream.read_to_end(&mut response).unwrap();
+    let text = String::from_utf8_lossy(&response);
+    let (head, rest) = text.split_once("\r\n\r\n").expect("a complete HTTP response");
+    let status = head.split_whitespace().nth(1).and_then(|s| s.parse().ok()).expect("a status code");
+    // Responses from axum here are small and sent with content-length, not chunked.
+    let json = if rest.trim().is_empty() { serde_json::Value::Null } else { serde_json::from_str(rest).unwrap() };
+    (status, json)
+}

@@ -6,9 +6,17 @@
 //!
 //! - [`runtime`]: the sandboxed component runtime (wasmtime): load, check and call plugins under
 //!   per-call limits.
-//! - [`cli`]: the `sluice` command line, including `sluice plugin test`.
+//! - [`store`]: persistence (sled): tenants and their key hashes, durable before a response.
+//! - [`api`]: the HTTP API (axum): `fn app(state) -> Router`, one error type, auth.
+//! - [`config`]: `sluice serve` settings from TOML and `SLUICE_*` variables.
+//! - [`server`]: runs the daemon until a shutdown future resolves.
+//! - [`cli`]: the `sluice` command line: `serve` and `plugin test`.
 //!
 //! `ARCHITECTURE.md` at the repository root is the map of how these fit together.
 
+pub mod api;
 pub mod cli;
+pub mod config;
 pub mod runtime;
+pub mod server;
+pub mod store;

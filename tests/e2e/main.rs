@@ -1,7 +1,9 @@
 //! Sluice's one integration-test binary. Each module covers one area against real components
 //! built from `plugins/` (and, in later areas, the real binary and real peers on loopback).
 
+mod api;
 mod cache;
 mod cli;
+mod daemon;
 mod examples;
 mod fixtures;

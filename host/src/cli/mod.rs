@@ -1,9 +1,11 @@
 //! The `sluice` command line.
 //!
-//! Exit codes: 0 on success, 1 when a plugin call failed, 2 for a usage error, 65 when an input
-//! file or plugin is unusable, 70 for an internal failure.
+//! Exit codes: 0 on success, 1 when a plugin call failed, 2 for a usage error, 64 for a bad
+//! setting (nothing is bound), 65 when an input file or plugin is unusable, 70 for an internal
+//! failure.
 
 mod plugin_test;
+mod serve;
 
 use std::process::ExitCode;
 
@@ -19,6 +21,8 @@ pub struct Cli {
 
 #[derive(Debug, Subcommand)]
 enum Command {
+    /// Run the daemon: the HTTP API (and, as it lands, the scheduler).
+    Serve(serve::Args),
     /// Work with plugins locally.
     #[command(subcommand)]
     Plugin(PluginCommand),
@@ -30,6 +34,8 @@ enum PluginCommand {
     Test(plugin_test::Args),
 }
 
+/// Exit code for a bad setting, as in sysexits.h (`EX_USAGE`).
+pub const EXIT_CONFIG: u8 = 64;
 /// Exit code for unusable input (a missing file, an invalid component), as in sysexits.h.
 pub const EXIT_DATA_ERROR: u8 = 65;
 /// Exit code for a failure of the host itself.
@@ -47,12 +53,13 @@ pub fn main() -> ExitCode {
         }
     };
     match cli.command {
+        Command::Serve(args) => runtime.block_on(serve::run(args)),
         Command::Plugin(PluginCommand::Test(args)) => runtime.block_on(plugin_test::run(args)),
     }
 }
 
 fn init_tracing() {
     let filter = tracing_subscriber::EnvFilter::try_from_env("SLUICE_LOG")
-        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("warn"));
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
     let _ = tracing_subscriber::fmt().with_env_filter(filter).with_writer(std::io::stderr).try_init();
 }

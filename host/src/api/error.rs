@@ -1,0 +1,74 @@
+//! The API's one error type and its one JSON body:
+//! `{"error": {"code": "snake_case_code", "message": "what was wrong and how to fix it"}}`.
+
+use axum::Json;
+use axum::http::StatusCode;
+use axum::response::{IntoResponse, Response};
+use serde_json::json;
+
+use crate::store::StoreError;
+
+/// Everything a handler can answer besides success.
+#[derive(Debug, thiserror::Error)]
+pub enum ApiError {
+    /// 400: the request is malformed or a field is invalid.
+    #[error("{message}")]
+    Invalid { code: &'static str, message: String },
+    /// 401: no token, or a token that matches nothing.
+    #[error("{0}")]
+    Unauthorized(String),
+    /// 403: the caller is known but not allowed (a disabled tenant, a quota).
+    #[error("{message}")]
+    Forbidden { code: &'static str, message: String },
+    /// 404: absent, or another tenant's (the two are never told apart).
+    #[error("{0}")]
+    NotFound(String),
+    /// 409: the request conflicts with the current state.
+    #[error("{0}")]
+    Conflict(String),
+    /// 413: the body is larger than this route accepts.
+    #[error("{0}")]
+    TooLarge(String),
+    /// 500: the host failed; the message is logged, and the caller gets a generic one.
+    #[error("internal error: {0}")]
+    Internal(String),
+}
+
+impl ApiError {
+    /// A 400 with the `invalid_request` code.
+    pub fn invalid(message: impl Into<String>) -> Self {
+        ApiError::Invalid { code: "invalid_request", message: message.into() }
+    }
+
+    fn parts(&self) -> (StatusCode, &'static str) {
+        match self {
+            ApiError::Invalid { code, .. } => (StatusCode::BAD_REQUEST, code),
+            ApiError::Unauthorized(_) => (StatusCode::UNAUTHORIZED, "unauthorized"),
+            ApiError::Forbidden { code, .. } => (StatusCode::FORBIDDEN, code),
+            ApiError::NotFound(_) => (StatusCode::NOT_FOUND, "not_found"),
+            ApiError::Conflict(_) => (StatusCode::CONFLICT, "conflict"),
+            ApiError::TooLarge(_) => (StatusCode::PAYLOAD_TOO_LARGE, "too_large"),
+            ApiError::Internal(_) => (StatusCode::INTERNAL_SERVER_ERROR, "internal"),
+        }
+    }
+}
+
+impl From<StoreError> for ApiError {
+    fn from(e: StoreError) -> Self {
+        ApiError::Internal(e.to_string())
+    }
+}
+
+impl IntoResponse for ApiError {
+    fn into_response(self) -> Response {
+        let (status, code) = self.parts();
+        let message = match &self {
+            ApiError::Internal(detail) => {
+                tracing::error!("internal error: {detail}");
+                "the server failed to handle this request; try again, and report it if it persists".to_string()
+            }
+            other => other.to_string(),
+        };
+        (status, Json(json!({"error": {"code": code, "message": message}}))).into_response()
+    }
+}

@@ -1,0 +1,189 @@
+//! `sluice serve` configuration: a TOML file (`--config`) overlaid with `SLUICE_*` environment
+//! variables. Every field is documented here because this file is the configuration reference.
+
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use serde::Deserialize;
+
+use crate::runtime::RuntimeConfig;
+
+/// The daemon's settings. Unknown keys are errors, so that a typo never silently falls back to a
+/// default.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct Config {
+    /// Address the HTTP API listens on (`SLUICE_LISTEN`).
+    pub listen: SocketAddr,
+    /// Directory for the database and the compiled-plugin cache (`SLUICE_DATA_DIR`).
+    pub data_dir: PathBuf,
+    /// The operator's bearer token (`SLUICE_ADMIN_TOKEN`), at least 16 characters. Required.
+    pub admin_token: Option<String>,
+    /// Allow sources on loopback, private, link-local and metadata addresses
+    /// (`SLUICE_ALLOW_PRIVATE_SOURCES`). Off by default; tests and the demo turn it on.
+    pub allow_private_sources: bool,
+    /// Largest JSON request body accepted, in bytes.
+    pub max_json_bytes: u64,
+    /// How long in-flight requests may take to finish after a shutdown signal.
+    pub shutdown_grace_ms: u64,
+    /// The component runtime: concurrency, memory ceiling, per-call limits.
+    pub runtime: RuntimeConfig,
+}
+
+impl Default for Config {
+    fn default() -> Self {
+        Self {
+            listen: SocketAddr::from(([127, 0, 0, 1], 8080)),
+            data_dir: PathBuf::from("./sluice-data"),
+            admin_token: None,
+            allow_private_sources: false,
+            max_json_bytes: 1 << 20,
+            shutdown_grace_ms: 10_000,
+            runtime: RuntimeConfig::default(),
+        }
+    }
+}
+
+/// A setting that cannot be used, named so that the operator can fix it.
+#[derive(Debug, thiserror::Error)]
+#[error("{setting}: {message}")]
+pub struct ConfigError {
+    /// The file key or environment variable at fault.
+    pub setting: String,
+    /// What is wrong and how to fix it.
+    pub message: String,
+}
+
+fn error(setting: &str, message: impl Into<String>) -> ConfigError {
+    ConfigError { setting: setting.to_string(), message: message.into() }
+}
+
+/// Shortest operator token accepted: shorter ones are guessable.
+const MIN_ADMIN_TOKEN_CHARS: usize = 16;
+
+impl Config {
+    /// Reads the file (if any), applies the environment, and checks the result.
+    pub fn load(file: Option<&Path>, env: impl Fn(&str) -> Option<String>) -> Result<Self, ConfigError> {
+        let mut config = match file {
+            Some(path) => {
+                let setting = path.display().to_string();
+                let text =
+                    std::fs::read_to_string(path).map_err(|e| error(&setting, format!("cannot read it: {e}")))?;
+                toml::from_str(&text).map_err(|e| error(&setting, e.message().to_string()))?
+            }
+            None => Config::default(),
+        };
+        if let Some(value) = env("SLUICE_LISTEN") {
+            config.listen = value.parse().map_err(|_| {
+                error("SLUICE_LISTEN", format!("`{value}` is not an address; use host:port such as 127.0.0.1:8080"))
+            })?;
+        }
+        if let Some(value) = env("SLUICE_DATA_DIR") {
+            config.data_dir = PathBuf::from(value);
+        }
+        if let Some(value) = env("SLUICE_ADMIN_TOKEN") {
+            config.admin_token = Some(value);
+        }
+        if let Some(value) = env("SLUICE_ALLOW_PRIVATE_SOURCES") {
+            config.allow_private_sources = match value.as_str() {
+                "1" | "true" | "yes" => true,
+                "0" | "false" | "no" | "" => false,
+                _ => {
+                    return Err(error(
+                        "SLUICE_ALLOW_PRIVATE_SOURCES",
+                        format!("`{value}` is not a boolean; use true or false"),
+                    ));
+                }
+            };
+        }
+        config.check()?;
+        Ok(config)
+    }
+
+    fn check(&self) -> Result<(), ConfigError> {
+        match &self.admin_token {
+            None => {
+                return Err(error(
+                    "SLUICE_ADMIN_TOKEN",
+                    "not set; set it to a random secret of at least 16 characters",
+                ));
+            }
+            Some(token) if token.chars().count() < MIN_ADMIN_TOKEN_CHARS => {
+                return Err(error("SLUICE_ADMIN_TOKEN", "shorter than 16 characters; use a longer random secret"));
+            }
+            Some(_) => {}
+        }
+        if self.data_dir.as_os_str().is_empty() {
+            return Err(error("SLUICE_DATA_DIR", "empty; set it to a directory for the database"));
+        }
+        if self.max_json_bytes == 0 {
+            return Err(error("max_json_bytes", "must be at least 1"));
+        }
+        let limits = &self.runtime.limits;
+        if limits.deadline_ms == 0 {
+            return Err(error("runtime.limits.deadline_ms", "must be at least 1"));
+        }
+        if limits.memory_bytes > self.runtime.max_memory_bytes {
+            return Err(error(
+                "runtime.limits.memory_bytes",
+                "exceeds runtime.max_memory_bytes; raise that or lower this",
+            ));
+        }
+        if self.runtime.max_concurrent_calls == 0 {
+            return Err(error("runtime.max_concurrent_calls", "must be at least 1"));
+        }
+        Ok(())
+    }
+
+    /// The grace period for in-flight requests at shutdown.
+    pub fn shutdown_grace(&self) -> Duration {
+        Duration::from_millis(self.shutdown_grace_ms)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn env(vars: &[(&str, &str)]) -> impl Fn(&str) -> Option<String> {
+        let vars: Vec<(String, String)> = vars.iter().map(|(k, v)| (k.to_string(), v.to_string())).collect();
+        move |name| vars.iter().find(|(k, _)| k == name).map(|(_, v)| v.clone())
+    }
+
+    const TOKEN: (&str, &str) = ("SLUICE_ADMIN_TOKEN", "0123456789abcdef");
+
+    #[test]
+    fn environment_overrides_defaults() {
+        let config = Config::load(
+            None,
+            env(&[TOKEN, ("SLUICE_LISTEN", "127.0.0.1:0"), ("SLUICE_ALLOW_PRIVATE_SOURCES", "true")]),
+        )
+        .unwrap();
+        assert_eq!(config.listen.port(), 0);
+        assert!(config.allow_private_sources);
+    }
+
+    #[test]
+    fn bad_settings_are_named() {
+        let e = Config::load(None, env(&[])).unwrap_err();
+        assert_eq!(e.setting, "SLUICE_ADMIN_TOKEN");
+        let e = Config::load(None, env(&[TOKEN, ("SLUICE_LISTEN", "nowhere")])).unwrap_err();
+        assert_eq!(e.to_string(), "SLUICE_LISTEN: `nowhere` is not an address; use host:port such as 127.0.0.1:8080");
+        let e = Config::load(None, env(&[("SLUICE_ADMIN_TOKEN", "short")])).unwrap_err();
+        assert!(e.message.contains("16 characters"));
+    }
+
+    #[test]
+    fn unknown_file_keys_are_rejected() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("sluice.toml");
+        std::fs::write(&path, "listen = \"127.0.0.1:9000\"\nlisten_port = 1\n").unwrap();
+        let e = Config::load(Some(&path), env(&[TOKEN])).unwrap_err();
+        assert!(e.message.contains("listen_port"), "{e}");
+        std::fs::write(&path, "listen = \"127.0.0.1:9000\"\n[runtime.limits]\ndeadline_ms = 500\n").unwrap();
+        let config = Config::load(Some(&path), env(&[TOKEN])).unwrap();
+        assert_eq!(config.listen.port(), 9000);
+        assert_eq!(config.runtime.limits.deadline_ms, 500);
+    }
+}

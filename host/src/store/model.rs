@@ -1,0 +1,104 @@
+//! The records the store keeps, in the shape the API shows them.
+
+use serde::{Deserialize, Serialize};
+
+/// A tenant's service tier, which sets its default quotas.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Tier {
+    #[default]
+    Free,
+    Standard,
+    Premium,
+}
+
+impl Tier {
+    /// The quotas a tenant of this tier has unless the operator overrides them.
+    pub fn quotas(self) -> Quotas {
+        match self {
+            Tier::Free => {
+                Quotas { max_projects: 5, max_plugins: 5, min_interval_seconds: 300, max_plugin_bytes: 32 << 20 }
+            }
+            Tier::Standard => {
+                Quotas { max_projects: 100, max_plugins: 50, min_interval_seconds: 60, max_plugin_bytes: 32 << 20 }
+            }
+            Tier::Premium => {
+                Quotas { max_projects: 10_000, max_plugins: 500, min_interval_seconds: 1, max_plugin_bytes: 64 << 20 }
+            }
+        }
+    }
+}
+
+/// Whether a tenant may use the service.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum TenantStatus {
+    #[default]
+    Active,
+    /// Keys answer 403 and projects do not run.
+    Disabled,
+}
+
+/// Limits on what a tenant may create and how often its projects may run.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Quotas {
+    /// Projects the tenant may have.
+    pub max_projects: u32,
+    /// Plugins the tenant may have.
+    pub max_plugins: u32,
+    /// The shortest schedule interval allowed, in seconds.
+    pub min_interval_seconds: u64,
+    /// The largest plugin upload, in bytes.
+    pub max_plugin_bytes: u64,
+}
+
+/// Per-tenant overrides of the tier's quotas; an absent field keeps the tier's value.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct QuotaOverrides {
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub max_projects: Option<u32>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub max_plugins: Option<u32>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub min_interval_seconds: Option<u64>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub max_plugin_bytes: Option<u64>,
+}
+
+impl QuotaOverrides {
+    /// The tier's quotas with these overrides applied.
+    pub fn apply(&self, tier: Tier) -> Quotas {
+        let base = tier.quotas();
+        Quotas {
+            max_projects: self.max_projects.unwrap_or(base.max_projects),
+            max_plugins: self.max_plugins.unwrap_or(base.max_plugins),
+            min_interval_seconds: self.min_interval_seconds.unwrap_or(base.min_interval_seconds),
+            max_plugin_bytes: self.max_plugin_bytes.unwrap_or(base.max_plugin_bytes),
+        }
+    }
+}
+
+/// A customer of the service.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Tenant {
+    /// `ten_` and 16 hex digits.
+    pub id: String,
+    pub name: String,
+    pub tier: Tier,
+    pub status: TenantStatus,
+    /// The operator's overrides of the tier's quotas.
+    pub quota_overrides: QuotaOverrides,
+    /// When the tenant was created, RFC 3339.
+    pub created_at: String,
+    /// SHA-256 (hex) of the tenant's current API key. Stored, never shown by the API.
+    pub key_hash: String,
+}
+
+impl Tenant {
+    /// The quotas in force: the tier's, with the operator's overrides.
+    pub fn quotas(&self) -> Quotas {
+        self.quota_overrides.apply(self.tier)
+    }
+}
