@@ -86,7 +86,14 @@ impl TestApi {
     pub fn new() -> Self {
         let dir = tempfile::tempdir().unwrap();
         let store = sluice::store::Store::open(&dir.path().join("db")).unwrap();
-        let app = sluice::api::app(sluice::api::AppState::new(store, ADMIN_TOKEN), 1 << 20);
+        let runtime = Runtime::new(RuntimeConfig {
+            max_concurrent_calls: 8,
+            cache_dir: Some(dir.path().join("compiled")),
+            ..RuntimeConfig::default()
+        })
+        .unwrap();
+        let limits = sluice::api::Limits { max_json_bytes: 1 << 20, max_plugin_bytes: 32 << 20 };
+        let app = sluice::api::app(sluice::api::AppState::new(store, runtime, ADMIN_TOKEN, limits));
         Self { app, dir }
     }
 
@@ -98,21 +105,40 @@ impl TestApi {
         token: Option<&str>,
         body: Option<&str>,
     ) -> (u16, serde_json::Value) {
+        let content_type = body.map(|_| "application/json");
+        self.call_raw(method, path, token, content_type, body.unwrap_or("").as_bytes().to_vec()).await
+    }
+
+    /// Sends one request with any body and content type.
+    pub async fn call_raw(
+        &self,
+        method: &str,
+        path: &str,
+        token: Option<&str>,
+        content_type: Option<&str>,
+        body: Vec<u8>,
+    ) -> (u16, serde_json::Value) {
         use http_body_util::BodyExt;
         use tower::ServiceExt;
         let mut request = axum::http::Request::builder().method(method).uri(path);
         if let Some(token) = token {
             request = request.header("authorization", format!("Bearer {token}"));
         }
-        if body.is_some() {
-            request = request.header("content-type", "application/json");
+        if let Some(content_type) = content_type {
+            request = request.header("content-type", content_type);
         }
-        let request = request.body(axum::body::Body::from(body.unwrap_or("").to_string())).unwrap();
+        let request = request.body(axum::body::Body::from(body)).unwrap();
         let response = self.app.clone().oneshot(request).await.unwrap();
         let status = response.status().as_u16();
         let bytes = response.into_body().collect().await.unwrap().to_bytes();
         let json = if bytes.is_empty() { serde_json::Value::Null } else { serde_json::from_slice(&bytes).unwrap() };
         (status, json)
+    }
+
+    /// Uploads a built plugin as a tenant.
+    pub async fn upload(&self, key: &str, plugin: &str) -> (u16, serde_json::Value) {
+        let path = format!("/v1/plugins?name={plugin}");
+        self.call_raw("POST", &path, Some(key), Some("application/wasm"), plugin_bytes(plugin)).await
     }
 
     /// Creates a tenant as the operator; returns its id and API key.

@@ -25,6 +25,9 @@ pub struct Config {
     pub allow_private_sources: bool,
     /// Largest JSON request body accepted, in bytes.
     pub max_json_bytes: u64,
+    /// Largest plugin upload accepted from any tenant, in bytes; tiers may allow less. The
+    /// default fits a Python plugin built with componentize-py (about 18 MB).
+    pub max_plugin_bytes: u64,
     /// How long in-flight requests may take to finish after a shutdown signal.
     pub shutdown_grace_ms: u64,
     /// The component runtime: concurrency, memory ceiling, per-call limits.
@@ -39,6 +42,7 @@ impl Default for Config {
             admin_token: None,
             allow_private_sources: false,
             max_json_bytes: 1 << 20,
+            max_plugin_bytes: 32 << 20,
             shutdown_grace_ms: 10_000,
             runtime: RuntimeConfig::default(),
         }

@@ -8,6 +8,7 @@ use anyhow::Context;
 
 use crate::api::{self, AppState};
 use crate::config::Config;
+use crate::runtime::Runtime;
 use crate::store::Store;
 
 /// Runs the daemon until `shutdown` resolves. Calls `on_bound` with the address actually bound
@@ -22,9 +23,16 @@ pub async fn run(
     let store = Store::open(&config.data_dir.join("db"))
         .with_context(|| format!("cannot open the database in {}", config.data_dir.display()))?;
     let token = config.admin_token.as_deref().context("SLUICE_ADMIN_TOKEN is not set")?;
-    let state = AppState::new(store.clone(), token);
+    let mut runtime_config = config.runtime.clone();
+    runtime_config.cache_dir.get_or_insert_with(|| config.data_dir.join("compiled"));
+    let runtime = Runtime::new(runtime_config).context("cannot start the component runtime")?;
+    let limits = api::Limits {
+        max_json_bytes: config.max_json_bytes as usize,
+        max_plugin_bytes: config.max_plugin_bytes as usize,
+    };
+    let state = AppState::new(store.clone(), runtime, token, limits);
     let ready = state.readiness();
-    let app = api::app(state, config.max_json_bytes as usize);
+    let app = api::app(state);
 
     let listener = tokio::net::TcpListener::bind(config.listen)
         .await

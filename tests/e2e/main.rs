@@ -7,3 +7,4 @@ mod cli;
 mod daemon;
 mod examples;
 mod fixtures;
+mod plugins_api;

@@ -8,12 +8,14 @@
 
 mod auth;
 mod error;
+mod extract;
 mod health;
-mod json;
+mod plugins;
 mod tenants;
 
-use std::sync::Arc;
+use std::collections::HashMap;
 use std::sync::atomic::AtomicBool;
+use std::sync::{Arc, Mutex};
 
 use axum::Router;
 use axum::extract::DefaultBodyLimit;
@@ -21,24 +23,41 @@ use sha2::{Digest, Sha256};
 
 pub use error::ApiError;
 
+use crate::runtime::{Plugin, Runtime};
 use crate::store::Store;
+
+/// Body limits per kind of route.
+#[derive(Debug, Clone, Copy)]
+pub struct Limits {
+    /// Largest JSON body, in bytes.
+    pub max_json_bytes: usize,
+    /// Largest plugin upload, in bytes.
+    pub max_plugin_bytes: usize,
+}
 
 /// What every handler can reach. Cheap to clone.
 #[derive(Clone)]
 pub struct AppState {
     pub(crate) store: Store,
+    pub(crate) runtime: Runtime,
+    pub(crate) limits: Limits,
     pub(crate) admin_token_sha256: Arc<[u8]>,
     /// Cleared when shutdown begins, so that `/readyz` turns away new traffic first.
     pub(crate) ready: Arc<AtomicBool>,
+    /// Plugins compiled and pre-linked in this process, by content id.
+    pub(crate) loaded: Arc<Mutex<HashMap<String, Plugin>>>,
 }
 
 impl AppState {
-    /// The state for a store and the operator's token.
-    pub fn new(store: Store, admin_token: &str) -> Self {
+    /// The state for a store, a runtime and the operator's token.
+    pub fn new(store: Store, runtime: Runtime, admin_token: &str, limits: Limits) -> Self {
         Self {
             store,
+            runtime,
+            limits,
             admin_token_sha256: Arc::from(Sha256::digest(admin_token.as_bytes()).as_slice()),
             ready: Arc::new(AtomicBool::new(true)),
+            loaded: Arc::default(),
         }
     }
 
@@ -48,12 +67,16 @@ impl AppState {
     }
 }
 
-/// The whole API, with JSON bodies limited to `max_json_bytes`.
-pub fn app(state: AppState, max_json_bytes: usize) -> Router {
+/// The whole API. JSON bodies are limited to `max_json_bytes`; plugin uploads have their own
+/// larger limit.
+pub fn app(state: AppState) -> Router {
+    let limits = state.limits;
     Router::new()
         .merge(tenants::routes())
+        .merge(plugins::routes())
+        .layer(DefaultBodyLimit::max(limits.max_json_bytes))
+        .merge(plugins::upload_routes().layer(DefaultBodyLimit::max(limits.max_plugin_bytes)))
         .merge(health::routes())
         .fallback(|| async { ApiError::NotFound("no such route; see GET /openapi.json for the API".into()) })
-        .layer(DefaultBodyLimit::max(max_json_bytes))
         .with_state(state)
 }

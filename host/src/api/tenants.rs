@@ -9,7 +9,7 @@ use serde::{Deserialize, Serialize};
 use super::AppState;
 use super::auth::{Caller, Operator};
 use super::error::ApiError;
-use super::json::Json;
+use super::extract::Json;
 use crate::store::{QuotaOverrides, Quotas, Tenant, TenantStatus, Tier};
 
 pub fn routes() -> Router<AppState> {

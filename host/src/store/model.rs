@@ -102,3 +102,17 @@ impl Tenant {
         self.quota_overrides.apply(self.tier)
     }
 }
+
+/// An uploaded plugin, as its owner sees it. The same bytes uploaded by two tenants are stored
+/// once, but each tenant has its own record.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct PluginMeta {
+    /// `sha256:` and the hex digest of the component's bytes.
+    pub id: String,
+    /// The name given at upload.
+    pub name: String,
+    /// The component's size in bytes.
+    pub size_bytes: u64,
+    /// When this tenant uploaded it, RFC 3339.
+    pub created_at: String,
+}

@@ -1,13 +1,15 @@
-//! A JSON extractor whose rejections use the API's error body instead of axum's plain text.
+//! Extractors whose rejections use the API's error body instead of axum's plain text: JSON
+//! bodies, raw bodies and query strings.
 //!
 //! Every request body of this API is a JSON object. serde would also build a struct from an
 //! array of its fields in order, so the body is checked to be an object before it is decoded.
 
 use axum::body::Bytes;
 use axum::extract::rejection::BytesRejection;
-use axum::extract::{FromRequest, Request};
+use axum::extract::{FromRequest, FromRequestParts, Request};
 use axum::http::StatusCode;
 use axum::http::header::CONTENT_TYPE;
+use axum::http::request::Parts;
 use serde::de::DeserializeOwned;
 
 use super::error::ApiError;
@@ -36,9 +38,37 @@ impl<S: Send + Sync, T: DeserializeOwned> FromRequest<S> for Json<T> {
     }
 }
 
+/// The raw body of a non-JSON route (a plugin upload), with rejections in the API's error body.
+pub struct RawBody(pub Bytes);
+
+impl<S: Send + Sync> FromRequest<S> for RawBody {
+    type Rejection = ApiError;
+
+    async fn from_request(req: Request, state: &S) -> Result<Self, Self::Rejection> {
+        Bytes::from_request(req, state).await.map(RawBody).map_err(body_error)
+    }
+}
+
 fn body_error(rejection: BytesRejection) -> ApiError {
     if rejection.status() == StatusCode::PAYLOAD_TOO_LARGE {
-        return ApiError::TooLarge("the JSON body is larger than this route accepts (1 MiB by default)".into());
+        return ApiError::TooLarge(
+            "the body is larger than this route accepts (JSON: 1 MiB, plugins: 32 MiB, unless the operator changed them)"
+                .into(),
+        );
     }
     ApiError::invalid(format!("the body could not be read: {}", rejection.body_text()))
+}
+
+/// Like `axum::extract::Query`, but a bad query string answers with [`ApiError`].
+pub struct Query<T>(pub T);
+
+impl<S: Send + Sync, T: DeserializeOwned> FromRequestParts<S> for Query<T> {
+    type Rejection = ApiError;
+
+    async fn from_request_parts(parts: &mut Parts, state: &S) -> Result<Self, Self::Rejection> {
+        axum::extract::Query::<T>::from_request_parts(parts, state)
+            .await
+            .map(|axum::extract::Query(value)| Query(value))
+            .map_err(|e| ApiError::invalid(format!("the query string does not fit this route: {}", e.body_text())))
+    }
 }

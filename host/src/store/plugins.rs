@@ -1,0 +1,161 @@
+//! Plugins: per-tenant records over content-addressed blobs.
+
+use sled::Transactional;
+use sled::transaction::{ConflictableTransactionError, TransactionalTree};
+
+use super::model::PluginMeta;
+use super::{Result, Store, StoreError, decode, encode};
+
+/// What [`Store::create_plugin`] did.
+#[derive(Debug)]
+pub enum CreatePlugin {
+    /// The plugin is new for this tenant.
+    Created(PluginMeta),
+    /// The tenant already has these bytes; nothing changed.
+    Exists(PluginMeta),
+    /// The tenant already has its maximum number of plugins.
+    QuotaExceeded,
+}
+
+fn record_key(tenant: &str, id: &str) -> String {
+    format!("{tenant}/{id}")
+}
+
+/// Changes a blob's reference count inside a transaction, storing or removing the blob itself
+/// when the count leaves or reaches zero.
+fn adjust_refs(
+    blobs: &TransactionalTree,
+    refs: &TransactionalTree,
+    id: &str,
+    delta: i64,
+    bytes: Option<&[u8]>,
+) -> Result<(), ConflictableTransactionError<StoreError>> {
+    let current = refs.get(id)?.and_then(|raw| raw.as_ref().try_into().ok().map(u64::from_be_bytes)).unwrap_or(0);
+    let next = current.saturating_add_signed(delta);
+    if next == 0 {
+        refs.remove(id)?;
+        blobs.remove(id)?;
+    } else {
+        refs.insert(id, &next.to_be_bytes())?;
+        if current == 0
+            && let Some(bytes) = bytes
+        {
+            blobs.insert(id, bytes)?;
+        }
+    }
+    Ok(())
+}
+
+impl Store {
+    /// Stores a plugin for a tenant unless it already has it or is at `max_plugins`.
+    pub async fn create_plugin(
+        &self,
+        tenant: &str,
+        meta: PluginMeta,
+        bytes: &[u8],
+        max_plugins: u32,
+    ) -> Result<CreatePlugin> {
+        // Counting needs a scan, which sled transactions cannot do; serializing quota-checked
+        // creates keeps two concurrent uploads from both passing the check.
+        let _guard = self.quota_lock.lock().await;
+        if let Some(existing) = self.plugin(tenant, &meta.id)? {
+            return Ok(CreatePlugin::Exists(existing));
+        }
+        if self.plugins(tenant)?.len() >= max_plugins as usize {
+            return Ok(CreatePlugin::QuotaExceeded);
+        }
+        let key = record_key(tenant, &meta.id);
+        let value = encode(&meta)?;
+        (&self.plugins, &self.blobs, &self.blob_refs).transaction(|(plugins, blobs, refs)| {
+            plugins.insert(key.as_bytes(), value.as_slice())?;
+            adjust_refs(blobs, refs, &meta.id, 1, Some(bytes))
+        })?;
+        self.flush().await?;
+        Ok(CreatePlugin::Created(meta))
+    }
+
+    /// One of a tenant's plugins.
+    pub fn plugin(&self, tenant: &str, id: &str) -> Result<Option<PluginMeta>> {
+        let key = record_key(tenant, id);
+        self.plugins.get(&key)?.map(|raw| decode(&key, &raw)).transpose()
+    }
+
+    /// A tenant's plugins, in id order.
+    pub fn plugins(&self, tenant: &str) -> Result<Vec<PluginMeta>> {
+        self.plugins
+            .scan_prefix(format!("{tenant}/"))
+            .map(|entry| {
+                let (key, raw) = entry?;
+                decode(&String::from_utf8_lossy(&key), &raw)
+            })
+            .collect()
+    }
+
+    /// A plugin's component bytes, if any tenant still holds it.
+    pub fn plugin_bytes(&self, id: &str) -> Result<Option<Vec<u8>>> {
+        Ok(self.blobs.get(id)?.map(|raw| raw.to_vec()))
+    }
+
+    /// Removes one of a tenant's plugins. Returns whether it existed.
+    pub async fn delete_plugin(&self, tenant: &str, id: &str) -> Result<bool> {
+        let key = record_key(tenant, id);
+        let deleted = (&self.plugins, &self.blobs, &self.blob_refs).transaction(|(plugins, blobs, refs)| {
+            if plugins.remove(key.as_bytes())?.is_none() {
+                return Ok(false);
+            }
+            adjust_refs(blobs, refs, id, -1, None)?;
+            Ok(true)
+        })?;
+        self.flush().await?;
+        Ok(deleted)
+    }
+
+    /// Removes all of a tenant's plugins (when the tenant is deleted).
+    pub(crate) async fn delete_plugins_of(&self, tenant: &str) -> Result<()> {
+        for plugin in self.plugins(tenant)? {
+            self.delete_plugin(tenant, &plugin.id).await?;
+        }
+        Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::store::model::Tier;
+
+    fn meta(id: &str) -> PluginMeta {
+        PluginMeta { id: id.into(), name: "p".into(), size_bytes: 3, created_at: "now".into() }
+    }
+
+    #[tokio::test]
+    async fn blobs_are_shared_and_freed_with_their_last_holder() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = Store::open(dir.path()).unwrap();
+        let (a, _) = store.create_tenant("a", Tier::Free).await.unwrap();
+        let (b, _) = store.create_tenant("b", Tier::Free).await.unwrap();
+        assert!(matches!(
+            store.create_plugin(&a.id, meta("sha256:x"), b"abc", 5).await.unwrap(),
+            CreatePlugin::Created(_)
+        ));
+        assert!(matches!(
+            store.create_plugin(&a.id, meta("sha256:x"), b"abc", 5).await.unwrap(),
+            CreatePlugin::Exists(_)
+        ));
+        assert!(matches!(
+            store.create_plugin(&b.id, meta("sha256:x"), b"abc", 5).await.unwrap(),
+            CreatePlugin::Created(_)
+        ));
+        assert!(matches!(
+            store.create_plugin(&b.id, meta("sha256:y"), b"def", 1).await.unwrap(),
+            CreatePlugin::QuotaExceeded
+        ));
+        assert!(store.plugin(&b.id, "sha256:y").unwrap().is_none());
+
+        assert!(store.delete_plugin(&a.id, "sha256:x").await.unwrap());
+        assert_eq!(store.plugin_bytes("sha256:x").unwrap().as_deref(), Some(&b"abc"[..]), "b still holds it");
+        assert!(store.plugin(&a.id, "sha256:x").unwrap().is_none());
+        store.delete_tenant(&b.id).await.unwrap();
+        assert!(store.plugin_bytes("sha256:x").unwrap().is_none(), "freed with its last holder");
+    }
+}
