@@ -76,6 +76,9 @@ pub fn response(body: impl Into<Vec<u8>>) -> Response {
 /// The operator token the API tests use.
 pub const ADMIN_TOKEN: &str = "test-admin-token-0123456789";
 
+/// The platform principal the API tests configure.
+pub const PLATFORM_PRINCIPAL: &str = "arn:aws:iam::111111111111:role/sluice-test";
+
 /// An in-process API over a fresh store in a temporary directory, for `oneshot` tests.
 pub struct TestApi {
     pub app: axum::Router,
@@ -93,7 +96,8 @@ impl TestApi {
         })
         .unwrap();
         let limits = sluice::api::Limits { max_json_bytes: 1 << 20, max_plugin_bytes: 32 << 20 };
-        let app = sluice::api::app(sluice::api::AppState::new(store, runtime, ADMIN_TOKEN, limits));
+        let state = sluice::api::AppState::new(store, runtime, ADMIN_TOKEN, limits, PLATFORM_PRINCIPAL);
+        let app = sluice::api::app(state);
         Self { app, dir }
     }
 
@@ -135,6 +139,16 @@ impl TestApi {
         (status, json)
     }
 
+    /// Sends a GET without credentials and returns the body as text (for `/metrics`).
+    pub async fn call_text(&self, method: &str, path: &str) -> String {
+        use http_body_util::BodyExt;
+        use tower::ServiceExt;
+        let request = axum::http::Request::builder().method(method).uri(path).body(axum::body::Body::empty()).unwrap();
+        let response = self.app.clone().oneshot(request).await.unwrap();
+        let bytes = response.into_body().collect().await.unwrap().to_bytes();
+        String::from_utf8(bytes.to_vec()).unwrap()
+    }
+
     /// Uploads a built plugin as a tenant.
     pub async fn upload(&self, key: &str, plugin: &str) -> (u16, serde_json::Value) {
         let path = format!("/v1/plugins?name={plugin}");
@@ -166,6 +180,11 @@ impl Daemon {
     /// Starts `sluice serve` on an ephemeral loopback port with the given data directory and
     /// waits (at most 30 s) until it prints its address.
     pub fn start(data_dir: &std::path::Path) -> Self {
+        Self::start_with(data_dir, &[("SLUICE_PLATFORM_PRINCIPAL_ARN", PLATFORM_PRINCIPAL.to_string())])
+    }
+
+    /// Like [`Daemon::start`], with extra environment variables.
+    pub fn start_with(data_dir: &std::path::Path, env: &[(&str, String)]) -> Self {
         use std::io::BufRead;
         let mut child = std::process::Command::new(sluice_bin())
             .arg("serve")
@@ -173,6 +192,8 @@ impl Daemon {
             .env("SLUICE_DATA_DIR", data_dir)
             .env("SLUICE_ADMIN_TOKEN", ADMIN_TOKEN)
             .env("SLUICE_LOG", "warn")
+            .env_remove("SLUICE_PLATFORM_PRINCIPAL_ARN")
+            .envs(env.iter().map(|(k, v)| (*k, v.as_str())))
             .stdout(std::process::Stdio::piped())
             .spawn()
             .expect("sluice starts");
@@ -217,19 +238,33 @@ pub fn http_call(
     token: Option<&str>,
     body: Option<&str>,
 ) -> (u16, serde_json::Value) {
+    let body = body.unwrap_or("");
+    let content_type = if body.is_empty() { "" } else { "application/json" };
+    http_call_raw(addr, method, path, token, content_type, body.as_bytes())
+}
+
+/// Like [`http_call`], with any body and content type (none when empty).
+pub fn http_call_raw(
+    addr: std::net::SocketAddr,
+    method: &str,
+    path: &str,
+    token: Option<&str>,
+    content_type: &str,
+    body: &[u8],
+) -> (u16, serde_json::Value) {
     use std::io::{Read, Write};
     let mut stream = std::net::TcpStream::connect(addr).expect("connects to the daemon");
     stream.set_read_timeout(Some(std::time::Duration::from_secs(30))).unwrap();
-    let body = body.unwrap_or("");
     let mut request = format!("{method} {path} HTTP/1.1\r\nhost: {addr}\r\nconnection: close\r\n");
     if let Some(token) = token {
         request.push_str(&format!("authorization: Bearer {token}\r\n"));
     }
-    if !body.is_empty() {
-        request.push_str("content-type: application/json\r\n");
+    if !content_type.is_empty() {
+        request.push_str(&format!("content-type: {content_type}\r\n"));
     }
-    request.push_str(&format!("content-length: {}\r\n\r\n{body}", body.len()));
+    request.push_str(&format!("content-length: {}\r\n\r\n", body.len()));
     stream.write_all(request.as_bytes()).unwrap();
+    stream.write_all(body).unwrap();
     let mut response = Vec::new();
     stream.read_to_end(&mut response).unwrap();
     let text = String::from_utf8_lossy(&response);
@@ -238,4 +273,50 @@ pub fn http_call(
     // Responses from axum here are small and sent with content-length, not chunked.
     let json = if rest.trim().is_empty() { serde_json::Value::Null } else { serde_json::from_str(rest).unwrap() };
     (status, json)
+}
+
+/// moto's server on a free loopback port, the local AWS for tests; stopped when dropped.
+pub struct Moto {
+    child: std::process::Child,
+    /// `http://127.0.0.1:<port>`, for `AWS_ENDPOINT_URL`.
+    pub endpoint: String,
+}
+
+impl Moto {
+    /// Starts `moto_server` and waits (at most 60 s) until it answers.
+    pub fn start() -> Self {
+        // Ask the OS for a free port, then hand it to moto; the window in between is tiny.
+        let port = std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port();
+        let child = std::process::Command::new("moto_server")
+            .args(["-H", "127.0.0.1", "-p", &port.to_string()])
+            .stdout(std::process::Stdio::null())
+            .stderr(std::process::Stdio::null())
+            .spawn()
+            .expect("moto_server runs; `cargo xtask test` installs it with pip install 'moto[server]'");
+        let addr: std::net::SocketAddr = ([127, 0, 0, 1], port).into();
+        let started = std::time::Instant::now();
+        while std::net::TcpStream::connect(addr).is_err() {
+            assert!(started.elapsed() < std::time::Duration::from_secs(60), "moto_server did not start");
+            std::thread::sleep(std::time::Duration::from_millis(50));
+        }
+        Self { child, endpoint: format!("http://{addr}") }
+    }
+
+    /// The environment that points the AWS SDK at this server with dummy credentials.
+    pub fn env(&self) -> Vec<(&'static str, String)> {
+        vec![
+            ("AWS_ENDPOINT_URL", self.endpoint.clone()),
+            ("AWS_REGION", "eu-central-1".into()),
+            ("AWS_ACCESS_KEY_ID", "testing".into()),
+            ("AWS_SECRET_ACCESS_KEY", "testing".into()),
+            ("AWS_EC2_METADATA_DISABLED", "true".into()),
+        ]
+    }
+}
+
+impl Drop for Moto {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
 }

@@ -23,6 +23,9 @@ pub struct Config {
     /// Allow sources on loopback, private, link-local and metadata addresses
     /// (`SLUICE_ALLOW_PRIVATE_SOURCES`). Off by default; tests and the demo turn it on.
     pub allow_private_sources: bool,
+    /// The AWS principal tenants' roles must trust (`SLUICE_PLATFORM_PRINCIPAL_ARN`). When unset,
+    /// the daemon asks STS GetCallerIdentity at start-up.
+    pub platform_principal_arn: Option<String>,
     /// Largest JSON request body accepted, in bytes.
     pub max_json_bytes: u64,
     /// Largest plugin upload accepted from any tenant, in bytes; tiers may allow less. The
@@ -41,6 +44,7 @@ impl Default for Config {
             data_dir: PathBuf::from("./sluice-data"),
             admin_token: None,
             allow_private_sources: false,
+            platform_principal_arn: None,
             max_json_bytes: 1 << 20,
             max_plugin_bytes: 32 << 20,
             shutdown_grace_ms: 10_000,
@@ -89,6 +93,9 @@ impl Config {
         if let Some(value) = env("SLUICE_ADMIN_TOKEN") {
             config.admin_token = Some(value);
         }
+        if let Some(value) = env("SLUICE_PLATFORM_PRINCIPAL_ARN") {
+            config.platform_principal_arn = Some(value);
+        }
         if let Some(value) = env("SLUICE_ALLOW_PRIVATE_SOURCES") {
             config.allow_private_sources = match value.as_str() {
                 "1" | "true" | "yes" => true,
@@ -120,6 +127,14 @@ impl Config {
         }
         if self.data_dir.as_os_str().is_empty() {
             return Err(error("SLUICE_DATA_DIR", "empty; set it to a directory for the database"));
+        }
+        if let Some(arn) = &self.platform_principal_arn
+            && !(arn.starts_with("arn:") && arn.contains(":iam::"))
+        {
+            return Err(error(
+                "SLUICE_PLATFORM_PRINCIPAL_ARN",
+                format!("`{arn}` is not an IAM role or user ARN; use one like arn:aws:iam::123456789012:role/sluice"),
+            ));
         }
         if self.max_json_bytes == 0 {
             return Err(error("max_json_bytes", "must be at least 1"));

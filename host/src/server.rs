@@ -30,7 +30,12 @@ pub async fn run(
         max_json_bytes: config.max_json_bytes as usize,
         max_plugin_bytes: config.max_plugin_bytes as usize,
     };
-    let state = AppState::new(store.clone(), runtime, token, limits);
+    let principal = match &config.platform_principal_arn {
+        Some(arn) => arn.clone(),
+        None => crate::aws::platform_principal().await.context("cannot determine the platform principal")?,
+    };
+    tracing::info!(%principal, "platform principal");
+    let state = AppState::new(store.clone(), runtime, token, limits, &principal);
     let ready = state.readiness();
     let app = api::app(state);
 

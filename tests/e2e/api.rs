@@ -180,3 +180,20 @@ async fn health_and_readiness() {
     let (status, body) = api.call("GET", "/readyz", None, None).await;
     assert_eq!((status, body), (200, json!({"store": true, "accepting": true})));
 }
+
+#[tokio::test]
+async fn metrics_count_requests_by_route_template_in_prometheus_format() {
+    let api = TestApi::new();
+    let (id, _) = api.tenant("acme").await;
+    api.call("GET", &format!("/v1/tenants/{id}"), Some(ADMIN_TOKEN), None).await;
+    api.call("GET", "/v1/tenants/ten_0", Some(ADMIN_TOKEN), None).await;
+    let response = api.call_text("GET", "/metrics").await;
+    assert!(
+        response.contains(r#"sluice_http_requests_total{method="GET",route="/v1/tenants/{id}",status="200"} 1"#),
+        "{response}"
+    );
+    assert!(response.contains(r#"sluice_http_requests_total{method="GET",route="/v1/tenants/{id}",status="404"} 1"#));
+    assert!(response.contains(r#"sluice_http_requests_total{method="POST",route="/v1/tenants",status="201"} 1"#));
+    assert!(response.contains("sluice_tenants 1"));
+    assert!(!response.contains(&id), "ids never become label values");
+}

@@ -63,3 +63,53 @@ fn sigterm_shuts_down_cleanly() {
     };
     assert_eq!(code, Some(0));
 }
+
+#[test]
+fn the_platform_principal_comes_from_sts_when_not_configured() {
+    let moto = sluice_tests::Moto::start();
+    let dir = tempfile::tempdir().unwrap();
+    let daemon = Daemon::start_with(dir.path(), &moto.env());
+    let (_, tenant) = daemon.call("POST", "/v1/tenants", Some(ADMIN_TOKEN), Some(r#"{"name": "acme"}"#));
+    let key = tenant["api_key"].as_str().unwrap();
+    let wasm = sluice_tests::plugin_bytes("passthrough");
+    let (status, plugin) =
+        sluice_tests::http_call_raw(daemon.addr, "POST", "/v1/plugins?name=p", Some(key), "application/wasm", &wasm);
+    assert_eq!(status, 201, "{plugin}");
+    let body = serde_json::json!({
+        "name": "p",
+        "schedule": "rate(5 minutes)",
+        "source": {"url": "https://api.example.com/"},
+        "plugin_id": plugin["id"],
+        "target": {
+            "stream_arn": "arn:aws:kinesis:eu-central-1:123456789012:stream/s",
+            "role_arn": "arn:aws:iam::123456789012:role/r",
+        },
+    });
+    let (status, project) = daemon.call("POST", "/v1/projects", Some(key), Some(&body.to_string()));
+    assert_eq!(status, 201, "{project}");
+    // moto answers GetCallerIdentity for its default account.
+    let principal = project["onboarding"]["platform_principal_arn"].as_str().unwrap();
+    assert!(principal.starts_with("arn:aws:") && principal.contains(":123456789012:"), "{principal}");
+}
+
+#[test]
+fn without_aws_credentials_or_a_configured_principal_serve_says_what_to_set() {
+    let dir = tempfile::tempdir().unwrap();
+    let out = Command::new(sluice_bin())
+        .arg("serve")
+        .env("SLUICE_LISTEN", "127.0.0.1:0")
+        .env("SLUICE_DATA_DIR", dir.path())
+        .env("SLUICE_ADMIN_TOKEN", ADMIN_TOKEN)
+        .env_remove("SLUICE_PLATFORM_PRINCIPAL_ARN")
+        // An endpoint where nothing listens: STS cannot answer.
+        .env("AWS_ENDPOINT_URL", "http://127.0.0.1:9")
+        .env("AWS_REGION", "eu-central-1")
+        .env("AWS_ACCESS_KEY_ID", "x")
+        .env("AWS_SECRET_ACCESS_KEY", "x")
+        .env("AWS_MAX_ATTEMPTS", "1")
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(70));
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(stderr.contains("platform principal") && stderr.contains("SLUICE_PLATFORM_PRINCIPAL_ARN"), "{stderr}");
+}

@@ -8,3 +8,4 @@ mod daemon;
 mod examples;
 mod fixtures;
 mod plugins_api;
+mod projects_api;

@@ -1,4 +1,4 @@
-//! Liveness and readiness for load balancers and orchestrators.
+//! Liveness, readiness and metrics for load balancers, orchestrators and Prometheus.
 
 use std::sync::atomic::Ordering;
 
@@ -11,7 +11,7 @@ use serde_json::{Value, json};
 use super::AppState;
 
 pub fn routes() -> Router<AppState> {
-    Router::new().route("/healthz", get(healthz)).route("/readyz", get(readyz))
+    Router::new().route("/healthz", get(healthz)).route("/readyz", get(readyz)).route("/metrics", get(metrics))
 }
 
 /// The process is up and serving HTTP.
@@ -25,4 +25,18 @@ async fn readyz(State(state): State<AppState>) -> (StatusCode, axum::Json<Value>
     let accepting = state.ready.load(Ordering::Relaxed);
     let status = if store_ok && accepting { StatusCode::OK } else { StatusCode::SERVICE_UNAVAILABLE };
     (status, axum::Json(json!({"store": store_ok, "accepting": accepting})))
+}
+
+/// Prometheus text format. Like the probes, it needs no token: it holds no tenant data, only
+/// counts by route template.
+async fn metrics(State(state): State<AppState>) -> ([(axum::http::HeaderName, &'static str); 1], String) {
+    let tenants = state.store.tenants().map_or(0, |t| t.len()) as f64;
+    let loaded = state.loaded.lock().map_or(0, |l| l.len()) as f64;
+    let ready = if state.ready.load(Ordering::Relaxed) { 1.0 } else { 0.0 };
+    let body = state.metrics.render(&[
+        ("sluice_tenants", "Tenants in the store.", tenants),
+        ("sluice_plugins_loaded", "Plugins compiled and pre-linked in this process.", loaded),
+        ("sluice_ready", "1 while the daemon accepts traffic, 0 while it shuts down.", ready),
+    ]);
+    ([(axum::http::header::CONTENT_TYPE, "text/plain; version=0.0.4")], body)
 }

@@ -11,6 +11,8 @@ mod error;
 mod extract;
 mod health;
 mod plugins;
+mod project_input;
+mod projects;
 mod tenants;
 
 use std::collections::HashMap;
@@ -18,11 +20,14 @@ use std::sync::atomic::AtomicBool;
 use std::sync::{Arc, Mutex};
 
 use axum::Router;
-use axum::extract::DefaultBodyLimit;
+use axum::extract::{DefaultBodyLimit, MatchedPath, Request, State};
+use axum::middleware::{self, Next};
+use axum::response::Response;
 use sha2::{Digest, Sha256};
 
 pub use error::ApiError;
 
+use crate::metrics::Metrics;
 use crate::runtime::{Plugin, Runtime};
 use crate::store::Store;
 
@@ -41,23 +46,34 @@ pub struct AppState {
     pub(crate) store: Store,
     pub(crate) runtime: Runtime,
     pub(crate) limits: Limits,
+    /// The AWS principal tenants' roles must trust, shown in every project's onboarding.
+    pub(crate) platform_principal_arn: Arc<str>,
     pub(crate) admin_token_sha256: Arc<[u8]>,
     /// Cleared when shutdown begins, so that `/readyz` turns away new traffic first.
     pub(crate) ready: Arc<AtomicBool>,
     /// Plugins compiled and pre-linked in this process, by content id.
     pub(crate) loaded: Arc<Mutex<HashMap<String, Plugin>>>,
+    pub(crate) metrics: Arc<Metrics>,
 }
 
 impl AppState {
-    /// The state for a store, a runtime and the operator's token.
-    pub fn new(store: Store, runtime: Runtime, admin_token: &str, limits: Limits) -> Self {
+    /// The state for a store, a runtime, the operator's token, and the principal tenants trust.
+    pub fn new(
+        store: Store,
+        runtime: Runtime,
+        admin_token: &str,
+        limits: Limits,
+        platform_principal_arn: &str,
+    ) -> Self {
         Self {
             store,
             runtime,
             limits,
+            platform_principal_arn: Arc::from(platform_principal_arn),
             admin_token_sha256: Arc::from(Sha256::digest(admin_token.as_bytes()).as_slice()),
             ready: Arc::new(AtomicBool::new(true)),
             loaded: Arc::default(),
+            metrics: Arc::default(),
         }
     }
 
@@ -74,9 +90,21 @@ pub fn app(state: AppState) -> Router {
     Router::new()
         .merge(tenants::routes())
         .merge(plugins::routes())
+        .merge(projects::routes())
         .layer(DefaultBodyLimit::max(limits.max_json_bytes))
         .merge(plugins::upload_routes().layer(DefaultBodyLimit::max(limits.max_plugin_bytes)))
         .merge(health::routes())
         .fallback(|| async { ApiError::NotFound("no such route; see GET /openapi.json for the API".into()) })
+        .layer(middleware::from_fn_with_state(state.clone(), track))
         .with_state(state)
+}
+
+/// Counts every request by its route template (never the raw path, which holds ids).
+async fn track(State(state): State<AppState>, request: Request, next: Next) -> Response {
+    let started = std::time::Instant::now();
+    let method = request.method().to_string();
+    let route = request.extensions().get::<MatchedPath>().map_or("unmatched", |p| p.as_str()).to_string();
+    let response = next.run(request).await;
+    state.metrics.http_request(&method, &route, response.status().as_u16(), started.elapsed());
+    response
 }

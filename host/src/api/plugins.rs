@@ -18,7 +18,7 @@ use super::auth::Caller;
 use super::error::ApiError;
 use super::extract::{Json, Query, RawBody};
 use crate::runtime::{self, CallError, LogLine, Plugin, Poll, Response, plugin_id};
-use crate::store::{CreatePlugin, PluginMeta, now_rfc3339};
+use crate::store::{CreatePlugin, DeletePlugin, PluginMeta, now_rfc3339};
 
 pub fn routes() -> Router<AppState> {
     Router::new()
@@ -147,7 +147,13 @@ async fn remove(
     State(state): State<AppState>,
     Path(id): Path<String>,
 ) -> Result<StatusCode, ApiError> {
-    if state.store.delete_plugin(&tenant.id, &id).await? { Ok(StatusCode::NO_CONTENT) } else { Err(not_found(&id)) }
+    match state.store.delete_plugin(&tenant.id, &id).await? {
+        DeletePlugin::Deleted => Ok(StatusCode::NO_CONTENT),
+        DeletePlugin::Absent => Err(not_found(&id)),
+        DeletePlugin::InUse(project) => Err(ApiError::Conflict(format!(
+            "project {project} uses this plugin; point the project at another plugin or delete it first"
+        ))),
+    }
 }
 
 /// Bytes in JSON: `{"text": "..."}` for UTF-8, otherwise `{"base64": "..."}`.

@@ -2,8 +2,8 @@
 //!
 //! Trees: `meta` (schema version), `tenants` (id → JSON), `keys` (SHA-256 of an API key →
 //! tenant id), `plugins` (`<tenant id>/<plugin id>` → JSON), `blobs` (plugin id → component
-//! bytes, stored once however many tenants upload them) and `blob_refs` (plugin id → how many
-//! tenants hold it). Writes that touch several trees run in one sled transaction, and every write is
+//! bytes, stored once however many tenants upload them), `blob_refs` (plugin id → how many
+//! tenants hold it) and `projects` (`<tenant id>/<project id>` → JSON). Writes that touch several trees run in one sled transaction, and every write is
 //! flushed to disk before the call returns, so that a response the API has sent survives a
 //! `kill -9`.
 //!
@@ -11,6 +11,7 @@
 
 pub mod model;
 mod plugins;
+mod projects;
 mod secrets;
 mod tenants;
 
@@ -18,9 +19,13 @@ use std::path::Path;
 
 use sled::transaction::TransactionError;
 
-pub use model::{PluginMeta, QuotaOverrides, Quotas, Tenant, TenantStatus, Tier};
-pub use plugins::CreatePlugin;
-pub use secrets::{ApiKey, constant_time_eq, hash_key};
+pub use model::{
+    ApiKeySource, Onboarding, PluginMeta, Project, ProjectStatus, QuotaOverrides, Quotas, Source, Target, Tenant,
+    TenantStatus, Tier,
+};
+pub use plugins::{CreatePlugin, DeletePlugin};
+pub use projects::CreateProject;
+pub use secrets::{ApiKey, constant_time_eq, hash_key, random_hex};
 
 /// The layout version this build reads and writes.
 const SCHEMA_VERSION: u32 = 1;
@@ -56,6 +61,7 @@ pub struct Store {
     plugins: sled::Tree,
     blobs: sled::Tree,
     blob_refs: sled::Tree,
+    projects: sled::Tree,
     /// Serializes creates that check a count quota (see `create_plugin`).
     quota_lock: std::sync::Arc<tokio::sync::Mutex<()>>,
 }
@@ -83,6 +89,7 @@ impl Store {
             plugins: db.open_tree("plugins")?,
             blobs: db.open_tree("blobs")?,
             blob_refs: db.open_tree("blob_refs")?,
+            projects: db.open_tree("projects")?,
             quota_lock: Default::default(),
             db,
         })

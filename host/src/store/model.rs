@@ -116,3 +116,105 @@ pub struct PluginMeta {
     /// When this tenant uploaded it, RFC 3339.
     pub created_at: String,
 }
+
+/// Where a project's status stands.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum ProjectStatus {
+    /// Waiting for the first successful AssumeRole: the tenant stack does not trust the platform
+    /// principal with this project's external id yet.
+    #[default]
+    Pending,
+    /// Running on schedule.
+    Active,
+    /// Several runs in a row failed; the schedule is backing off.
+    Failing,
+    /// Paused by the tenant.
+    Paused,
+}
+
+/// How the host adds the tenant's API key, read from Secrets Manager, to each request.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ApiKeySource {
+    /// The secret holding the key: a plain string, or JSON with the key at `json_field`.
+    pub secret_arn: String,
+    /// The request header to put the key in (default `x-api-key`); `null` when `query_param` is
+    /// used instead.
+    #[serde(default)]
+    pub header: Option<String>,
+    /// The query parameter to put the key in, instead of a header.
+    #[serde(default)]
+    pub query_param: Option<String>,
+    /// Text before the key, such as `Bearer `.
+    #[serde(default)]
+    pub prefix: String,
+    /// When the secret is JSON, the top-level field that holds the key.
+    #[serde(default)]
+    pub json_field: Option<String>,
+}
+
+/// The external API a project polls.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Source {
+    /// An absolute http or https URL.
+    pub url: String,
+    /// `GET` (default) or `POST`.
+    #[serde(default = "default_method")]
+    pub method: String,
+    /// Extra request headers.
+    #[serde(default)]
+    pub headers: std::collections::BTreeMap<String, String>,
+    /// Where the API key comes from, if the source needs one.
+    #[serde(default)]
+    pub api_key: Option<ApiKeySource>,
+}
+
+fn default_method() -> String {
+    "GET".into()
+}
+
+/// Where a project's records go.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Target {
+    /// The tenant's Kinesis stream.
+    pub stream_arn: String,
+    /// The tenant's role that Sluice assumes to read the secret and write to the stream.
+    pub role_arn: String,
+}
+
+/// What the tenant puts into its stack so that the role trusts this project.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Onboarding {
+    /// The AWS principal Sluice runs as; the role's trust policy must allow it.
+    pub platform_principal_arn: String,
+    /// The `sts:ExternalId` the trust policy must require (the confused-deputy guard).
+    pub external_id: String,
+}
+
+/// One polled resource of a tenant.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Project {
+    /// `prj_` and 16 hex digits.
+    pub id: String,
+    pub tenant_id: String,
+    pub name: String,
+    /// An EventBridge schedule expression, normalized.
+    pub schedule: String,
+    /// The IANA timezone `cron()` schedules are evaluated in.
+    pub timezone: String,
+    pub source: Source,
+    pub plugin_id: String,
+    pub plugin_settings: std::collections::BTreeMap<String, String>,
+    pub target: Target,
+    /// Most pages one run may fetch.
+    pub max_pages: u32,
+    pub status: ProjectStatus,
+    /// Why the project has its status, and what the tenant should do about it.
+    pub status_message: String,
+    pub onboarding: Onboarding,
+    pub created_at: String,
+    pub updated_at: String,
+}

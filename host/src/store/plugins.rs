@@ -6,6 +6,15 @@ use sled::transaction::{ConflictableTransactionError, TransactionalTree};
 use super::model::PluginMeta;
 use super::{Result, Store, StoreError, decode, encode};
 
+/// What [`Store::delete_plugin`] did.
+#[derive(Debug, PartialEq, Eq)]
+pub enum DeletePlugin {
+    Deleted,
+    Absent,
+    /// A project of the tenant still uses the plugin; it names one.
+    InUse(String),
+}
+
 /// What [`Store::create_plugin`] did.
 #[derive(Debug)]
 pub enum CreatePlugin {
@@ -96,8 +105,18 @@ impl Store {
         Ok(self.blobs.get(id)?.map(|raw| raw.to_vec()))
     }
 
-    /// Removes one of a tenant's plugins. Returns whether it existed.
-    pub async fn delete_plugin(&self, tenant: &str, id: &str) -> Result<bool> {
+    /// Removes one of a tenant's plugins unless a project of the tenant uses it.
+    pub async fn delete_plugin(&self, tenant: &str, id: &str) -> Result<DeletePlugin> {
+        // Holding the lock that project creation also takes keeps a new project from picking the
+        // plugin up between the check and the delete.
+        let _guard = self.quota_lock.lock().await;
+        if let Some(project) = self.project_using_plugin(tenant, id)? {
+            return Ok(DeletePlugin::InUse(project));
+        }
+        self.remove_plugin(tenant, id).await
+    }
+
+    async fn remove_plugin(&self, tenant: &str, id: &str) -> Result<DeletePlugin> {
         let key = record_key(tenant, id);
         let deleted = (&self.plugins, &self.blobs, &self.blob_refs).transaction(|(plugins, blobs, refs)| {
             if plugins.remove(key.as_bytes())?.is_none() {
@@ -107,13 +126,13 @@ impl Store {
             Ok(true)
         })?;
         self.flush().await?;
-        Ok(deleted)
+        Ok(if deleted { DeletePlugin::Deleted } else { DeletePlugin::Absent })
     }
 
-    /// Removes all of a tenant's plugins (when the tenant is deleted).
+    /// Removes all of a tenant's plugins (when the tenant is deleted, after its projects).
     pub(crate) async fn delete_plugins_of(&self, tenant: &str) -> Result<()> {
         for plugin in self.plugins(tenant)? {
-            self.delete_plugin(tenant, &plugin.id).await?;
+            self.remove_plugin(tenant, &plugin.id).await?;
         }
         Ok(())
     }
@@ -152,7 +171,7 @@ mod tests {
         ));
         assert!(store.plugin(&b.id, "sha256:y").unwrap().is_none());
 
-        assert!(store.delete_plugin(&a.id, "sha256:x").await.unwrap());
+        assert_eq!(store.delete_plugin(&a.id, "sha256:x").await.unwrap(), DeletePlugin::Deleted);
         assert_eq!(store.plugin_bytes("sha256:x").unwrap().as_deref(), Some(&b"abc"[..]), "b still holds it");
         assert!(store.plugin(&a.id, "sha256:x").unwrap().is_none());
         store.delete_tenant(&b.id).await.unwrap();

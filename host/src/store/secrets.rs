@@ -37,7 +37,7 @@ pub fn hash_key(key: &str) -> String {
 }
 
 /// `n` random bytes from the OS, as hex.
-pub(crate) fn random_hex(n: usize) -> String {
+pub fn random_hex(n: usize) -> String {
     let mut bytes = vec![0u8; n];
     getrandom::fill(&mut bytes).expect("the operating system provides randomness");
     hex::encode(bytes)

@@ -86,8 +86,9 @@ impl Store {
         Ok(rotated.then_some(key))
     }
 
-    /// Deletes a tenant with its plugins, and revokes its key. Returns whether it existed.
+    /// Deletes a tenant with its projects and plugins, and revokes its key. Returns whether it existed.
     pub async fn delete_tenant(&self, id: &str) -> Result<bool> {
+        self.delete_projects_of(id).await?;
         self.delete_plugins_of(id).await?;
         let deleted = (&self.tenants, &self.keys).transaction(|(tenants, keys)| {
             let Some(raw) = tenants.remove(id)? else { return Ok(false) };

@@ -1,0 +1,210 @@
+//! What a tenant sends to create or change a project, and its validation. Every rule says what
+//! was wrong and how to fix it; nothing is stored until all of them pass.
+
+use std::collections::BTreeMap;
+
+use serde::Deserialize;
+
+use super::error::ApiError;
+use crate::arn::{Arn, ArnKind};
+use crate::schedule::{Schedule, parse_timezone};
+use crate::store::{ApiKeySource, Quotas, Source, Target};
+
+/// The body of `POST /v1/projects`.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ProjectInput {
+    /// A display name, 1 to 100 characters.
+    pub name: String,
+    /// An EventBridge schedule expression: `rate(5 minutes)`, `cron(0 12 * * ? *)`.
+    pub schedule: String,
+    /// The IANA timezone for `cron()` schedules (default `UTC`).
+    #[serde(default = "utc")]
+    pub timezone: String,
+    pub source: Source,
+    /// The id of one of the tenant's plugins.
+    pub plugin_id: String,
+    #[serde(default)]
+    pub plugin_settings: BTreeMap<String, String>,
+    pub target: Target,
+    /// Most pages one run may fetch (default 10, at most 100).
+    #[serde(default = "default_max_pages")]
+    pub max_pages: u32,
+}
+
+fn utc() -> String {
+    "UTC".into()
+}
+
+fn default_max_pages() -> u32 {
+    10
+}
+
+/// The body of `PATCH /v1/projects/{id}`: any subset of the fields of [`ProjectInput`].
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ProjectPatch {
+    pub name: Option<String>,
+    pub schedule: Option<String>,
+    pub timezone: Option<String>,
+    pub source: Option<Source>,
+    pub plugin_id: Option<String>,
+    pub plugin_settings: Option<BTreeMap<String, String>>,
+    pub target: Option<Target>,
+    pub max_pages: Option<u32>,
+}
+
+impl ProjectPatch {
+    /// The project's current input with this patch applied.
+    pub fn apply(self, mut input: ProjectInput) -> ProjectInput {
+        input.name = self.name.unwrap_or(input.name);
+        input.schedule = self.schedule.unwrap_or(input.schedule);
+        input.timezone = self.timezone.unwrap_or(input.timezone);
+        input.source = self.source.unwrap_or(input.source);
+        input.plugin_id = self.plugin_id.unwrap_or(input.plugin_id);
+        input.plugin_settings = self.plugin_settings.unwrap_or(input.plugin_settings);
+        input.target = self.target.unwrap_or(input.target);
+        input.max_pages = self.max_pages.unwrap_or(input.max_pages);
+        input
+    }
+}
+
+fn invalid(message: impl Into<String>) -> ApiError {
+    ApiError::invalid(message)
+}
+
+/// Header names the host sets itself, which a project must not override.
+const RESERVED_HEADERS: [&str; 5] = ["host", "content-length", "transfer-encoding", "connection", "upgrade"];
+
+impl ProjectInput {
+    /// Checks every field and normalizes the ones with a canonical form (schedule, method).
+    /// `plugin_exists` answers whether the tenant has the named plugin.
+    pub fn validate(mut self, quotas: &Quotas, plugin_exists: impl Fn(&str) -> bool) -> Result<Self, ApiError> {
+        check_text("name", &self.name, 100)?;
+        let schedule = Schedule::parse(&self.schedule).map_err(|e| invalid(format!("`schedule`: {e}")))?;
+        if let Some(interval) = schedule.min_interval()
+            && interval.as_secs() < quotas.min_interval_seconds
+        {
+            return Err(ApiError::Forbidden {
+                code: "quota_exceeded",
+                message: format!(
+                    "`schedule` fires every {} s at its most frequent, more often than this tenant's min_interval_seconds quota of {} s; choose a slower schedule or ask the operator",
+                    interval.as_secs(),
+                    quotas.min_interval_seconds
+                ),
+            });
+        }
+        self.schedule = schedule.to_string();
+        let timezone = parse_timezone(&self.timezone).map_err(|e| invalid(format!("`timezone`: {e}")))?;
+        if schedule.next_after(jiff::Timestamp::now(), &timezone).is_none() {
+            return Err(invalid(format!(
+                "`schedule` {} never fires again; choose one with future times",
+                self.schedule
+            )));
+        }
+        self.source = check_source(self.source)?;
+        if !plugin_exists(&self.plugin_id) {
+            return Err(invalid(format!(
+                "`plugin_id`: no plugin with id {}; upload it with POST /v1/plugins and use the id it returns",
+                self.plugin_id
+            )));
+        }
+        if self.plugin_settings.len() > 100 {
+            return Err(invalid("`plugin_settings` has more than 100 entries; keep settings small"));
+        }
+        for (name, value) in &self.plugin_settings {
+            check_text("plugin_settings name", name, 100)?;
+            if value.len() > 4096 {
+                return Err(invalid(format!("`plugin_settings.{name}` is longer than 4096 bytes")));
+            }
+        }
+        Arn::parse(&self.target.stream_arn, ArnKind::Stream)
+            .map_err(|e| invalid(format!("`target.stream_arn`: {e}")))?;
+        Arn::parse(&self.target.role_arn, ArnKind::Role).map_err(|e| invalid(format!("`target.role_arn`: {e}")))?;
+        if !(1..=100).contains(&self.max_pages) {
+            return Err(invalid("`max_pages` must be between 1 and 100"));
+        }
+        Ok(self)
+    }
+}
+
+fn check_text(field: &str, value: &str, max_chars: usize) -> Result<(), ApiError> {
+    if value.trim().is_empty() || value.chars().count() > max_chars || value.chars().any(char::is_control) {
+        return Err(invalid(format!("`{field}` must be 1 to {max_chars} characters without control characters")));
+    }
+    Ok(())
+}
+
+fn check_source(mut source: Source) -> Result<Source, ApiError> {
+    if source.url.len() > 2048 {
+        return Err(invalid("`source.url` is longer than 2048 characters"));
+    }
+    let url = url::Url::parse(&source.url).map_err(|e| {
+        invalid(format!("`source.url` is not an absolute URL ({e}); use one like https://api.example.com/v1/obs"))
+    })?;
+    if !matches!(url.scheme(), "http" | "https") {
+        return Err(invalid(format!("`source.url` uses {}:, but only http and https are supported", url.scheme())));
+    }
+    if url.host_str().is_none_or(str::is_empty) {
+        return Err(invalid("`source.url` has no host"));
+    }
+    if !url.username().is_empty() || url.password().is_some() {
+        return Err(invalid(
+            "`source.url` carries credentials; keep them in the tenant's secret and name it in `source.api_key`",
+        ));
+    }
+    source.method = source.method.to_ascii_uppercase();
+    if !matches!(source.method.as_str(), "GET" | "POST") {
+        return Err(invalid(format!("`source.method` is {}; use GET or POST", source.method)));
+    }
+    if source.headers.len() > 50 {
+        return Err(invalid("`source.headers` has more than 50 entries"));
+    }
+    for (name, value) in &source.headers {
+        check_header_name(&format!("source.headers name `{name}`"), name)?;
+        if RESERVED_HEADERS.contains(&name.to_ascii_lowercase().as_str()) {
+            return Err(invalid(format!("`source.headers.{name}` is set by the host; remove it")));
+        }
+        if value.len() > 4096 || value.chars().any(|c| c.is_control() && c != '\t') {
+            return Err(invalid(format!(
+                "`source.headers.{name}` must be at most 4096 bytes without line breaks or control characters"
+            )));
+        }
+    }
+    if let Some(key) = source.api_key.take() {
+        source.api_key = Some(check_api_key(key)?);
+    }
+    Ok(source)
+}
+
+fn check_header_name(field: &str, name: &str) -> Result<(), ApiError> {
+    let token = |c: char| c.is_ascii_alphanumeric() || "!#$%&'*+-.^_`|~".contains(c);
+    if name.is_empty() || name.len() > 256 || !name.chars().all(token) {
+        return Err(invalid(format!("{field} is not a valid HTTP header name; use letters, digits and '-'")));
+    }
+    Ok(())
+}
+
+fn check_api_key(mut key: ApiKeySource) -> Result<ApiKeySource, ApiError> {
+    Arn::parse(&key.secret_arn, ArnKind::Secret).map_err(|e| invalid(format!("`source.api_key.secret_arn`: {e}")))?;
+    match (&key.header, &key.query_param) {
+        (Some(_), Some(_)) => {
+            return Err(invalid("`source.api_key` sets both `header` and `query_param`; choose one"));
+        }
+        (None, None) => key.header = Some("x-api-key".into()),
+        _ => {}
+    }
+    if let Some(header) = &key.header {
+        check_header_name("`source.api_key.header`", header)?;
+    }
+    if let Some(param) = &key.query_param {
+        check_text("source.api_key.query_param", param, 100)?;
+    }
+    if key.prefix.len() > 256 || key.prefix.chars().any(char::is_control) {
+        return Err(invalid("`source.api_key.prefix` must be at most 256 bytes without control characters"));
+    }
+    if let Some(field) = &key.json_field {
+        check_text("source.api_key.json_field", field, 256)?;
+    }
+    Ok(key)
+}

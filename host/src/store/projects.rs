@@ -1,0 +1,77 @@
+//! Projects, keyed by tenant so that one tenant's scan never sees another's.
+
+use super::model::Project;
+use super::{Result, Store, decode, encode};
+
+/// What [`Store::create_project`] did.
+#[derive(Debug)]
+pub enum CreateProject {
+    Created(Box<Project>),
+    /// The tenant already has its maximum number of projects.
+    QuotaExceeded,
+}
+
+fn record_key(tenant: &str, id: &str) -> String {
+    format!("{tenant}/{id}")
+}
+
+impl Store {
+    /// Stores a new project unless the tenant is at `max_projects`.
+    pub async fn create_project(&self, project: Project, max_projects: u32) -> Result<CreateProject> {
+        let _guard = self.quota_lock.lock().await;
+        if self.projects(&project.tenant_id)?.len() >= max_projects as usize {
+            return Ok(CreateProject::QuotaExceeded);
+        }
+        self.projects.insert(record_key(&project.tenant_id, &project.id), encode(&project)?)?;
+        self.flush().await?;
+        Ok(CreateProject::Created(Box::new(project)))
+    }
+
+    /// One of a tenant's projects.
+    pub fn project(&self, tenant: &str, id: &str) -> Result<Option<Project>> {
+        let key = record_key(tenant, id);
+        self.projects.get(&key)?.map(|raw| decode(&key, &raw)).transpose()
+    }
+
+    /// A tenant's projects, in id order.
+    pub fn projects(&self, tenant: &str) -> Result<Vec<Project>> {
+        self.projects
+            .scan_prefix(format!("{tenant}/"))
+            .map(|entry| {
+                let (key, raw) = entry?;
+                decode(&String::from_utf8_lossy(&key), &raw)
+            })
+            .collect()
+    }
+
+    /// Replaces a stored project (same tenant and id). Returns false if it no longer exists.
+    pub async fn put_project(&self, project: &Project) -> Result<bool> {
+        let key = record_key(&project.tenant_id, &project.id);
+        let value = encode(project)?;
+        // Compare-and-swap against "exists" so that an update racing a delete does not bring the
+        // project back.
+        let existed = self.projects.fetch_and_update(&key, |old| old.map(|_| value.clone()))?.is_some();
+        self.flush().await?;
+        Ok(existed)
+    }
+
+    /// Removes a project. Returns whether it existed.
+    pub async fn delete_project(&self, tenant: &str, id: &str) -> Result<bool> {
+        let existed = self.projects.remove(record_key(tenant, id))?.is_some();
+        self.flush().await?;
+        Ok(existed)
+    }
+
+    /// The first of a tenant's projects that uses a plugin, if any.
+    pub fn project_using_plugin(&self, tenant: &str, plugin_id: &str) -> Result<Option<String>> {
+        Ok(self.projects(tenant)?.into_iter().find(|p| p.plugin_id == plugin_id).map(|p| p.id))
+    }
+
+    /// Removes all of a tenant's projects (when the tenant is deleted).
+    pub(crate) async fn delete_projects_of(&self, tenant: &str) -> Result<()> {
+        for project in self.projects(tenant)? {
+            self.delete_project(tenant, &project.id).await?;
+        }
+        Ok(())
+    }
+}
