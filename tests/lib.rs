@@ -82,6 +82,8 @@ pub const PLATFORM_PRINCIPAL: &str = "arn:aws:iam::111111111111:role/sluice-test
 /// An in-process API over a fresh store in a temporary directory, for `oneshot` tests.
 pub struct TestApi {
     pub app: axum::Router,
+    /// The same store the app uses, for arranging data the API cannot create (run history).
+    pub store: sluice::store::Store,
     pub dir: tempfile::TempDir,
 }
 
@@ -96,9 +98,9 @@ impl TestApi {
         })
         .unwrap();
         let limits = sluice::api::Limits { max_json_bytes: 1 << 20, max_plugin_bytes: 32 << 20 };
-        let state = sluice::api::AppState::new(store, runtime, ADMIN_TOKEN, limits, PLATFORM_PRINCIPAL);
+        let state = sluice::api::AppState::new(store.clone(), runtime, ADMIN_TOKEN, limits, PLATFORM_PRINCIPAL);
         let app = sluice::api::app(state);
-        Self { app, dir }
+        Self { app, store, dir }
     }
 
     /// Sends one request and returns the status and the JSON body (`null` when empty).

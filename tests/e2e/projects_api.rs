@@ -216,3 +216,58 @@ async fn another_tenants_project_is_indistinguishable_from_an_absent_one() {
     let (_, shown) = api.call("GET", &format!("/v1/projects/{id}"), Some(&owner), None).await;
     assert_eq!(shown, project, "the owner's project is untouched");
 }
+
+fn run(project: &str, n: i64, outcome: sluice::store::RunOutcome) -> sluice::store::Run {
+    let at = jiff::Timestamp::from_second(1_767_225_600 + n).unwrap().to_string();
+    sluice::store::Run {
+        id: format!("run_{n:016x}"),
+        project_id: project.into(),
+        trigger: sluice::store::RunTrigger::Schedule,
+        scheduled_at: at.clone(),
+        started_at: at.clone(),
+        finished_at: at,
+        outcome,
+        http_status: Some(200),
+        pages: 1,
+        records: 2,
+        bytes_fetched: 10,
+        bytes_delivered: 8,
+        stage_ms: Default::default(),
+        error: None,
+    }
+}
+
+#[tokio::test]
+async fn runs_are_listed_newest_first_and_usage_adds_them_up() {
+    use sluice::store::RunOutcome;
+    let api = TestApi::new();
+    let (tenant, key, plugin) = tenant_with_plugin(&api, "acme").await;
+    let (_, project) = api.call("POST", "/v1/projects", Some(&key), Some(&project_body(&plugin).to_string())).await;
+    let id = project["id"].as_str().unwrap();
+    for n in 0..5 {
+        let outcome = if n == 3 { RunOutcome::Failed } else { RunOutcome::Succeeded };
+        api.store.record_run(&tenant, &run(id, n, outcome), 2.0).await.unwrap();
+    }
+    let (status, runs) = api.call("GET", &format!("/v1/projects/{id}/runs?limit=3"), Some(&key), None).await;
+    assert_eq!(status, 200, "{runs}");
+    let ids: Vec<&str> = runs["runs"].as_array().unwrap().iter().map(|r| r["id"].as_str().unwrap()).collect();
+    assert_eq!(ids, ["run_0000000000000004", "run_0000000000000003", "run_0000000000000002"]);
+    assert_eq!(runs["runs"][1]["outcome"], "failed");
+
+    let (status, usage) = api.call("GET", "/v1/usage", Some(&key), None).await;
+    assert_eq!(status, 200);
+    assert_eq!((usage["runs"].as_u64(), usage["runs_failed"].as_u64()), (Some(5), Some(1)));
+    assert_eq!(usage["records_delivered"], 8);
+    assert_eq!(usage["plugin_ms"], 10.0);
+
+    let (status, body) = api.call("GET", &format!("/v1/projects/{id}/runs?limit=0"), Some(&key), None).await;
+    assert_eq!((status, code(&body)), (400, "invalid_request"));
+    let (_, other) = api.tenant("other").await;
+    let (status, _) = api.call("GET", &format!("/v1/projects/{id}/runs"), Some(&other), None).await;
+    assert_eq!(status, 404);
+    let (_, other_usage) = api.call("GET", "/v1/usage", Some(&other), None).await;
+    assert_eq!(other_usage["runs"], 0);
+
+    api.call("DELETE", &format!("/v1/projects/{id}"), Some(&key), None).await;
+    assert!(api.store.runs(&tenant, id, 100).unwrap().is_empty(), "deleting a project deletes its history");
+}

@@ -4,14 +4,16 @@ use axum::Router;
 use axum::extract::{Path, State};
 use axum::http::StatusCode;
 use axum::routing::{get, post};
-use serde::Serialize;
+use serde::{Deserialize, Serialize};
 
 use super::AppState;
 use super::auth::Caller;
 use super::error::ApiError;
-use super::extract::Json;
+use super::extract::{Json, Query};
 use super::project_input::{ProjectInput, ProjectPatch};
-use crate::store::{CreateProject, Onboarding, Project, ProjectStatus, Tenant, now_rfc3339, random_hex};
+use crate::store::{
+    CreateProject, Onboarding, Project, ProjectStatus, RUNS_KEPT, Run, Tenant, Usage, now_rfc3339, random_hex,
+};
 
 pub fn routes() -> Router<AppState> {
     Router::new()
@@ -19,6 +21,8 @@ pub fn routes() -> Router<AppState> {
         .route("/v1/projects/{id}", get(show).patch(update).delete(remove))
         .route("/v1/projects/{id}/pause", post(pause))
         .route("/v1/projects/{id}/resume", post(resume))
+        .route("/v1/projects/{id}/runs", get(runs))
+        .route("/v1/usage", get(usage))
 }
 
 #[derive(Debug, Serialize)]
@@ -169,4 +173,36 @@ async fn resume(
         project.status_message = PENDING_MESSAGE.into();
     }
     save(&state, project).await
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RunsQuery {
+    /// How many runs to return, newest first (default 20, at most 100).
+    limit: Option<usize>,
+}
+
+#[derive(Debug, Serialize)]
+struct RunList {
+    runs: Vec<Run>,
+}
+
+/// `GET /v1/projects/{id}/runs?limit=N`: the project's most recent runs, newest first.
+async fn runs(
+    Caller(tenant): Caller,
+    State(state): State<AppState>,
+    Path(id): Path<String>,
+    Query(query): Query<RunsQuery>,
+) -> Result<axum::Json<RunList>, ApiError> {
+    let limit = query.limit.unwrap_or(20);
+    if !(1..=RUNS_KEPT).contains(&limit) {
+        return Err(ApiError::invalid(format!("`limit` must be between 1 and {RUNS_KEPT}")));
+    }
+    find(&state, &tenant, &id)?;
+    Ok(axum::Json(RunList { runs: state.store.runs(&tenant.id, &id, limit)? }))
+}
+
+/// `GET /v1/usage`: the calling tenant's counters.
+async fn usage(Caller(tenant): Caller, State(state): State<AppState>) -> Result<axum::Json<Usage>, ApiError> {
+    Ok(axum::Json(state.store.usage(&tenant.id)?))
 }

@@ -3,7 +3,8 @@
 //! Trees: `meta` (schema version), `tenants` (id → JSON), `keys` (SHA-256 of an API key →
 //! tenant id), `plugins` (`<tenant id>/<plugin id>` → JSON), `blobs` (plugin id → component
 //! bytes, stored once however many tenants upload them), `blob_refs` (plugin id → how many
-//! tenants hold it) and `projects` (`<tenant id>/<project id>` → JSON). Writes that touch several trees run in one sled transaction, and every write is
+//! tenants hold it), `projects` (`<tenant id>/<project id>` → JSON), `runs` (`<tenant id>/<project
+//! id>/<start>-<run id>` → JSON, the newest last) and `usage` (tenant id → counters). Writes that touch several trees run in one sled transaction, and every write is
 //! flushed to disk before the call returns, so that a response the API has sent survives a
 //! `kill -9`.
 //!
@@ -12,6 +13,7 @@
 pub mod model;
 mod plugins;
 mod projects;
+mod runs;
 mod secrets;
 mod tenants;
 
@@ -25,6 +27,7 @@ pub use model::{
 };
 pub use plugins::{CreatePlugin, DeletePlugin};
 pub use projects::CreateProject;
+pub use runs::{RUNS_KEPT, Run, RunError, RunOutcome, RunTrigger, Usage};
 pub use secrets::{ApiKey, constant_time_eq, hash_key, random_hex};
 
 /// The layout version this build reads and writes.
@@ -62,6 +65,8 @@ pub struct Store {
     blobs: sled::Tree,
     blob_refs: sled::Tree,
     projects: sled::Tree,
+    runs: sled::Tree,
+    usage: sled::Tree,
     /// Serializes creates that check a count quota (see `create_plugin`).
     quota_lock: std::sync::Arc<tokio::sync::Mutex<()>>,
 }
@@ -90,6 +95,8 @@ impl Store {
             blobs: db.open_tree("blobs")?,
             blob_refs: db.open_tree("blob_refs")?,
             projects: db.open_tree("projects")?,
+            runs: db.open_tree("runs")?,
+            usage: db.open_tree("usage")?,
             quota_lock: Default::default(),
             db,
         })

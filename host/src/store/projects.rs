@@ -55,9 +55,10 @@ impl Store {
         Ok(existed)
     }
 
-    /// Removes a project. Returns whether it existed.
+    /// Removes a project with its run history. Returns whether it existed.
     pub async fn delete_project(&self, tenant: &str, id: &str) -> Result<bool> {
         let existed = self.projects.remove(record_key(tenant, id))?.is_some();
+        self.delete_runs_of(tenant, id)?;
         self.flush().await?;
         Ok(existed)
     }

@@ -90,6 +90,7 @@ impl Store {
     pub async fn delete_tenant(&self, id: &str) -> Result<bool> {
         self.delete_projects_of(id).await?;
         self.delete_plugins_of(id).await?;
+        self.delete_usage_of(id)?;
         let deleted = (&self.tenants, &self.keys).transaction(|(tenants, keys)| {
             let Some(raw) = tenants.remove(id)? else { return Ok(false) };
             let tenant: Tenant = decode(id, &raw).map_err(ConflictableTransactionError::Abort)?;
