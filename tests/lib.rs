@@ -141,6 +141,34 @@ impl TestApi {
         (status, json)
     }
 
+    /// Sends one request and returns the response as it came: status, content type and bytes,
+    /// whatever the body is (for checking responses against the OpenAPI document).
+    pub async fn send(
+        &self,
+        method: &str,
+        path: &str,
+        token: Option<&str>,
+        content_type: Option<&str>,
+        body: Vec<u8>,
+    ) -> RawResponse {
+        use http_body_util::BodyExt;
+        use tower::ServiceExt;
+        let mut request = axum::http::Request::builder().method(method).uri(path);
+        if let Some(token) = token {
+            request = request.header("authorization", format!("Bearer {token}"));
+        }
+        if let Some(content_type) = content_type {
+            request = request.header("content-type", content_type);
+        }
+        let request = request.body(axum::body::Body::from(body)).unwrap();
+        let response = self.app.clone().oneshot(request).await.unwrap();
+        let status = response.status().as_u16();
+        let content_type =
+            response.headers().get("content-type").map(|v| v.to_str().expect("an ASCII content type").to_string());
+        let body = response.into_body().collect().await.unwrap().to_bytes().to_vec();
+        RawResponse { status, content_type, body }
+    }
+
     /// Sends a GET without credentials and returns the body as text (for `/metrics`).
     pub async fn call_text(&self, method: &str, path: &str) -> String {
         use http_body_util::BodyExt;
@@ -163,6 +191,25 @@ impl TestApi {
             self.call("POST", "/v1/tenants", Some(ADMIN_TOKEN), Some(&format!(r#"{{"name": "{name}"}}"#))).await;
         assert_eq!(status, 201, "{body}");
         (body["id"].as_str().unwrap().to_string(), body["api_key"].as_str().unwrap().to_string())
+    }
+}
+
+/// A response from [`TestApi::send`], body unparsed.
+#[derive(Debug)]
+pub struct RawResponse {
+    pub status: u16,
+    pub content_type: Option<String>,
+    pub body: Vec<u8>,
+}
+
+impl RawResponse {
+    /// The body as JSON, `null` when empty; panics on anything else.
+    pub fn json(&self) -> serde_json::Value {
+        if self.body.is_empty() {
+            return serde_json::Value::Null;
+        }
+        serde_json::from_slice(&self.body)
+            .unwrap_or_else(|e| panic!("the body is not JSON ({e}): {}", String::from_utf8_lossy(&self.body)))
     }
 }
 

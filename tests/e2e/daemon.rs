@@ -35,6 +35,31 @@ fn what_was_acknowledged_survives_kill_9() {
     let (status, _) =
         daemon.call("PATCH", &format!("/v1/tenants/{id}"), Some(ADMIN_TOKEN), Some(r#"{"tier": "premium"}"#));
     assert_eq!(status, 200);
+    let wasm = sluice_tests::plugin_bytes("json-split");
+    let (status, plugin) = sluice_tests::http_call_raw(
+        daemon.addr,
+        "POST",
+        "/v1/plugins?name=split",
+        Some(&key),
+        "application/wasm",
+        &wasm,
+    );
+    assert_eq!(status, 201, "{plugin}");
+    let body = serde_json::json!({
+        "name": "durable-project",
+        "schedule": "cron(0 12 * * ? *)",
+        "timezone": "Europe/Berlin",
+        "source": {"url": "https://api.example.com/items"},
+        "plugin_id": plugin["id"],
+        "target": {
+            "stream_arn": "arn:aws:kinesis:eu-central-1:123456789012:stream/s",
+            "role_arn": "arn:aws:iam::123456789012:role/r",
+        },
+    });
+    let (status, project) = daemon.call("POST", "/v1/projects", Some(&key), Some(&body.to_string()));
+    assert_eq!(status, 201, "{project}");
+    let project_id = project["id"].as_str().unwrap().to_string();
+    // No pause between the last 201 and the kill: the write must already be on disk.
     daemon.kill();
 
     let daemon = Daemon::start(dir.path());
@@ -43,6 +68,16 @@ fn what_was_acknowledged_survives_kill_9() {
     assert_eq!((shown["name"].as_str(), shown["tier"].as_str()), (Some("durable"), Some("premium")));
     let (status, me) = daemon.call("GET", "/v1/me", Some(&key), None);
     assert_eq!((status, me["id"].as_str()), (200, Some(id.as_str())));
+    let (status, stored_plugin) =
+        daemon.call("GET", &format!("/v1/plugins/{}", plugin["id"].as_str().unwrap()), Some(&key), None);
+    assert_eq!((status, &stored_plugin), (200, &plugin));
+    let (status, stored_project) = daemon.call("GET", &format!("/v1/projects/{project_id}"), Some(&key), None);
+    assert_eq!((status, &stored_project), (200, &project));
+    // The plugin still runs after the restart (compiled again or read from the cache).
+    let test = r#"{"response": {"body": {"text": "[1, 2]"}}}"#;
+    let (status, report) =
+        daemon.call("POST", &format!("/v1/plugins/{}/test", plugin["id"].as_str().unwrap()), Some(&key), Some(test));
+    assert_eq!((status, report["records"].as_array().map(Vec::len)), (200, Some(2)), "{report}");
 }
 
 #[test]

@@ -7,5 +7,6 @@ mod cli;
 mod daemon;
 mod examples;
 mod fixtures;
+mod openapi;
 mod plugins_api;
 mod projects_api;

@@ -19,7 +19,7 @@ fn main() -> ExitCode {
         Some("test") => test(),
         Some("bench") => bench(&args[1..]),
         _ => {
-            eprintln!("usage: cargo xtask <plugins | test | bench [filter]>");
+            eprintln!("usage: cargo xtask <plugins | test | bench [runtime | api | passthrough | json-split]>");
             return ExitCode::from(2);
         }
     };
@@ -74,11 +74,18 @@ fn ensure_wasm_target() -> Result<()> {
 }
 
 /// Installs the Python tools the tests use where they are missing: moto's server as the local
-/// AWS, and the OpenAPI validator.
+/// AWS, and the OpenAPI validators (`openapi-spec-validator` brings `openapi-schema-validator`,
+/// which the conformance test imports too).
 fn ensure_python_tools() -> Result<()> {
-    let wanted = [("moto_server", "moto[server]")];
-    for (probe, package) in wanted {
-        if which(probe).is_some() {
+    let moto = which("moto_server").is_some();
+    let openapi = Command::new("python3")
+        .args(["-c", "import openapi_spec_validator, openapi_schema_validator"])
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::null())
+        .status()
+        .is_ok_and(|status| status.success());
+    for (present, package) in [(moto, "moto[server]"), (openapi, "openapi-spec-validator")] {
+        if present {
             continue;
         }
         let mut cmd = Command::new("python3");
@@ -188,11 +195,22 @@ fn host_target() -> Result<String> {
         .context("rustc -vV printed no host line")
 }
 
+/// Runs the benchmarks: `runtime` (narrowed by `passthrough` or `json-split`) and `api`. With no
+/// argument, all of them.
 fn bench(filter: &[String]) -> Result<()> {
     build_plugins()?;
-    let mut cmd = cargo();
-    cmd.args(["bench", "-p", "sluice-host", "--bench", "runtime", "--"])
-        .args(filter)
-        .env("SLUICE_PLUGINS_DIR", plugin_artifacts());
-    run(cmd)
+    let run_api = filter.is_empty() || filter.iter().any(|f| f == "api");
+    let run_runtime = filter.is_empty() || filter.iter().any(|f| f != "api");
+    let runtime_filter: Vec<&String> = filter.iter().filter(|f| *f != "api" && *f != "runtime").collect();
+    for (name, wanted, args) in [("runtime", run_runtime, runtime_filter), ("api", run_api, vec![])] {
+        if !wanted {
+            continue;
+        }
+        let mut cmd = cargo();
+        cmd.args(["bench", "-p", "sluice-host", "--bench", name, "--"])
+            .args(args)
+            .env("SLUICE_PLUGINS_DIR", plugin_artifacts());
+        run(cmd)?;
+    }
+    Ok(())
 }

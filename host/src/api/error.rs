@@ -4,7 +4,8 @@
 use axum::Json;
 use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
-use serde_json::json;
+use serde::Serialize;
+use utoipa::ToSchema;
 
 use crate::store::StoreError;
 
@@ -53,6 +54,26 @@ impl ApiError {
     }
 }
 
+// Errors are answered with this type, so the schema in the OpenAPI document is the body sent.
+
+/// The body of every error response.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct ErrorBody {
+    pub error: ErrorDetail,
+}
+
+/// What went wrong, for programs (`code`) and for people (`message`).
+#[derive(Debug, Serialize, ToSchema)]
+pub struct ErrorDetail {
+    /// A stable snake_case code: `invalid_request`, `invalid_plugin`, `unauthorized`, `forbidden`,
+    /// `tenant_disabled`, `quota_exceeded`, `not_found`, `conflict`, `too_large` or `internal`.
+    #[schema(examples("not_found"))]
+    pub code: &'static str,
+    /// What was wrong and how to fix it.
+    #[schema(examples("no project with id prj_0123456789abcdef; list your projects with GET /v1/projects"))]
+    pub message: String,
+}
+
 impl From<StoreError> for ApiError {
     fn from(e: StoreError) -> Self {
         ApiError::Internal(e.to_string())
@@ -69,6 +90,6 @@ impl IntoResponse for ApiError {
             }
             other => other.to_string(),
         };
-        (status, Json(json!({"error": {"code": code, "message": message}}))).into_response()
+        (status, Json(ErrorBody { error: ErrorDetail { code, message } })).into_response()
     }
 }

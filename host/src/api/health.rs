@@ -2,33 +2,87 @@
 
 use std::sync::atomic::Ordering;
 
-use axum::Router;
 use axum::extract::State;
 use axum::http::StatusCode;
-use axum::routing::get;
-use serde_json::{Value, json};
+use serde::Serialize;
+use utoipa::ToSchema;
+use utoipa_axum::router::OpenApiRouter;
+use utoipa_axum::routes;
 
 use super::AppState;
 
-pub fn routes() -> Router<AppState> {
-    Router::new().route("/healthz", get(healthz)).route("/readyz", get(readyz)).route("/metrics", get(metrics))
+pub fn routes() -> OpenApiRouter<AppState> {
+    OpenApiRouter::new().routes(routes!(healthz)).routes(routes!(readyz)).routes(routes!(metrics))
 }
 
-/// The process is up and serving HTTP.
-async fn healthz() -> axum::Json<Value> {
-    axum::Json(json!({"status": "ok"}))
+/// The body of `GET /healthz`.
+#[derive(Debug, Serialize, ToSchema)]
+struct Health {
+    /// Always `ok`.
+    #[schema(examples("ok"))]
+    status: &'static str,
 }
 
-/// The store answers and the daemon is not shutting down.
-async fn readyz(State(state): State<AppState>) -> (StatusCode, axum::Json<Value>) {
+/// The body of `GET /readyz`.
+#[derive(Debug, Serialize, ToSchema)]
+struct Readiness {
+    /// Whether the store answers.
+    store: bool,
+    /// Whether the daemon accepts traffic; false once shutdown begins.
+    accepting: bool,
+}
+
+/// Liveness probe
+///
+/// The process is up and serving HTTP. Needs no credentials.
+#[utoipa::path(
+    get,
+    path = "/healthz",
+    operation_id = "healthz",
+    tag = "operations",
+    responses((status = 200, description = "The process is up", body = Health))
+)]
+async fn healthz() -> axum::Json<Health> {
+    axum::Json(Health { status: "ok" })
+}
+
+/// Readiness probe
+///
+/// The store answers and the daemon is not shutting down. Needs no credentials.
+#[utoipa::path(
+    get,
+    path = "/readyz",
+    operation_id = "readyz",
+    tag = "operations",
+    responses(
+        (status = 200, description = "Ready: the store answers and the daemon accepts traffic", body = Readiness),
+        (status = 503, description = "Not ready: the store failed or shutdown has begun", body = Readiness),
+    )
+)]
+async fn readyz(State(state): State<AppState>) -> (StatusCode, axum::Json<Readiness>) {
     let store_ok = state.store.tenant("readiness-probe").is_ok();
     let accepting = state.ready.load(Ordering::Relaxed);
     let status = if store_ok && accepting { StatusCode::OK } else { StatusCode::SERVICE_UNAVAILABLE };
-    (status, axum::Json(json!({"store": store_ok, "accepting": accepting})))
+    (status, axum::Json(Readiness { store: store_ok, accepting }))
 }
 
+/// Prometheus metrics
+///
+/// HTTP request counters and latency histograms by route template, and daemon gauges, in
 /// Prometheus text format. Like the probes, it needs no token: it holds no tenant data, only
 /// counts by route template.
+#[utoipa::path(
+    get,
+    path = "/metrics",
+    operation_id = "metrics",
+    tag = "operations",
+    responses((
+        status = 200,
+        description = "Prometheus text exposition format 0.0.4",
+        body = String,
+        content_type = "text/plain; version=0.0.4"
+    ))
+)]
 async fn metrics(State(state): State<AppState>) -> ([(axum::http::HeaderName, &'static str); 1], String) {
     let tenants = state.store.tenants().map_or(0, |t| t.len()) as f64;
     let loaded = state.loaded.lock().map_or(0, |l| l.len()) as f64;

@@ -1,7 +1,9 @@
 //! The HTTP API (axum): the only module that imports it.
 //!
 //! [`app`] builds the whole router from an [`AppState`], so tests call it in process with
-//! `tower::ServiceExt::oneshot`. Every failure answers with the one [`ApiError`] body.
+//! `tower::ServiceExt::oneshot`. Every failure answers with the one [`ApiError`] body. Every route
+//! is registered together with its OpenAPI operation (see `openapi.rs`), and `GET /openapi.json`
+//! serves the document.
 //!
 //! `api` knows nothing of wasmtime, sled or AWS: it validates input, checks who is calling, and
 //! calls `store` and `runtime`.
@@ -10,6 +12,7 @@ mod auth;
 mod error;
 mod extract;
 mod health;
+mod openapi;
 mod plugins;
 mod project_input;
 mod projects;
@@ -19,11 +22,12 @@ use std::collections::HashMap;
 use std::sync::atomic::AtomicBool;
 use std::sync::{Arc, Mutex};
 
-use axum::Router;
 use axum::extract::{DefaultBodyLimit, MatchedPath, Request, State};
 use axum::middleware::{self, Next};
 use axum::response::Response;
+use axum::{Extension, Router};
 use sha2::{Digest, Sha256};
+use utoipa_axum::router::OpenApiRouter;
 
 pub use error::ApiError;
 
@@ -84,16 +88,21 @@ impl AppState {
 }
 
 /// The whole API. JSON bodies are limited to `max_json_bytes`; plugin uploads have their own
-/// larger limit.
+/// larger limit. The OpenAPI document comes from the same router, so it lists exactly the routes
+/// served.
 pub fn app(state: AppState) -> Router {
     let limits = state.limits;
-    Router::new()
+    let (router, doc) = OpenApiRouter::with_openapi(openapi::base())
         .merge(tenants::routes())
         .merge(plugins::routes())
         .merge(projects::routes())
         .layer(DefaultBodyLimit::max(limits.max_json_bytes))
         .merge(plugins::upload_routes().layer(DefaultBodyLimit::max(limits.max_plugin_bytes)))
         .merge(health::routes())
+        .merge(openapi::routes())
+        .split_for_parts();
+    router
+        .layer(Extension(openapi::Document::new(&doc)))
         .fallback(|| async { ApiError::NotFound("no such route; see GET /openapi.json for the API".into()) })
         .layer(middleware::from_fn_with_state(state.clone(), track))
         .with_state(state)

@@ -3,45 +3,61 @@
 
 use std::collections::BTreeMap;
 
-use axum::Router;
 use axum::body::Bytes;
 use axum::extract::{Path, State};
 use axum::http::header::CONTENT_TYPE;
 use axum::http::{HeaderMap, StatusCode};
-use axum::routing::{get, post};
 use base64::Engine as _;
 use base64::engine::general_purpose::STANDARD as BASE64;
 use serde::{Deserialize, Serialize};
+use utoipa::{IntoParams, ToSchema};
+use utoipa_axum::router::OpenApiRouter;
+use utoipa_axum::routes;
 
 use super::AppState;
 use super::auth::Caller;
-use super::error::ApiError;
+use super::error::{ApiError, ErrorBody};
 use super::extract::{Json, Query, RawBody};
+use super::openapi::{INTERNAL, TENANT_ONLY, TOO_LARGE, UNAUTHORIZED};
 use crate::runtime::{self, CallError, LogLine, Plugin, Poll, Response, plugin_id};
 use crate::store::{CreatePlugin, DeletePlugin, PluginMeta, now_rfc3339};
 
-pub fn routes() -> Router<AppState> {
-    Router::new()
-        .route("/v1/plugins", get(list))
-        .route("/v1/plugins/{id}", get(show).delete(remove))
-        .route("/v1/plugins/{id}/test", post(test))
+/// The JSON routes. Each `routes!` call holds the handlers of one path: `OpenApiRouter` registers
+/// every handler of a call on every path in it.
+pub fn routes() -> OpenApiRouter<AppState> {
+    OpenApiRouter::new().routes(routes!(list)).routes(routes!(show, remove)).routes(routes!(test))
 }
 
 /// The upload route, which takes a larger body than the JSON routes.
-pub fn upload_routes() -> Router<AppState> {
-    Router::new().route("/v1/plugins", post(upload))
+pub fn upload_routes() -> OpenApiRouter<AppState> {
+    OpenApiRouter::new().routes(routes!(upload))
 }
 
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, IntoParams)]
 #[serde(deny_unknown_fields)]
+#[into_params(parameter_in = Query)]
 struct UploadQuery {
+    /// The plugin's name: 1 to 100 letters, digits, `-`, `_` or `.`.
+    #[param(
+        required = true,
+        value_type = String,
+        min_length = 1,
+        max_length = 100,
+        pattern = r"^[A-Za-z0-9._-]+$",
+        example = "json-split"
+    )]
     name: Option<String>,
 }
 
-#[derive(Debug, Serialize)]
+/// The tenant's plugins.
+#[derive(Debug, Serialize, ToSchema)]
 struct PluginList {
     plugins: Vec<PluginMeta>,
 }
+
+/// 404 on the routes of one plugin.
+const NO_PLUGIN: &str =
+    "The tenant has no plugin with this id (`not_found`); another tenant's plugin is not found either";
 
 fn not_found(id: &str) -> ApiError {
     ApiError::NotFound(format!("no plugin with id {id}; list your plugins with GET /v1/plugins"))
@@ -64,7 +80,51 @@ fn human(bytes: u64) -> String {
     runtime::human_bytes(bytes)
 }
 
-/// `POST /v1/plugins?name=N` with the component as the body.
+/// Upload a plugin
+///
+/// The body is the WebAssembly component's bytes, sent as `application/wasm` (or
+/// `application/octet-stream`), and `?name=` names it. The component is compiled and checked at
+/// once: it must export the `sluice:plugin` `transformer` world and import only its `host`
+/// interface and WASI 0.2 (which grants nothing). The plugin's id is its content hash, so uploading the same bytes again answers 200 with the record
+/// already stored. The body limit is the daemon's `max_plugin_bytes` (32 MiB unless the operator
+/// changed it), and the tenant's `max_plugin_bytes` quota may be lower. Tenant key only.
+#[utoipa::path(
+    post,
+    path = "/v1/plugins",
+    operation_id = "upload_plugin",
+    tag = "plugins",
+    security(("tenant_key" = [])),
+    params(UploadQuery),
+    request_body(
+        description = "The component's bytes",
+        content(("application/wasm"), ("application/octet-stream"))
+    ),
+    responses(
+        (status = 201, description = "Compiled, checked and stored", body = PluginMeta),
+        (status = 200, description = "The tenant already has these bytes; the stored record", body = PluginMeta),
+        (
+            status = 400,
+            description = "`name` is missing or invalid, the query string has an unknown parameter, or the \
+                content type is not `application/wasm` (`invalid_request`); or the component does not \
+                compile, does not target the Sluice world, or imports something not allowed (`invalid_plugin`)",
+            body = ErrorBody
+        ),
+        (status = 401, description = UNAUTHORIZED, body = ErrorBody),
+        (
+            status = 403,
+            description = "The operator token was sent to a tenant route (`forbidden`), the tenant is disabled \
+                (`tenant_disabled`), or the upload exceeds the tenant's `max_plugin_bytes` or `max_plugins` quota \
+                (`quota_exceeded`)",
+            body = ErrorBody
+        ),
+        (
+            status = 413,
+            description = "The body is larger than the daemon's plugin limit, `max_plugin_bytes` (`too_large`)",
+            body = ErrorBody
+        ),
+        (status = 500, description = INTERNAL, body = ErrorBody),
+    )
+)]
 async fn upload(
     Caller(tenant): Caller,
     State(state): State<AppState>,
@@ -130,10 +190,44 @@ async fn loaded(state: &AppState, id: &str) -> Result<Plugin, ApiError> {
     Ok(plugin)
 }
 
+/// List plugins
+///
+/// The calling tenant's plugins. Tenant key only.
+#[utoipa::path(
+    get,
+    path = "/v1/plugins",
+    operation_id = "list_plugins",
+    tag = "plugins",
+    security(("tenant_key" = [])),
+    responses(
+        (status = 200, description = "The tenant's plugins", body = PluginList),
+        (status = 401, description = UNAUTHORIZED, body = ErrorBody),
+        (status = 403, description = TENANT_ONLY, body = ErrorBody),
+        (status = 500, description = INTERNAL, body = ErrorBody),
+    )
+)]
 async fn list(Caller(tenant): Caller, State(state): State<AppState>) -> Result<axum::Json<PluginList>, ApiError> {
     Ok(axum::Json(PluginList { plugins: state.store.plugins(&tenant.id)? }))
 }
 
+/// Show a plugin
+///
+/// One of the calling tenant's plugins. Tenant key only.
+#[utoipa::path(
+    get,
+    path = "/v1/plugins/{id}",
+    operation_id = "show_plugin",
+    tag = "plugins",
+    security(("tenant_key" = [])),
+    params(("id" = String, Path, description = "The plugin id, `sha256:` and the hex digest of its bytes")),
+    responses(
+        (status = 200, description = "The plugin", body = PluginMeta),
+        (status = 401, description = UNAUTHORIZED, body = ErrorBody),
+        (status = 403, description = TENANT_ONLY, body = ErrorBody),
+        (status = 404, description = NO_PLUGIN, body = ErrorBody),
+        (status = 500, description = INTERNAL, body = ErrorBody),
+    )
+)]
 async fn show(
     Caller(tenant): Caller,
     State(state): State<AppState>,
@@ -142,6 +236,29 @@ async fn show(
     state.store.plugin(&tenant.id, &id)?.map(axum::Json).ok_or_else(|| not_found(&id))
 }
 
+/// Delete a plugin
+///
+/// Deletes one of the calling tenant's plugins, unless a project uses it. Tenant key only.
+#[utoipa::path(
+    delete,
+    path = "/v1/plugins/{id}",
+    operation_id = "delete_plugin",
+    tag = "plugins",
+    security(("tenant_key" = [])),
+    params(("id" = String, Path, description = "The plugin id, `sha256:` and the hex digest of its bytes")),
+    responses(
+        (status = 204, description = "Deleted"),
+        (status = 401, description = UNAUTHORIZED, body = ErrorBody),
+        (status = 403, description = TENANT_ONLY, body = ErrorBody),
+        (status = 404, description = NO_PLUGIN, body = ErrorBody),
+        (
+            status = 409,
+            description = "A project uses the plugin; the message names it (`conflict`)",
+            body = ErrorBody
+        ),
+        (status = 500, description = INTERNAL, body = ErrorBody),
+    )
+)]
 async fn remove(
     Caller(tenant): Caller,
     State(state): State<AppState>,
@@ -157,7 +274,7 @@ async fn remove(
 }
 
 /// Bytes in JSON: `{"text": "..."}` for UTF-8, otherwise `{"base64": "..."}`.
-#[derive(Debug, Clone, Serialize, Deserialize)]
+#[derive(Debug, Clone, Serialize, Deserialize, ToSchema)]
 #[serde(deny_unknown_fields, rename_all = "snake_case")]
 pub enum Blob {
     Text(String),
@@ -184,8 +301,9 @@ impl Blob {
     }
 }
 
-/// `POST /v1/plugins/{id}/test`: a response to transform, as the daemon would.
-#[derive(Debug, Deserialize)]
+/// The body of `POST /v1/plugins/{id}/test`: a response to transform, as a run would.
+#[derive(Debug, Deserialize, ToSchema)]
+#[schema(as = PluginTestRequest)]
 #[serde(deny_unknown_fields)]
 struct TestRequest {
     /// The response the plugin transforms.
@@ -198,11 +316,16 @@ struct TestRequest {
     settings: BTreeMap<String, String>,
 }
 
-#[derive(Debug, Deserialize)]
+/// The source's response, as the plugin would receive it.
+#[derive(Debug, Deserialize, ToSchema)]
+#[schema(as = PluginTestResponse)]
 #[serde(deny_unknown_fields)]
 struct TestResponse {
+    /// The HTTP status (default 200).
     #[serde(default = "ok_status")]
+    #[schema(default = 200)]
     status: u16,
+    /// Response headers; names are lowercased before the plugin sees them.
     #[serde(default)]
     headers: BTreeMap<String, String>,
     body: Blob,
@@ -212,7 +335,9 @@ fn ok_status() -> u16 {
     200
 }
 
-#[derive(Debug, Serialize)]
+/// A record the plugin would deliver to Kinesis.
+#[derive(Debug, Serialize, ToSchema)]
+#[schema(as = PluginTestRecord)]
 struct TestRecord {
     partition_key: String,
     #[serde(skip_serializing_if = "Option::is_none")]
@@ -220,16 +345,20 @@ struct TestRecord {
     data: Blob,
 }
 
-#[derive(Debug, Serialize)]
+/// The next page the plugin asked for.
+#[derive(Debug, Serialize, ToSchema)]
+#[schema(as = PluginTestNext)]
 struct TestNext {
     method: String,
     url: String,
 }
 
 /// The outcome of a dry run: what would be delivered, or why nothing would.
-#[derive(Debug, Serialize)]
+#[derive(Debug, Serialize, ToSchema)]
+#[schema(as = PluginTestReport)]
 struct TestReport {
     /// `ok` or `failed`.
+    #[schema(value_type = String, examples("ok"))]
     outcome: &'static str,
     #[serde(skip_serializing_if = "Option::is_none")]
     failure: Option<Failure>,
@@ -239,16 +368,89 @@ struct TestReport {
     state: Option<Blob>,
     #[serde(skip_serializing_if = "Option::is_none")]
     next: Option<TestNext>,
+    #[schema(value_type = Vec<LogLineSchema>)]
     logs: Vec<LogLine>,
+    /// Wall-clock time of the call, in milliseconds.
     duration_ms: f64,
 }
 
-#[derive(Debug, Serialize)]
+/// Why a dry run failed.
+#[derive(Debug, Serialize, ToSchema)]
+#[schema(as = PluginTestFailure)]
 struct Failure {
+    /// `rejected`, `retry`, `deadline`, `memory`, `output_too_large`, `too_many_records`,
+    /// `stack_overflow`, `trap` or `host`.
+    #[schema(value_type = String, examples("rejected"))]
     kind: &'static str,
     message: String,
 }
 
+// The schema of `runtime::LogLine`, declared here so that `runtime` stays free of API concerns.
+// Only the schema is used; the dry-run tests check real responses against it.
+
+/// One line of a plugin's log.
+#[derive(ToSchema)]
+#[schema(as = LogLine)]
+#[allow(dead_code)]
+struct LogLineSchema {
+    /// `log` (the `host.log` import), `stdout` or `stderr`.
+    source: LogSourceSchema,
+    level: LogLevelSchema,
+    /// The text, cut at 4 KiB.
+    message: String,
+}
+
+/// Where a log line came from.
+#[derive(ToSchema)]
+#[schema(as = LogSource, rename_all = "lowercase")]
+#[allow(dead_code)]
+enum LogSourceSchema {
+    Log,
+    Stdout,
+    Stderr,
+}
+
+/// The severity of a log line.
+#[derive(ToSchema)]
+#[schema(as = LogLevel, rename_all = "lowercase")]
+#[allow(dead_code)]
+enum LogLevelSchema {
+    Trace,
+    Debug,
+    Info,
+    Warn,
+    Error,
+}
+
+/// Try a plugin
+///
+/// Transforms a given response with one of the calling tenant's plugins, as a run would, and
+/// reports the records, state, next page and logs without delivering anything. A plugin that
+/// rejects the response, traps or exceeds a limit still answers 200, with `outcome: failed`.
+/// Tenant key only.
+#[utoipa::path(
+    post,
+    path = "/v1/plugins/{id}/test",
+    operation_id = "test_plugin",
+    tag = "plugins",
+    security(("tenant_key" = [])),
+    params(("id" = String, Path, description = "The plugin id, `sha256:` and the hex digest of its bytes")),
+    request_body = TestRequest,
+    responses(
+        (status = 200, description = "What the run would deliver, or why it would fail", body = TestReport),
+        (
+            status = 400,
+            description = "The body does not fit (`invalid_request`), for example invalid base64; or the stored \
+                plugin no longer compiles (`invalid_plugin`)",
+            body = ErrorBody
+        ),
+        (status = 401, description = UNAUTHORIZED, body = ErrorBody),
+        (status = 403, description = TENANT_ONLY, body = ErrorBody),
+        (status = 404, description = NO_PLUGIN, body = ErrorBody),
+        (status = 413, description = TOO_LARGE, body = ErrorBody),
+        (status = 500, description = INTERNAL, body = ErrorBody),
+    )
+)]
 async fn test(
     Caller(tenant): Caller,
     State(state): State<AppState>,

@@ -4,6 +4,7 @@
 use std::collections::BTreeMap;
 
 use serde::Deserialize;
+use utoipa::ToSchema;
 
 use super::error::ApiError;
 use crate::arn::{Arn, ArnKind};
@@ -11,24 +12,29 @@ use crate::schedule::{Schedule, parse_timezone};
 use crate::store::{ApiKeySource, Quotas, Source, Target};
 
 /// The body of `POST /v1/projects`.
-#[derive(Debug, Clone, Deserialize)]
+#[derive(Debug, Clone, Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct ProjectInput {
     /// A display name, 1 to 100 characters.
+    #[schema(examples("weather-berlin"))]
     pub name: String,
     /// An EventBridge schedule expression: `rate(5 minutes)`, `cron(0 12 * * ? *)`.
+    #[schema(examples("rate(5 minutes)"))]
     pub schedule: String,
     /// The IANA timezone for `cron()` schedules (default `UTC`).
     #[serde(default = "utc")]
+    #[schema(default = "UTC", examples("Europe/Berlin"))]
     pub timezone: String,
     pub source: Source,
     /// The id of one of the tenant's plugins.
     pub plugin_id: String,
+    /// Settings the plugin reads: at most 100, names up to 100 characters, values up to 4096 bytes.
     #[serde(default)]
     pub plugin_settings: BTreeMap<String, String>,
     pub target: Target,
     /// Most pages one run may fetch (default 10, at most 100).
     #[serde(default = "default_max_pages")]
+    #[schema(default = 10, minimum = 1, maximum = 100)]
     pub max_pages: u32,
 }
 
@@ -40,8 +46,9 @@ fn default_max_pages() -> u32 {
     10
 }
 
-/// The body of `PATCH /v1/projects/{id}`: any subset of the fields of [`ProjectInput`].
-#[derive(Debug, Clone, Default, Deserialize)]
+/// The body of `PATCH /v1/projects/{id}`: any subset of the fields of `ProjectInput`. An absent
+/// or `null` field keeps its current value.
+#[derive(Debug, Clone, Default, Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct ProjectPatch {
     pub name: Option<String>,
@@ -51,6 +58,7 @@ pub struct ProjectPatch {
     pub plugin_id: Option<String>,
     pub plugin_settings: Option<BTreeMap<String, String>>,
     pub target: Option<Target>,
+    #[schema(minimum = 1, maximum = 100)]
     pub max_pages: Option<u32>,
 }
 

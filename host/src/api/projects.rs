@@ -1,31 +1,48 @@
-//! Tenant routes for projects: create, list, show, change, delete, pause and resume.
+//! Tenant routes for projects: create, list, show, change, delete, pause and resume; run history
+//! and the tenant's usage.
 
-use axum::Router;
 use axum::extract::{Path, State};
 use axum::http::StatusCode;
-use axum::routing::{get, post};
 use serde::{Deserialize, Serialize};
+use utoipa::{IntoParams, ToSchema};
+use utoipa_axum::router::OpenApiRouter;
+use utoipa_axum::routes;
 
 use super::AppState;
 use super::auth::Caller;
-use super::error::ApiError;
+use super::error::{ApiError, ErrorBody};
 use super::extract::{Json, Query};
+use super::openapi::{INTERNAL, TENANT_ONLY, TOO_LARGE, UNAUTHORIZED};
 use super::project_input::{ProjectInput, ProjectPatch};
 use crate::store::{
     CreateProject, Onboarding, Project, ProjectStatus, RUNS_KEPT, Run, Tenant, Usage, now_rfc3339, random_hex,
 };
 
-pub fn routes() -> Router<AppState> {
-    Router::new()
-        .route("/v1/projects", post(create).get(list))
-        .route("/v1/projects/{id}", get(show).patch(update).delete(remove))
-        .route("/v1/projects/{id}/pause", post(pause))
-        .route("/v1/projects/{id}/resume", post(resume))
-        .route("/v1/projects/{id}/runs", get(runs))
-        .route("/v1/usage", get(usage))
+/// Each `routes!` call holds the handlers of one path: `OpenApiRouter` registers every handler of
+/// a call on every path in it.
+pub fn routes() -> OpenApiRouter<AppState> {
+    OpenApiRouter::new()
+        .routes(routes!(create, list))
+        .routes(routes!(show, update, remove))
+        .routes(routes!(pause))
+        .routes(routes!(resume))
+        .routes(routes!(runs))
+        .routes(routes!(usage))
 }
 
-#[derive(Debug, Serialize)]
+/// 400 on the routes that take a project body.
+const BAD_PROJECT: &str = "The body is not a JSON object sent as `application/json`, does not fit this route, or a \
+     field is invalid: the message names the field and how to fix it (`invalid_request`)";
+/// 403 on the routes that take a project body.
+const PROJECT_FORBIDDEN: &str = "The operator token was sent to a tenant route (`forbidden`), the tenant is disabled \
+     (`tenant_disabled`), or the project exceeds a quota: `max_projects` on creation, `min_interval_seconds` \
+     for the schedule (`quota_exceeded`)";
+/// 404 on the routes of one project.
+const NO_PROJECT: &str =
+    "The tenant has no project with this id (`not_found`); another tenant's project is not found either";
+
+/// The tenant's projects.
+#[derive(Debug, Serialize, ToSchema)]
 struct ProjectList {
     projects: Vec<Project>,
 }
@@ -55,6 +72,27 @@ fn validate(state: &AppState, tenant: &Tenant, input: ProjectInput) -> Result<Pr
     input.validate(&tenant.quotas(), |plugin| store.plugin(&tenant.id, plugin).ok().flatten().is_some())
 }
 
+/// Create a project
+///
+/// Validates every field, then stores the project as `pending`: it runs once the tenant's role
+/// trusts the platform principal with the project's external id, both shown in `onboarding`.
+/// Tenant key only.
+#[utoipa::path(
+    post,
+    path = "/v1/projects",
+    operation_id = "create_project",
+    tag = "projects",
+    security(("tenant_key" = [])),
+    request_body = ProjectInput,
+    responses(
+        (status = 201, description = "The project, `pending` until its role is trusted", body = Project),
+        (status = 400, description = BAD_PROJECT, body = ErrorBody),
+        (status = 401, description = UNAUTHORIZED, body = ErrorBody),
+        (status = 403, description = PROJECT_FORBIDDEN, body = ErrorBody),
+        (status = 413, description = TOO_LARGE, body = ErrorBody),
+        (status = 500, description = INTERNAL, body = ErrorBody),
+    )
+)]
 async fn create(
     Caller(tenant): Caller,
     State(state): State<AppState>,
@@ -94,6 +132,22 @@ async fn create(
     }
 }
 
+/// List projects
+///
+/// The calling tenant's projects. Tenant key only.
+#[utoipa::path(
+    get,
+    path = "/v1/projects",
+    operation_id = "list_projects",
+    tag = "projects",
+    security(("tenant_key" = [])),
+    responses(
+        (status = 200, description = "The tenant's projects", body = ProjectList),
+        (status = 401, description = UNAUTHORIZED, body = ErrorBody),
+        (status = 403, description = TENANT_ONLY, body = ErrorBody),
+        (status = 500, description = INTERNAL, body = ErrorBody),
+    )
+)]
 async fn list(Caller(tenant): Caller, State(state): State<AppState>) -> Result<axum::Json<ProjectList>, ApiError> {
     Ok(axum::Json(ProjectList { projects: state.store.projects(&tenant.id)? }))
 }
@@ -102,6 +156,24 @@ fn find(state: &AppState, tenant: &Tenant, id: &str) -> Result<Project, ApiError
     state.store.project(&tenant.id, id)?.ok_or_else(|| not_found(id))
 }
 
+/// Show a project
+///
+/// One of the calling tenant's projects. Tenant key only.
+#[utoipa::path(
+    get,
+    path = "/v1/projects/{id}",
+    operation_id = "show_project",
+    tag = "projects",
+    security(("tenant_key" = [])),
+    params(("id" = String, Path, description = "The project id, `prj_` and 16 hex digits")),
+    responses(
+        (status = 200, description = "The project", body = Project),
+        (status = 401, description = UNAUTHORIZED, body = ErrorBody),
+        (status = 403, description = TENANT_ONLY, body = ErrorBody),
+        (status = 404, description = NO_PROJECT, body = ErrorBody),
+        (status = 500, description = INTERNAL, body = ErrorBody),
+    )
+)]
 async fn show(
     Caller(tenant): Caller,
     State(state): State<AppState>,
@@ -118,6 +190,29 @@ async fn save(state: &AppState, mut project: Project) -> Result<axum::Json<Proje
     Ok(axum::Json(project))
 }
 
+/// Change a project
+///
+/// Changes the fields present in the body and validates the result as a whole. A new
+/// `target.role_arn` puts an unpaused project back to `pending` until the new role is trusted.
+/// Tenant key only.
+#[utoipa::path(
+    patch,
+    path = "/v1/projects/{id}",
+    operation_id = "update_project",
+    tag = "projects",
+    security(("tenant_key" = [])),
+    params(("id" = String, Path, description = "The project id, `prj_` and 16 hex digits")),
+    request_body = ProjectPatch,
+    responses(
+        (status = 200, description = "The changed project", body = Project),
+        (status = 400, description = BAD_PROJECT, body = ErrorBody),
+        (status = 401, description = UNAUTHORIZED, body = ErrorBody),
+        (status = 403, description = PROJECT_FORBIDDEN, body = ErrorBody),
+        (status = 404, description = NO_PROJECT, body = ErrorBody),
+        (status = 413, description = TOO_LARGE, body = ErrorBody),
+        (status = 500, description = INTERNAL, body = ErrorBody),
+    )
+)]
 async fn update(
     Caller(tenant): Caller,
     State(state): State<AppState>,
@@ -142,6 +237,24 @@ async fn update(
     save(&state, project).await
 }
 
+/// Delete a project
+///
+/// Deletes one of the calling tenant's projects and its run history. Tenant key only.
+#[utoipa::path(
+    delete,
+    path = "/v1/projects/{id}",
+    operation_id = "delete_project",
+    tag = "projects",
+    security(("tenant_key" = [])),
+    params(("id" = String, Path, description = "The project id, `prj_` and 16 hex digits")),
+    responses(
+        (status = 204, description = "Deleted"),
+        (status = 401, description = UNAUTHORIZED, body = ErrorBody),
+        (status = 403, description = TENANT_ONLY, body = ErrorBody),
+        (status = 404, description = NO_PROJECT, body = ErrorBody),
+        (status = 500, description = INTERNAL, body = ErrorBody),
+    )
+)]
 async fn remove(
     Caller(tenant): Caller,
     State(state): State<AppState>,
@@ -150,6 +263,24 @@ async fn remove(
     if state.store.delete_project(&tenant.id, &id).await? { Ok(StatusCode::NO_CONTENT) } else { Err(not_found(&id)) }
 }
 
+/// Pause a project
+///
+/// The project stops running on schedule until it is resumed. Tenant key only.
+#[utoipa::path(
+    post,
+    path = "/v1/projects/{id}/pause",
+    operation_id = "pause_project",
+    tag = "projects",
+    security(("tenant_key" = [])),
+    params(("id" = String, Path, description = "The project id, `prj_` and 16 hex digits")),
+    responses(
+        (status = 200, description = "The project, now `paused`", body = Project),
+        (status = 401, description = UNAUTHORIZED, body = ErrorBody),
+        (status = 403, description = TENANT_ONLY, body = ErrorBody),
+        (status = 404, description = NO_PROJECT, body = ErrorBody),
+        (status = 500, description = INTERNAL, body = ErrorBody),
+    )
+)]
 async fn pause(
     Caller(tenant): Caller,
     State(state): State<AppState>,
@@ -161,6 +292,25 @@ async fn pause(
     save(&state, project).await
 }
 
+/// Resume a project
+///
+/// A paused project goes back to `pending` until its next successful AssumeRole confirms the role
+/// still trusts it; any other project is unchanged. Tenant key only.
+#[utoipa::path(
+    post,
+    path = "/v1/projects/{id}/resume",
+    operation_id = "resume_project",
+    tag = "projects",
+    security(("tenant_key" = [])),
+    params(("id" = String, Path, description = "The project id, `prj_` and 16 hex digits")),
+    responses(
+        (status = 200, description = "The project", body = Project),
+        (status = 401, description = UNAUTHORIZED, body = ErrorBody),
+        (status = 403, description = TENANT_ONLY, body = ErrorBody),
+        (status = 404, description = NO_PROJECT, body = ErrorBody),
+        (status = 500, description = INTERNAL, body = ErrorBody),
+    )
+)]
 async fn resume(
     Caller(tenant): Caller,
     State(state): State<AppState>,
@@ -175,19 +325,45 @@ async fn resume(
     save(&state, project).await
 }
 
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, IntoParams)]
 #[serde(deny_unknown_fields)]
+#[into_params(parameter_in = Query)]
 struct RunsQuery {
     /// How many runs to return, newest first (default 20, at most 100).
+    #[param(minimum = 1, maximum = 100, default = 20)]
     limit: Option<usize>,
 }
 
-#[derive(Debug, Serialize)]
+/// A project's runs, newest first.
+#[derive(Debug, Serialize, ToSchema)]
 struct RunList {
     runs: Vec<Run>,
 }
 
-/// `GET /v1/projects/{id}/runs?limit=N`: the project's most recent runs, newest first.
+/// List a project's runs
+///
+/// The project's most recent runs, newest first; the last 100 are kept. Tenant key only.
+#[utoipa::path(
+    get,
+    path = "/v1/projects/{id}/runs",
+    operation_id = "list_runs",
+    tag = "projects",
+    security(("tenant_key" = [])),
+    params(("id" = String, Path, description = "The project id, `prj_` and 16 hex digits"), RunsQuery),
+    responses(
+        (status = 200, description = "The runs, newest first", body = RunList),
+        (
+            status = 400,
+            description = "`limit` is not between 1 and 100, or the query string has an unknown or malformed \
+                parameter (`invalid_request`)",
+            body = ErrorBody
+        ),
+        (status = 401, description = UNAUTHORIZED, body = ErrorBody),
+        (status = 403, description = TENANT_ONLY, body = ErrorBody),
+        (status = 404, description = NO_PROJECT, body = ErrorBody),
+        (status = 500, description = INTERNAL, body = ErrorBody),
+    )
+)]
 async fn runs(
     Caller(tenant): Caller,
     State(state): State<AppState>,
@@ -202,7 +378,23 @@ async fn runs(
     Ok(axum::Json(RunList { runs: state.store.runs(&tenant.id, &id, limit)? }))
 }
 
-/// `GET /v1/usage`: the calling tenant's counters.
+/// The calling tenant's usage
+///
+/// The tenant's counters since it was created: runs, failures, bytes and records. Tenant key
+/// only.
+#[utoipa::path(
+    get,
+    path = "/v1/usage",
+    operation_id = "show_usage",
+    tag = "projects",
+    security(("tenant_key" = [])),
+    responses(
+        (status = 200, description = "The tenant's counters", body = Usage),
+        (status = 401, description = UNAUTHORIZED, body = ErrorBody),
+        (status = 403, description = TENANT_ONLY, body = ErrorBody),
+        (status = 500, description = INTERNAL, body = ErrorBody),
+    )
+)]
 async fn usage(Caller(tenant): Caller, State(state): State<AppState>) -> Result<axum::Json<Usage>, ApiError> {
     Ok(axum::Json(state.store.usage(&tenant.id)?))
 }

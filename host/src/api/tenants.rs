@@ -1,41 +1,50 @@
 //! Operator routes: onboard, list, change, rotate and remove tenants.
 
-use axum::Router;
 use axum::extract::{Path, State};
 use axum::http::StatusCode;
-use axum::routing::{get, post};
 use serde::{Deserialize, Serialize};
+use utoipa::ToSchema;
+use utoipa_axum::router::OpenApiRouter;
+use utoipa_axum::routes;
 
 use super::AppState;
 use super::auth::{Caller, Operator};
-use super::error::ApiError;
+use super::error::{ApiError, ErrorBody};
 use super::extract::Json;
+use super::openapi::{BAD_JSON, INTERNAL, OPERATOR_ONLY, TENANT_ONLY, TOO_LARGE, UNAUTHORIZED};
 use crate::store::{QuotaOverrides, Quotas, Tenant, TenantStatus, Tier};
 
-pub fn routes() -> Router<AppState> {
-    Router::new()
-        .route("/v1/tenants", post(create).get(list))
-        .route("/v1/tenants/{id}", get(show).patch(update).delete(remove))
-        .route("/v1/tenants/{id}/keys", post(rotate))
-        .route("/v1/me", get(me))
+/// Each `routes!` call holds the handlers of one path: `OpenApiRouter` registers every handler of
+/// a call on every path in it.
+pub fn routes() -> OpenApiRouter<AppState> {
+    OpenApiRouter::new()
+        .routes(routes!(create, list))
+        .routes(routes!(show, update, remove))
+        .routes(routes!(rotate))
+        .routes(routes!(me))
 }
 
-/// `POST /v1/tenants`.
-#[derive(Debug, Deserialize)]
+/// The body of `POST /v1/tenants`.
+#[derive(Debug, Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct CreateTenant {
-    /// A display name, 1 to 100 characters.
+    /// A display name, 1 to 100 characters without control characters.
+    #[schema(min_length = 1, max_length = 100, examples("acme-weather"))]
     pub name: String,
     /// `free` (the default), `standard` or `premium`.
     #[serde(default)]
     pub tier: Tier,
 }
 
-/// `PATCH /v1/tenants/{id}`: every field is optional.
-#[derive(Debug, Deserialize)]
+/// The body of `PATCH /v1/tenants/{id}`: every field is optional; an absent or `null` field keeps
+/// its current value.
+#[derive(Debug, Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct UpdateTenant {
+    /// A display name, 1 to 100 characters without control characters.
+    #[schema(min_length = 1, max_length = 100)]
     pub name: Option<String>,
+    /// `disabled` stops the tenant's keys (403 `tenant_disabled`) and its projects.
     pub status: Option<TenantStatus>,
     pub tier: Option<Tier>,
     /// Replaces the quota overrides; `{}` returns to the tier's quotas.
@@ -43,8 +52,9 @@ pub struct UpdateTenant {
 }
 
 /// A tenant as the operator sees it.
-#[derive(Debug, Serialize)]
+#[derive(Debug, Serialize, ToSchema)]
 pub struct TenantBody {
+    /// `ten_` and 16 hex digits.
     pub id: String,
     pub name: String,
     pub tier: Tier,
@@ -53,6 +63,7 @@ pub struct TenantBody {
     pub quotas: Quotas,
     /// The operator's overrides alone.
     pub quota_overrides: QuotaOverrides,
+    /// When the tenant was created, RFC 3339.
     pub created_at: String,
     /// Shown only when a key is issued: at creation and at rotation.
     #[serde(skip_serializing_if = "Option::is_none")]
@@ -74,7 +85,8 @@ impl TenantBody {
     }
 }
 
-#[derive(Debug, Serialize)]
+/// Every tenant.
+#[derive(Debug, Serialize, ToSchema)]
 pub struct TenantList {
     pub tenants: Vec<TenantBody>,
 }
@@ -93,6 +105,26 @@ fn not_found(id: &str) -> ApiError {
     ApiError::NotFound(format!("no tenant with id {id}; list tenants with GET /v1/tenants"))
 }
 
+/// Create a tenant
+///
+/// Onboards a tenant and issues its first API key, which appears only in this response. Operator
+/// only.
+#[utoipa::path(
+    post,
+    path = "/v1/tenants",
+    operation_id = "create_tenant",
+    tag = "tenants",
+    security(("operator_token" = [])),
+    request_body = CreateTenant,
+    responses(
+        (status = 201, description = "The tenant, with its API key in `api_key`", body = TenantBody),
+        (status = 400, description = BAD_JSON, body = ErrorBody),
+        (status = 401, description = UNAUTHORIZED, body = ErrorBody),
+        (status = 403, description = OPERATOR_ONLY, body = ErrorBody),
+        (status = 413, description = TOO_LARGE, body = ErrorBody),
+        (status = 500, description = INTERNAL, body = ErrorBody),
+    )
+)]
 async fn create(
     _: Operator,
     State(state): State<AppState>,
@@ -103,11 +135,45 @@ async fn create(
     Ok((StatusCode::CREATED, axum::Json(TenantBody::new(tenant, Some(key.expose().to_string())))))
 }
 
+/// List tenants
+///
+/// Every tenant, without API keys. Operator only.
+#[utoipa::path(
+    get,
+    path = "/v1/tenants",
+    operation_id = "list_tenants",
+    tag = "tenants",
+    security(("operator_token" = [])),
+    responses(
+        (status = 200, description = "Every tenant", body = TenantList),
+        (status = 401, description = UNAUTHORIZED, body = ErrorBody),
+        (status = 403, description = OPERATOR_ONLY, body = ErrorBody),
+        (status = 500, description = INTERNAL, body = ErrorBody),
+    )
+)]
 async fn list(_: Operator, State(state): State<AppState>) -> Result<axum::Json<TenantList>, ApiError> {
     let tenants = state.store.tenants()?.into_iter().map(|t| TenantBody::new(t, None)).collect();
     Ok(axum::Json(TenantList { tenants }))
 }
 
+/// Show a tenant
+///
+/// One tenant, with the quotas in force and the operator's overrides. Operator only.
+#[utoipa::path(
+    get,
+    path = "/v1/tenants/{id}",
+    operation_id = "show_tenant",
+    tag = "tenants",
+    security(("operator_token" = [])),
+    params(("id" = String, Path, description = "The tenant id, `ten_` and 16 hex digits")),
+    responses(
+        (status = 200, description = "The tenant", body = TenantBody),
+        (status = 401, description = UNAUTHORIZED, body = ErrorBody),
+        (status = 403, description = OPERATOR_ONLY, body = ErrorBody),
+        (status = 404, description = "No tenant has this id (`not_found`)", body = ErrorBody),
+        (status = 500, description = INTERNAL, body = ErrorBody),
+    )
+)]
 async fn show(
     _: Operator,
     State(state): State<AppState>,
@@ -117,6 +183,28 @@ async fn show(
     Ok(axum::Json(TenantBody::new(tenant, None)))
 }
 
+/// Change a tenant
+///
+/// Changes the fields present in the body: name, status, tier, or quota overrides (which replace
+/// the previous overrides). Operator only.
+#[utoipa::path(
+    patch,
+    path = "/v1/tenants/{id}",
+    operation_id = "update_tenant",
+    tag = "tenants",
+    security(("operator_token" = [])),
+    params(("id" = String, Path, description = "The tenant id, `ten_` and 16 hex digits")),
+    request_body = UpdateTenant,
+    responses(
+        (status = 200, description = "The changed tenant", body = TenantBody),
+        (status = 400, description = BAD_JSON, body = ErrorBody),
+        (status = 401, description = UNAUTHORIZED, body = ErrorBody),
+        (status = 403, description = OPERATOR_ONLY, body = ErrorBody),
+        (status = 404, description = "No tenant has this id (`not_found`)", body = ErrorBody),
+        (status = 413, description = TOO_LARGE, body = ErrorBody),
+        (status = 500, description = INTERNAL, body = ErrorBody),
+    )
+)]
 async fn update(
     _: Operator,
     State(state): State<AppState>,
@@ -147,10 +235,47 @@ async fn update(
     Ok(axum::Json(TenantBody::new(tenant, None)))
 }
 
+/// Delete a tenant
+///
+/// Deletes the tenant with its key, plugins, projects, run history and usage. Operator only.
+#[utoipa::path(
+    delete,
+    path = "/v1/tenants/{id}",
+    operation_id = "delete_tenant",
+    tag = "tenants",
+    security(("operator_token" = [])),
+    params(("id" = String, Path, description = "The tenant id, `ten_` and 16 hex digits")),
+    responses(
+        (status = 204, description = "Deleted"),
+        (status = 401, description = UNAUTHORIZED, body = ErrorBody),
+        (status = 403, description = OPERATOR_ONLY, body = ErrorBody),
+        (status = 404, description = "No tenant has this id (`not_found`)", body = ErrorBody),
+        (status = 500, description = INTERNAL, body = ErrorBody),
+    )
+)]
 async fn remove(_: Operator, State(state): State<AppState>, Path(id): Path<String>) -> Result<StatusCode, ApiError> {
     if state.store.delete_tenant(&id).await? { Ok(StatusCode::NO_CONTENT) } else { Err(not_found(&id)) }
 }
 
+/// Rotate a tenant's API key
+///
+/// Issues a new API key, which appears only in this response; the previous key stops working at
+/// once. Operator only.
+#[utoipa::path(
+    post,
+    path = "/v1/tenants/{id}/keys",
+    operation_id = "rotate_tenant_key",
+    tag = "tenants",
+    security(("operator_token" = [])),
+    params(("id" = String, Path, description = "The tenant id, `ten_` and 16 hex digits")),
+    responses(
+        (status = 201, description = "The tenant, with its new API key in `api_key`", body = TenantBody),
+        (status = 401, description = UNAUTHORIZED, body = ErrorBody),
+        (status = 403, description = OPERATOR_ONLY, body = ErrorBody),
+        (status = 404, description = "No tenant has this id (`not_found`)", body = ErrorBody),
+        (status = 500, description = INTERNAL, body = ErrorBody),
+    )
+)]
 async fn rotate(
     _: Operator,
     State(state): State<AppState>,
@@ -161,8 +286,23 @@ async fn rotate(
     Ok((StatusCode::CREATED, axum::Json(TenantBody::new(tenant, Some(key.expose().to_string())))))
 }
 
-/// `GET /v1/me`: the calling tenant's own record and quotas, so that a tenant can check its key,
-/// status and limits.
+/// The calling tenant
+///
+/// The calling tenant's own record and quotas, so that a tenant can check its key, status and
+/// limits. Tenant key only.
+#[utoipa::path(
+    get,
+    path = "/v1/me",
+    operation_id = "show_me",
+    tag = "tenants",
+    security(("tenant_key" = [])),
+    responses(
+        (status = 200, description = "The calling tenant", body = TenantBody),
+        (status = 401, description = UNAUTHORIZED, body = ErrorBody),
+        (status = 403, description = TENANT_ONLY, body = ErrorBody),
+        (status = 500, description = INTERNAL, body = ErrorBody),
+    )
+)]
 async fn me(Caller(tenant): Caller) -> axum::Json<TenantBody> {
     axum::Json(TenantBody::new(tenant, None))
 }

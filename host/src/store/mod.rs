@@ -4,7 +4,8 @@
 //! tenant id), `plugins` (`<tenant id>/<plugin id>` → JSON), `blobs` (plugin id → component
 //! bytes, stored once however many tenants upload them), `blob_refs` (plugin id → how many
 //! tenants hold it), `projects` (`<tenant id>/<project id>` → JSON), `runs` (`<tenant id>/<project
-//! id>/<start>-<run id>` → JSON, the newest last) and `usage` (tenant id → counters). Writes that touch several trees run in one sled transaction, and every write is
+//! id>/<start>-<run id>` → JSON, the newest last), `usage` (tenant id → counters) and `counts`
+//! (per-tenant record counts for quotas). Writes that touch several trees run in one sled transaction, and every write is
 //! flushed to disk before the call returns, so that a response the API has sent survives a
 //! `kill -9`.
 //!
@@ -19,7 +20,7 @@ mod tenants;
 
 use std::path::Path;
 
-use sled::transaction::TransactionError;
+use sled::transaction::{ConflictableTransactionError, TransactionError, TransactionalTree};
 
 pub use model::{
     ApiKeySource, Onboarding, PluginMeta, Project, ProjectStatus, QuotaOverrides, Quotas, Source, Target, Tenant,
@@ -67,6 +68,9 @@ pub struct Store {
     projects: sled::Tree,
     runs: sled::Tree,
     usage: sled::Tree,
+    /// `<tenant id>/projects` and `<tenant id>/plugins` → how many the tenant has, kept in the
+    /// same transactions as the records so that quota checks need no scan.
+    counts: sled::Tree,
     /// Serializes creates that check a count quota (see `create_plugin`).
     quota_lock: std::sync::Arc<tokio::sync::Mutex<()>>,
 }
@@ -97,6 +101,7 @@ impl Store {
             projects: db.open_tree("projects")?,
             runs: db.open_tree("runs")?,
             usage: db.open_tree("usage")?,
+            counts: db.open_tree("counts")?,
             quota_lock: Default::default(),
             db,
         })
@@ -106,6 +111,24 @@ impl Store {
     pub async fn flush(&self) -> Result<()> {
         self.db.flush_async().await?;
         Ok(())
+    }
+}
+
+/// Adds `delta` to a count inside a transaction.
+pub(crate) fn add_count(
+    counts: &TransactionalTree,
+    key: &str,
+    delta: i64,
+) -> Result<(), ConflictableTransactionError<StoreError>> {
+    let current = counts.get(key)?.and_then(|raw| raw.as_ref().try_into().ok().map(u64::from_be_bytes)).unwrap_or(0);
+    counts.insert(key, &current.saturating_add_signed(delta).to_be_bytes())?;
+    Ok(())
+}
+
+impl Store {
+    /// A count kept by [`add_count`].
+    pub(crate) fn count(&self, key: &str) -> Result<u64> {
+        Ok(self.counts.get(key)?.and_then(|raw| raw.as_ref().try_into().ok().map(u64::from_be_bytes)).unwrap_or(0))
     }
 }
 

@@ -1,9 +1,10 @@
 //! The records the store keeps, in the shape the API shows them.
 
 use serde::{Deserialize, Serialize};
+use utoipa::ToSchema;
 
 /// A tenant's service tier, which sets its default quotas.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize, ToSchema)]
 #[serde(rename_all = "snake_case")]
 pub enum Tier {
     #[default]
@@ -30,7 +31,7 @@ impl Tier {
 }
 
 /// Whether a tenant may use the service.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize, ToSchema)]
 #[serde(rename_all = "snake_case")]
 pub enum TenantStatus {
     #[default]
@@ -40,7 +41,7 @@ pub enum TenantStatus {
 }
 
 /// Limits on what a tenant may create and how often its projects may run.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct Quotas {
     /// Projects the tenant may have.
@@ -54,7 +55,7 @@ pub struct Quotas {
 }
 
 /// Per-tenant overrides of the tier's quotas; an absent field keeps the tier's value.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct QuotaOverrides {
     #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -105,7 +106,7 @@ impl Tenant {
 
 /// An uploaded plugin, as its owner sees it. The same bytes uploaded by two tenants are stored
 /// once, but each tenant has its own record.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
 pub struct PluginMeta {
     /// `sha256:` and the hex digest of the component's bytes.
     pub id: String,
@@ -118,7 +119,7 @@ pub struct PluginMeta {
 }
 
 /// Where a project's status stands.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize, ToSchema)]
 #[serde(rename_all = "snake_case")]
 pub enum ProjectStatus {
     /// Waiting for the first successful AssumeRole: the tenant stack does not trust the platform
@@ -134,7 +135,7 @@ pub enum ProjectStatus {
 }
 
 /// How the host adds the tenant's API key, read from Secrets Manager, to each request.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct ApiKeySource {
     /// The secret holding the key: a plain string, or JSON with the key at `json_field`.
@@ -155,13 +156,14 @@ pub struct ApiKeySource {
 }
 
 /// The external API a project polls.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct Source {
     /// An absolute http or https URL.
     pub url: String,
     /// `GET` (default) or `POST`.
     #[serde(default = "default_method")]
+    #[schema(default = "GET")]
     pub method: String,
     /// Extra request headers.
     #[serde(default)]
@@ -176,7 +178,7 @@ fn default_method() -> String {
 }
 
 /// Where a project's records go.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct Target {
     /// The tenant's Kinesis stream.
@@ -186,7 +188,7 @@ pub struct Target {
 }
 
 /// What the tenant puts into its stack so that the role trusts this project.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
 pub struct Onboarding {
     /// The AWS principal Sluice runs as; the role's trust policy must allow it.
     pub platform_principal_arn: String,
@@ -195,7 +197,7 @@ pub struct Onboarding {
 }
 
 /// One polled resource of a tenant.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
 pub struct Project {
     /// `prj_` and 16 hex digits.
     pub id: String,

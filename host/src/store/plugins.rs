@@ -4,7 +4,7 @@ use sled::Transactional;
 use sled::transaction::{ConflictableTransactionError, TransactionalTree};
 
 use super::model::PluginMeta;
-use super::{Result, Store, StoreError, decode, encode};
+use super::{Result, Store, StoreError, add_count, decode, encode};
 
 /// What [`Store::delete_plugin`] did.
 #[derive(Debug, PartialEq, Eq)]
@@ -28,6 +28,10 @@ pub enum CreatePlugin {
 
 fn record_key(tenant: &str, id: &str) -> String {
     format!("{tenant}/{id}")
+}
+
+fn count_key(tenant: &str) -> String {
+    format!("{tenant}/plugins")
 }
 
 /// Changes a blob's reference count inside a transaction, storing or removing the blob itself
@@ -70,13 +74,15 @@ impl Store {
         if let Some(existing) = self.plugin(tenant, &meta.id)? {
             return Ok(CreatePlugin::Exists(existing));
         }
-        if self.plugins(tenant)?.len() >= max_plugins as usize {
+        if self.count(&count_key(tenant))? >= u64::from(max_plugins) {
             return Ok(CreatePlugin::QuotaExceeded);
         }
         let key = record_key(tenant, &meta.id);
         let value = encode(&meta)?;
-        (&self.plugins, &self.blobs, &self.blob_refs).transaction(|(plugins, blobs, refs)| {
+        let counter = count_key(tenant);
+        (&self.plugins, &self.blobs, &self.blob_refs, &self.counts).transaction(|(plugins, blobs, refs, counts)| {
             plugins.insert(key.as_bytes(), value.as_slice())?;
+            add_count(counts, &counter, 1)?;
             adjust_refs(blobs, refs, &meta.id, 1, Some(bytes))
         })?;
         self.flush().await?;
@@ -118,13 +124,17 @@ impl Store {
 
     async fn remove_plugin(&self, tenant: &str, id: &str) -> Result<DeletePlugin> {
         let key = record_key(tenant, id);
-        let deleted = (&self.plugins, &self.blobs, &self.blob_refs).transaction(|(plugins, blobs, refs)| {
-            if plugins.remove(key.as_bytes())?.is_none() {
-                return Ok(false);
-            }
-            adjust_refs(blobs, refs, id, -1, None)?;
-            Ok(true)
-        })?;
+        let counter = count_key(tenant);
+        let deleted = (&self.plugins, &self.blobs, &self.blob_refs, &self.counts).transaction(
+            |(plugins, blobs, refs, counts)| {
+                if plugins.remove(key.as_bytes())?.is_none() {
+                    return Ok(false);
+                }
+                add_count(counts, &counter, -1)?;
+                adjust_refs(blobs, refs, id, -1, None)?;
+                Ok(true)
+            },
+        )?;
         self.flush().await?;
         Ok(if deleted { DeletePlugin::Deleted } else { DeletePlugin::Absent })
     }

@@ -1,7 +1,9 @@
 //! Projects, keyed by tenant so that one tenant's scan never sees another's.
 
+use sled::Transactional;
+
 use super::model::Project;
-use super::{Result, Store, decode, encode};
+use super::{Result, Store, add_count, decode, encode};
 
 /// What [`Store::create_project`] did.
 #[derive(Debug)]
@@ -15,14 +17,24 @@ fn record_key(tenant: &str, id: &str) -> String {
     format!("{tenant}/{id}")
 }
 
+fn count_key(tenant: &str) -> String {
+    format!("{tenant}/projects")
+}
+
 impl Store {
     /// Stores a new project unless the tenant is at `max_projects`.
     pub async fn create_project(&self, project: Project, max_projects: u32) -> Result<CreateProject> {
         let _guard = self.quota_lock.lock().await;
-        if self.projects(&project.tenant_id)?.len() >= max_projects as usize {
+        let counter = count_key(&project.tenant_id);
+        if self.count(&counter)? >= u64::from(max_projects) {
             return Ok(CreateProject::QuotaExceeded);
         }
-        self.projects.insert(record_key(&project.tenant_id, &project.id), encode(&project)?)?;
+        let key = record_key(&project.tenant_id, &project.id);
+        let value = encode(&project)?;
+        (&self.projects, &self.counts).transaction(|(projects, counts)| {
+            projects.insert(key.as_bytes(), value.as_slice())?;
+            add_count(counts, &counter, 1)
+        })?;
         self.flush().await?;
         Ok(CreateProject::Created(Box::new(project)))
     }
@@ -57,7 +69,15 @@ impl Store {
 
     /// Removes a project with its run history. Returns whether it existed.
     pub async fn delete_project(&self, tenant: &str, id: &str) -> Result<bool> {
-        let existed = self.projects.remove(record_key(tenant, id))?.is_some();
+        let key = record_key(tenant, id);
+        let counter = count_key(tenant);
+        let existed = (&self.projects, &self.counts).transaction(|(projects, counts)| {
+            let existed = projects.remove(key.as_bytes())?.is_some();
+            if existed {
+                add_count(counts, &counter, -1)?;
+            }
+            Ok(existed)
+        })?;
         self.delete_runs_of(tenant, id)?;
         self.flush().await?;
         Ok(existed)

@@ -4,6 +4,7 @@
 use std::collections::BTreeMap;
 
 use serde::{Deserialize, Serialize};
+use utoipa::ToSchema;
 
 use super::{Result, Store, decode, encode};
 
@@ -11,7 +12,7 @@ use super::{Result, Store, decode, encode};
 pub const RUNS_KEPT: usize = 100;
 
 /// What started a run.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
 #[serde(rename_all = "snake_case")]
 pub enum RunTrigger {
     /// The project's schedule.
@@ -23,7 +24,7 @@ pub enum RunTrigger {
 }
 
 /// How a run ended.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
 #[serde(rename_all = "snake_case")]
 pub enum RunOutcome {
     /// Every record was delivered and the state committed.
@@ -35,7 +36,7 @@ pub enum RunOutcome {
 }
 
 /// Where and why a run failed. The message never contains secret values.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
 pub struct RunError {
     /// `assume_role`, `read_secret`, `prepare`, `fetch`, `transform`, `deliver` or `commit`.
     pub stage: String,
@@ -43,7 +44,7 @@ pub struct RunError {
 }
 
 /// One run of a project.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, ToSchema)]
 pub struct Run {
     /// `run_` and 16 hex digits.
     pub id: String,
@@ -67,7 +68,7 @@ pub struct Run {
 }
 
 /// A tenant's counters since it was created.
-#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize, ToSchema)]
 pub struct Usage {
     pub runs: u64,
     pub runs_failed: u64,
