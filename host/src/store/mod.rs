@@ -19,6 +19,8 @@ mod secrets;
 mod tenants;
 
 use std::path::Path;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
 
 use sled::transaction::{ConflictableTransactionError, TransactionError, TransactionalTree};
 
@@ -30,6 +32,16 @@ pub use plugins::{CreatePlugin, DeletePlugin};
 pub use projects::CreateProject;
 pub use runs::{RUNS_KEPT, Run, RunError, RunOutcome, RunTrigger, Usage};
 pub use secrets::{ApiKey, constant_time_eq, hash_key, random_hex};
+
+/// Grouped, serialized flushes (see [`Store::flush`]).
+#[derive(Default)]
+struct FlushState {
+    /// Tickets drawn by callers of `flush`.
+    requested: AtomicU64,
+    /// The highest ticket a completed flush covers.
+    done: AtomicU64,
+    lock: tokio::sync::Mutex<()>,
+}
 
 /// The layout version this build reads and writes.
 const SCHEMA_VERSION: u32 = 1;
@@ -71,8 +83,9 @@ pub struct Store {
     /// `<tenant id>/projects` and `<tenant id>/plugins` → how many the tenant has, kept in the
     /// same transactions as the records so that quota checks need no scan.
     counts: sled::Tree,
+    flush_state: Arc<FlushState>,
     /// Serializes creates that check a count quota (see `create_plugin`).
-    quota_lock: std::sync::Arc<tokio::sync::Mutex<()>>,
+    quota_lock: Arc<tokio::sync::Mutex<()>>,
 }
 
 impl Store {
@@ -102,14 +115,29 @@ impl Store {
             runs: db.open_tree("runs")?,
             usage: db.open_tree("usage")?,
             counts: db.open_tree("counts")?,
+            flush_state: Arc::default(),
             quota_lock: Default::default(),
             db,
         })
     }
 
     /// Makes every write so far durable.
+    ///
+    /// sled 0.34 can deadlock when several flushes run at once (seen under 32 concurrent
+    /// creates), so flushes are serialized. They are also grouped: a caller whose write was
+    /// already covered by a flush that started after it returns at once, so concurrent writers
+    /// share disk syncs instead of queueing one each.
     pub async fn flush(&self) -> Result<()> {
+        // Every caller has finished its write before it gets here, so a flush that starts after
+        // this ticket was drawn covers that write.
+        let ticket = self.flush_state.requested.fetch_add(1, Ordering::SeqCst) + 1;
+        let _turn = self.flush_state.lock.lock().await;
+        if self.flush_state.done.load(Ordering::SeqCst) >= ticket {
+            return Ok(());
+        }
+        let covered = self.flush_state.requested.load(Ordering::SeqCst);
         self.db.flush_async().await?;
+        self.flush_state.done.store(covered, Ordering::SeqCst);
         Ok(())
     }
 }
@@ -148,6 +176,38 @@ pub fn now_rfc3339() -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// Many writers flushing at once once deadlocked sled; they must all finish. The workload
+    /// runs on its own thread because a sled deadlock blocks executor threads, which would keep
+    /// a tokio timeout from ever firing.
+    #[test]
+    fn concurrent_writers_all_get_their_flush() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = Store::open(dir.path()).unwrap();
+        let (done_tx, done_rx) = std::sync::mpsc::channel();
+        let writer_store = store.clone();
+        std::thread::spawn(move || {
+            let runtime = tokio::runtime::Builder::new_multi_thread().worker_threads(4).build().unwrap();
+            runtime.block_on(async move {
+                let writers: Vec<_> = (0..64)
+                    .map(|i| {
+                        let store = writer_store.clone();
+                        tokio::spawn(async move {
+                            for j in 0..20 {
+                                store.create_tenant(&format!("t{i}-{j}"), Tier::Free).await.unwrap();
+                            }
+                        })
+                    })
+                    .collect();
+                for writer in writers {
+                    writer.await.unwrap();
+                }
+            });
+            let _ = done_tx.send(());
+        });
+        done_rx.recv_timeout(std::time::Duration::from_secs(120)).expect("every writer finished within 120 s");
+        assert_eq!(store.tenants().unwrap().len(), 64 * 20);
+    }
 
     #[tokio::test]
     async fn tenants_keys_and_rotation_survive_reopening() {

@@ -70,7 +70,7 @@ impl Store {
     ) -> Result<CreatePlugin> {
         // Counting needs a scan, which sled transactions cannot do; serializing quota-checked
         // creates keeps two concurrent uploads from both passing the check.
-        let _guard = self.quota_lock.lock().await;
+        let guard = self.quota_lock.lock().await;
         if let Some(existing) = self.plugin(tenant, &meta.id)? {
             return Ok(CreatePlugin::Exists(existing));
         }
@@ -85,6 +85,8 @@ impl Store {
             add_count(counts, &counter, 1)?;
             adjust_refs(blobs, refs, &meta.id, 1, Some(bytes))
         })?;
+        // As in `create_project`: the count is settled, so the disk sync need not hold the lock.
+        drop(guard);
         self.flush().await?;
         Ok(CreatePlugin::Created(meta))
     }
