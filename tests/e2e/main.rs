@@ -2,6 +2,7 @@
 //! built from `plugins/` (and, in later areas, the real binary and real peers on loopback).
 
 mod api;
+mod authz;
 mod cache;
 mod cli;
 mod daemon;
