@@ -148,3 +148,32 @@ fn without_aws_credentials_or_a_configured_principal_serve_says_what_to_set() {
     let stderr = String::from_utf8_lossy(&out.stderr);
     assert!(stderr.contains("platform principal") && stderr.contains("SLUICE_PLATFORM_PRINCIPAL_ARN"), "{stderr}");
 }
+
+#[test]
+fn a_request_in_flight_at_sigterm_still_gets_its_answer() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut daemon = Daemon::start(dir.path());
+    let (_, tenant) = daemon.call("POST", "/v1/tenants", Some(ADMIN_TOKEN), Some(r#"{"name": "acme"}"#));
+    let key = tenant["api_key"].as_str().unwrap().to_string();
+    let addr = daemon.addr;
+    // An upload compiles the component before answering, which takes a while: long enough for
+    // the signal to arrive while the request is being handled.
+    let upload = std::thread::spawn(move || {
+        let wasm = sluice_tests::plugin_bytes("hostile");
+        sluice_tests::http_call_raw(addr, "POST", "/v1/plugins?name=slow", Some(&key), "application/wasm", &wasm)
+    });
+    std::thread::sleep(Duration::from_millis(50));
+    let pid = daemon.child.id().to_string();
+    assert!(Command::new("kill").args(["-TERM", &pid]).status().unwrap().success());
+    let (status, plugin) = upload.join().unwrap();
+    assert_eq!(status, 201, "{plugin}");
+    let started = Instant::now();
+    let code = loop {
+        if let Some(status) = daemon.child.try_wait().unwrap() {
+            break status.code();
+        }
+        assert!(started.elapsed() < Duration::from_secs(15), "sluice did not stop after SIGTERM");
+        std::thread::sleep(Duration::from_millis(20));
+    };
+    assert_eq!(code, Some(0));
+}
