@@ -124,21 +124,13 @@ impl TestApi {
         content_type: Option<&str>,
         body: Vec<u8>,
     ) -> (u16, serde_json::Value) {
-        use http_body_util::BodyExt;
-        use tower::ServiceExt;
-        let mut request = axum::http::Request::builder().method(method).uri(path);
-        if let Some(token) = token {
-            request = request.header("authorization", format!("Bearer {token}"));
-        }
-        if let Some(content_type) = content_type {
-            request = request.header("content-type", content_type);
-        }
-        let request = request.body(axum::body::Body::from(body)).unwrap();
-        let response = self.app.clone().oneshot(request).await.unwrap();
-        let status = response.status().as_u16();
-        let bytes = response.into_body().collect().await.unwrap().to_bytes();
-        let json = if bytes.is_empty() { serde_json::Value::Null } else { serde_json::from_slice(&bytes).unwrap() };
-        (status, json)
+        let response = self.send(method, path, token, content_type, body).await;
+        let json = if response.body.is_empty() {
+            serde_json::Value::Null
+        } else {
+            serde_json::from_slice(&response.body).unwrap()
+        };
+        (response.status, json)
     }
 
     /// Sends one request and returns the response as it came: status, content type and bytes,
@@ -169,14 +161,9 @@ impl TestApi {
         RawResponse { status, content_type, body }
     }
 
-    /// Sends a GET without credentials and returns the body as text (for `/metrics`).
+    /// Sends a request without credentials and returns the body as text (for `/metrics`).
     pub async fn call_text(&self, method: &str, path: &str) -> String {
-        use http_body_util::BodyExt;
-        use tower::ServiceExt;
-        let request = axum::http::Request::builder().method(method).uri(path).body(axum::body::Body::empty()).unwrap();
-        let response = self.app.clone().oneshot(request).await.unwrap();
-        let bytes = response.into_body().collect().await.unwrap().to_bytes();
-        String::from_utf8(bytes.to_vec()).unwrap()
+        String::from_utf8(self.send(method, path, None, None, vec![]).await.body).unwrap()
     }
 
     /// Uploads a built plugin as a tenant.
@@ -262,6 +249,20 @@ impl Daemon {
     /// Sends one HTTP/1.1 request and returns the status and JSON body (`null` when empty).
     pub fn call(&self, method: &str, path: &str, token: Option<&str>, body: Option<&str>) -> (u16, serde_json::Value) {
         http_call(self.addr, method, path, token, body)
+    }
+
+    /// Sends SIGTERM and waits (at most 15 s) for the process to exit; returns its exit code.
+    pub fn terminate(&mut self) -> Option<i32> {
+        let pid = self.child.id().to_string();
+        assert!(std::process::Command::new("kill").args(["-TERM", &pid]).status().unwrap().success());
+        let started = std::time::Instant::now();
+        loop {
+            if let Some(status) = self.child.try_wait().unwrap() {
+                return status.code();
+            }
+            assert!(started.elapsed() < std::time::Duration::from_secs(15), "sluice did not stop after SIGTERM");
+            std::thread::sleep(std::time::Duration::from_millis(20));
+        }
     }
 
     /// `kill -9`: no shutdown code runs.

@@ -2,7 +2,7 @@
 //! graceful shutdown.
 
 use std::process::Command;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use sluice_tests::{ADMIN_TOKEN, Daemon, sluice_bin};
 
@@ -86,17 +86,7 @@ fn sigterm_shuts_down_cleanly() {
     let mut daemon = Daemon::start(dir.path());
     let (status, _) = daemon.call("GET", "/healthz", None, None);
     assert_eq!(status, 200);
-    let pid = daemon.child.id().to_string();
-    assert!(Command::new("kill").args(["-TERM", &pid]).status().unwrap().success());
-    let started = Instant::now();
-    let code = loop {
-        if let Some(status) = daemon.child.try_wait().unwrap() {
-            break status.code();
-        }
-        assert!(started.elapsed() < Duration::from_secs(15), "sluice did not stop after SIGTERM");
-        std::thread::sleep(Duration::from_millis(20));
-    };
-    assert_eq!(code, Some(0));
+    assert_eq!(daemon.terminate(), Some(0));
 }
 
 #[test]
@@ -163,17 +153,8 @@ fn a_request_in_flight_at_sigterm_still_gets_its_answer() {
         sluice_tests::http_call_raw(addr, "POST", "/v1/plugins?name=slow", Some(&key), "application/wasm", &wasm)
     });
     std::thread::sleep(Duration::from_millis(50));
-    let pid = daemon.child.id().to_string();
-    assert!(Command::new("kill").args(["-TERM", &pid]).status().unwrap().success());
+    let code = daemon.terminate();
     let (status, plugin) = upload.join().unwrap();
     assert_eq!(status, 201, "{plugin}");
-    let started = Instant::now();
-    let code = loop {
-        if let Some(status) = daemon.child.try_wait().unwrap() {
-            break status.code();
-        }
-        assert!(started.elapsed() < Duration::from_secs(15), "sluice did not stop after SIGTERM");
-        std::thread::sleep(Duration::from_millis(20));
-    };
     assert_eq!(code, Some(0));
 }
