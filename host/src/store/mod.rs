@@ -148,7 +148,7 @@ pub(crate) fn add_count(
     key: &str,
     delta: i64,
 ) -> Result<(), ConflictableTransactionError<StoreError>> {
-    let current = counts.get(key)?.and_then(|raw| raw.as_ref().try_into().ok().map(u64::from_be_bytes)).unwrap_or(0);
+    let current = decode_count(counts.get(key)?);
     counts.insert(key, &current.saturating_add_signed(delta).to_be_bytes())?;
     Ok(())
 }
@@ -156,8 +156,19 @@ pub(crate) fn add_count(
 impl Store {
     /// A count kept by [`add_count`].
     pub(crate) fn count(&self, key: &str) -> Result<u64> {
-        Ok(self.counts.get(key)?.and_then(|raw| raw.as_ref().try_into().ok().map(u64::from_be_bytes)).unwrap_or(0))
+        Ok(decode_count(self.counts.get(key)?))
     }
+}
+
+/// A stored big-endian counter; absent (or unreadable) counts as zero.
+pub(crate) fn decode_count(raw: Option<sled::IVec>) -> u64 {
+    raw.and_then(|raw| raw.as_ref().try_into().ok().map(u64::from_be_bytes)).unwrap_or(0)
+}
+
+/// Decodes one entry of a scan, naming its key if the record is unreadable.
+pub(crate) fn decode_entry<T: serde::de::DeserializeOwned>(entry: sled::Result<(sled::IVec, sled::IVec)>) -> Result<T> {
+    let (key, raw) = entry?;
+    decode(&String::from_utf8_lossy(&key), &raw)
 }
 
 pub(crate) fn encode<T: serde::Serialize>(value: &T) -> Result<Vec<u8>> {

@@ -4,7 +4,7 @@ use sled::Transactional;
 use sled::transaction::{ConflictableTransactionError, TransactionalTree};
 
 use super::model::PluginMeta;
-use super::{Result, Store, StoreError, add_count, decode, encode};
+use super::{Result, Store, StoreError, add_count, decode, decode_count, decode_entry, encode};
 
 /// What [`Store::delete_plugin`] did.
 #[derive(Debug, PartialEq, Eq)]
@@ -43,7 +43,7 @@ fn adjust_refs(
     delta: i64,
     bytes: Option<&[u8]>,
 ) -> Result<(), ConflictableTransactionError<StoreError>> {
-    let current = refs.get(id)?.and_then(|raw| raw.as_ref().try_into().ok().map(u64::from_be_bytes)).unwrap_or(0);
+    let current = decode_count(refs.get(id)?);
     let next = current.saturating_add_signed(delta);
     if next == 0 {
         refs.remove(id)?;
@@ -99,13 +99,7 @@ impl Store {
 
     /// A tenant's plugins, in id order.
     pub fn plugins(&self, tenant: &str) -> Result<Vec<PluginMeta>> {
-        self.plugins
-            .scan_prefix(format!("{tenant}/"))
-            .map(|entry| {
-                let (key, raw) = entry?;
-                decode(&String::from_utf8_lossy(&key), &raw)
-            })
-            .collect()
+        self.plugins.scan_prefix(format!("{tenant}/")).map(decode_entry).collect()
     }
 
     /// A plugin's component bytes, if any tenant still holds it.

@@ -3,7 +3,7 @@
 use sled::Transactional;
 
 use super::model::Project;
-use super::{Result, Store, add_count, decode, encode};
+use super::{Result, Store, add_count, decode, decode_entry, encode};
 
 /// What [`Store::create_project`] did.
 #[derive(Debug)]
@@ -50,13 +50,7 @@ impl Store {
 
     /// A tenant's projects, in id order.
     pub fn projects(&self, tenant: &str) -> Result<Vec<Project>> {
-        self.projects
-            .scan_prefix(format!("{tenant}/"))
-            .map(|entry| {
-                let (key, raw) = entry?;
-                decode(&String::from_utf8_lossy(&key), &raw)
-            })
-            .collect()
+        self.projects.scan_prefix(format!("{tenant}/")).map(decode_entry).collect()
     }
 
     /// Replaces a stored project (same tenant and id). Returns false if it no longer exists.

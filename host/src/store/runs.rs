@@ -6,7 +6,7 @@ use std::collections::BTreeMap;
 use serde::{Deserialize, Serialize};
 use utoipa::ToSchema;
 
-use super::{Result, Store, decode, encode};
+use super::{Result, Store, decode, decode_entry, encode};
 
 /// Runs kept per project; older ones are dropped as new ones arrive.
 pub const RUNS_KEPT: usize = 100;
@@ -110,15 +110,7 @@ impl Store {
 
     /// A project's runs, newest first, at most `limit`.
     pub fn runs(&self, tenant: &str, project: &str, limit: usize) -> Result<Vec<Run>> {
-        self.runs
-            .scan_prefix(prefix(tenant, project))
-            .rev()
-            .take(limit)
-            .map(|entry| {
-                let (key, raw) = entry?;
-                decode(&String::from_utf8_lossy(&key), &raw)
-            })
-            .collect()
+        self.runs.scan_prefix(prefix(tenant, project)).rev().take(limit).map(decode_entry).collect()
     }
 
     /// A tenant's usage counters (all zero before its first run).

@@ -5,7 +5,7 @@ use sled::transaction::ConflictableTransactionError;
 
 use super::model::{QuotaOverrides, Tenant, TenantStatus, Tier};
 use super::secrets::{self, ApiKey, constant_time_eq, hash_key};
-use super::{Result, Store, StoreError, decode, encode, now_rfc3339};
+use super::{Result, Store, StoreError, decode, decode_entry, encode, now_rfc3339};
 
 impl Store {
     /// Creates a tenant with a fresh API key, returned once here and stored only as its hash.
@@ -37,13 +37,7 @@ impl Store {
 
     /// Every tenant, in id order.
     pub fn tenants(&self) -> Result<Vec<Tenant>> {
-        self.tenants
-            .iter()
-            .map(|entry| {
-                let (key, raw) = entry?;
-                decode(&String::from_utf8_lossy(&key), &raw)
-            })
-            .collect()
+        self.tenants.iter().map(decode_entry).collect()
     }
 
     /// The tenant an API key belongs to, if the key is current.
