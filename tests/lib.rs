@@ -3,8 +3,16 @@
 //!
 //! The tests themselves live in `e2e/`, compiled into one test binary.
 
+pub mod fault_proxy;
+pub mod source;
+pub mod tenant_account;
+pub mod world;
+
 use std::path::PathBuf;
-use std::sync::OnceLock;
+use std::sync::{Arc, Mutex, OnceLock};
+
+use sluice::run::Control;
+use sluice::scheduler::{Clock, Outcome, Runner, Scheduler, SchedulerConfig, Tick};
 
 use sluice::runtime::{Plugin, Poll, Response, Runtime, RuntimeConfig};
 
@@ -85,6 +93,21 @@ pub struct TestApi {
     /// The same store the app uses, for arranging data the API cannot create (run history).
     pub store: sluice::store::Store,
     pub dir: tempfile::TempDir,
+    /// Ticks the API's scheduler fired: runs only record them here, so API tests see what would
+    /// run without fetching or delivering anything.
+    pub ticks: Arc<Mutex<Vec<Tick>>>,
+}
+
+/// A runner that only records ticks.
+struct Recorder(Arc<Mutex<Vec<Tick>>>);
+
+impl Runner for Recorder {
+    async fn run(&self, tick: Tick) -> Outcome {
+        self.0.lock().unwrap().push(tick);
+        Outcome::default()
+    }
+
+    fn skipped(&self, _: Tick) {}
 }
 
 impl TestApi {
@@ -98,9 +121,18 @@ impl TestApi {
         })
         .unwrap();
         let limits = sluice::api::Limits { max_json_bytes: 1 << 20, max_plugin_bytes: 32 << 20 };
-        let state = sluice::api::AppState::new(store.clone(), runtime, ADMIN_TOKEN, limits, PLATFORM_PRINCIPAL);
+        let mut state = sluice::api::AppState::new(store.clone(), runtime, ADMIN_TOKEN, limits, PLATFORM_PRINCIPAL);
+        let ticks = Arc::default();
+        // A scheduler driven by a recorder, as `sluice serve` drives one with the data plane.
+        if tokio::runtime::Handle::try_current().is_ok() {
+            let scheduler = Scheduler::new(SchedulerConfig::default(), Clock::system());
+            let driver = scheduler.clone();
+            let recorder = Arc::new(Recorder(Arc::clone(&ticks)));
+            tokio::spawn(async move { driver.run(recorder, std::future::pending()).await });
+            state = state.with_control(Control::new(scheduler, store.clone()));
+        }
         let app = sluice::api::app(state);
-        Self { app, store, dir }
+        Self { app, store, dir, ticks }
     }
 
     /// Sends one request and returns the status and the JSON body (`null` when empty).
@@ -221,14 +253,34 @@ impl Daemon {
 
     /// Like [`Daemon::start`], with extra environment variables.
     pub fn start_with(data_dir: &std::path::Path, env: &[(&str, String)]) -> Self {
+        Self::start_configured(data_dir, env, "")
+    }
+
+    /// Like [`Daemon::start_with`], with a TOML configuration file holding `config` (none when
+    /// empty), kept in the data directory.
+    pub fn start_configured(data_dir: &std::path::Path, env: &[(&str, String)], config: &str) -> Self {
         use std::io::BufRead;
-        let mut child = std::process::Command::new(sluice_bin())
-            .arg("serve")
+        let mut command = std::process::Command::new(sluice_bin());
+        command.arg("serve");
+        if !config.is_empty() {
+            let path = data_dir.join("sluice-test.toml");
+            std::fs::create_dir_all(data_dir).unwrap();
+            std::fs::write(&path, config).unwrap();
+            command.arg("--config").arg(path);
+        }
+        let mut child = command
             .env("SLUICE_LISTEN", "127.0.0.1:0")
             .env("SLUICE_DATA_DIR", data_dir)
             .env("SLUICE_ADMIN_TOKEN", ADMIN_TOKEN)
             .env("SLUICE_LOG", "warn")
             .env_remove("SLUICE_PLATFORM_PRINCIPAL_ARN")
+            // Unless a test points it at moto, AWS goes to a closed loopback port: a test must
+            // never reach the real AWS, and a project that runs fails fast instead.
+            .env("AWS_ENDPOINT_URL", "http://127.0.0.1:9")
+            .env("AWS_REGION", "eu-central-1")
+            .env("AWS_ACCESS_KEY_ID", "testing")
+            .env("AWS_SECRET_ACCESS_KEY", "testing")
+            .env("AWS_EC2_METADATA_DISABLED", "true")
             .envs(env.iter().map(|(k, v)| (*k, v.as_str())))
             .stdout(std::process::Stdio::piped())
             .spawn()
@@ -302,6 +354,25 @@ pub fn http_call_raw(
     content_type: &str,
     body: &[u8],
 ) -> (u16, serde_json::Value) {
+    let (status, rest) = http_exchange(addr, method, path, token, content_type, body);
+    let json = if rest.trim().is_empty() { serde_json::Value::Null } else { serde_json::from_str(&rest).unwrap() };
+    (status, json)
+}
+
+/// A `GET` without credentials whose body is text (such as `/metrics`).
+pub fn http_text(addr: std::net::SocketAddr, path: &str) -> (u16, String) {
+    http_exchange(addr, "GET", path, None, "", b"")
+}
+
+/// One HTTP/1.1 exchange; returns the status and the body as text.
+fn http_exchange(
+    addr: std::net::SocketAddr,
+    method: &str,
+    path: &str,
+    token: Option<&str>,
+    content_type: &str,
+    body: &[u8],
+) -> (u16, String) {
     use std::io::{Read, Write};
     let mut stream = std::net::TcpStream::connect(addr).expect("connects to the daemon");
     stream.set_read_timeout(Some(std::time::Duration::from_secs(30))).unwrap();
@@ -321,8 +392,7 @@ pub fn http_call_raw(
     let (head, rest) = text.split_once("\r\n\r\n").expect("a complete HTTP response");
     let status = head.split_whitespace().nth(1).and_then(|s| s.parse().ok()).expect("a status code");
     // Responses from axum here are small and sent with content-length, not chunked.
-    let json = if rest.trim().is_empty() { serde_json::Value::Null } else { serde_json::from_str(rest).unwrap() };
-    (status, json)
+    (status, rest.to_string())
 }
 
 /// moto's server on a free loopback port, the local AWS for tests; stopped when dropped.

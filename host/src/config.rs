@@ -7,7 +7,11 @@ use std::time::Duration;
 
 use serde::Deserialize;
 
+use crate::aws::AwsConfig;
+use crate::run::RunConfig;
 use crate::runtime::RuntimeConfig;
+use crate::scheduler::SchedulerConfig;
+use crate::source::SourceConfig;
 
 /// The daemon's settings. Unknown keys are errors, so that a typo never silently falls back to a
 /// default.
@@ -35,6 +39,15 @@ pub struct Config {
     pub shutdown_grace_ms: u64,
     /// The component runtime: concurrency, memory ceiling, per-call limits.
     pub runtime: RuntimeConfig,
+    /// The scheduler: jitter window and concurrency caps.
+    pub scheduler: SchedulerConfig,
+    /// Fetching sources: timeouts, body cap, redirects. `allow_private_sources` above also
+    /// sets `source.allow_private`.
+    pub source: SourceConfig,
+    /// AWS: secret cache lifetime, credential refresh, PutRecords retries.
+    pub aws: AwsConfig,
+    /// Runs: when a project turns `failing`, its backoff, outbox retries.
+    pub run: RunConfig,
 }
 
 impl Default for Config {
@@ -49,6 +62,10 @@ impl Default for Config {
             max_plugin_bytes: 32 << 20,
             shutdown_grace_ms: 10_000,
             runtime: RuntimeConfig::default(),
+            scheduler: SchedulerConfig::default(),
+            source: SourceConfig::default(),
+            aws: AwsConfig::default(),
+            run: RunConfig::default(),
         }
     }
 }

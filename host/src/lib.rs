@@ -6,9 +6,12 @@
 //!
 //! - [`runtime`]: the sandboxed component runtime (wasmtime): load, check and call plugins under
 //!   per-call limits.
-//! - [`store`]: persistence (sled): tenants and their key hashes, durable before a response.
+//! - [`store`]: persistence (sled): tenants, plugins, projects, runs, the outbox and state.
 //! - [`api`]: the HTTP API (axum): `fn app(state) -> Router`, one error type, auth.
-//! - [`aws`]: AWS through the official SDK (STS so far): the platform principal.
+//! - [`aws`]: AWS through the official SDK: AssumeRole, Secrets Manager and Kinesis PutRecords.
+//! - [`source`]: fetching tenant sources (reqwest) behind the egress guard and body caps.
+//! - [`scheduler`]: one timer queue firing every project on its schedule, with jitter and caps.
+//! - [`run`]: the pipeline that joins them: fetch, transform, outbox, deliver, commit.
 //! - [`arn`]: parsing and checking the ARNs a project names (secret, stream, role).
 //! - [`schedule`]: EventBridge schedule expressions: parse, validate, next firing in a timezone.
 //! - [`config`]: `sluice serve` settings from TOML and `SLUICE_*` variables.
@@ -24,7 +27,10 @@ pub mod aws;
 pub mod cli;
 pub mod config;
 pub mod metrics;
+pub mod run;
 pub mod runtime;
 pub mod schedule;
+pub mod scheduler;
 pub mod server;
+pub mod source;
 pub mod store;

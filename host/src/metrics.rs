@@ -38,6 +38,20 @@ pub struct Metrics {
     http_requests: Mutex<BTreeMap<(String, String, u16), u64>>,
     /// (method, route template) → latency.
     http_latency: Mutex<BTreeMap<(String, String), Histogram>>,
+    /// (trigger, outcome) → runs.
+    runs: Mutex<BTreeMap<(&'static str, &'static str), u64>>,
+    /// Stage → time spent in it per run.
+    stages: Mutex<BTreeMap<&'static str, Histogram>>,
+    /// Time from a run's due time (nominal plus jitter) to its start.
+    schedule_lag: Mutex<Histogram>,
+    /// Time in plugin calls per run.
+    plugin_time: Mutex<Histogram>,
+    /// Records and bytes Kinesis accepted.
+    delivered: Mutex<(u64, u64)>,
+}
+
+fn lock<T>(mutex: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
+    mutex.lock().unwrap_or_else(|e| e.into_inner())
 }
 
 impl Metrics {
@@ -48,6 +62,33 @@ impl Metrics {
         drop(requests);
         let mut latency = self.http_latency.lock().unwrap_or_else(|e| e.into_inner());
         latency.entry((method.to_string(), route.to_string())).or_default().observe(elapsed.as_secs_f64());
+    }
+
+    /// Records one finished (or skipped) run.
+    pub fn run(&self, trigger: &'static str, outcome: &'static str) {
+        *lock(&self.runs).entry((trigger, outcome)).or_default() += 1;
+    }
+
+    /// Records the time one run spent in one stage.
+    pub fn stage(&self, stage: &'static str, elapsed: Duration) {
+        lock(&self.stages).entry(stage).or_default().observe(elapsed.as_secs_f64());
+    }
+
+    /// Records how late a run started.
+    pub fn schedule_lag(&self, lag: Duration) {
+        lock(&self.schedule_lag).observe(lag.as_secs_f64());
+    }
+
+    /// Records the time one run spent in plugin calls.
+    pub fn plugin_time(&self, elapsed: Duration) {
+        lock(&self.plugin_time).observe(elapsed.as_secs_f64());
+    }
+
+    /// Counts records and bytes Kinesis accepted.
+    pub fn delivered(&self, records: u64, bytes: u64) {
+        let mut delivered = lock(&self.delivered);
+        delivered.0 += records;
+        delivered.1 += bytes;
     }
 
     /// Renders every metric, plus the gauges passed in (name, help, value).
@@ -63,20 +104,54 @@ impl Metrics {
         }
         out.push_str("# HELP sluice_http_request_duration_seconds HTTP request latency, by method and route.\n");
         out.push_str("# TYPE sluice_http_request_duration_seconds histogram\n");
-        for ((method, route), h) in self.http_latency.lock().unwrap_or_else(|e| e.into_inner()).iter() {
+        for ((method, route), h) in lock(&self.http_latency).iter() {
             let labels = format!("method=\"{method}\",route=\"{route}\"");
-            for (bound, count) in BUCKETS.iter().zip(h.counts) {
-                let _ = writeln!(out, "sluice_http_request_duration_seconds_bucket{{{labels},le=\"{bound}\"}} {count}");
-            }
-            let _ = writeln!(out, "sluice_http_request_duration_seconds_bucket{{{labels},le=\"+Inf\"}} {}", h.count);
-            let _ = writeln!(out, "sluice_http_request_duration_seconds_sum{{{labels}}} {}", h.sum);
-            let _ = writeln!(out, "sluice_http_request_duration_seconds_count{{{labels}}} {}", h.count);
+            render_histogram(&mut out, "sluice_http_request_duration_seconds", &labels, h);
         }
+        out.push_str("# HELP sluice_runs_total Project runs, by trigger and outcome.\n");
+        out.push_str("# TYPE sluice_runs_total counter\n");
+        for ((trigger, outcome), count) in lock(&self.runs).iter() {
+            let _ = writeln!(out, "sluice_runs_total{{trigger=\"{trigger}\",outcome=\"{outcome}\"}} {count}");
+        }
+        out.push_str("# HELP sluice_run_stage_duration_seconds Time per run spent in each stage.\n");
+        out.push_str("# TYPE sluice_run_stage_duration_seconds histogram\n");
+        for (stage, h) in lock(&self.stages).iter() {
+            render_histogram(&mut out, "sluice_run_stage_duration_seconds", &format!("stage=\"{stage}\""), h);
+        }
+        let lag = lock(&self.schedule_lag).clone();
+        out.push_str("# HELP sluice_schedule_lag_seconds How late runs start after their due time.\n");
+        out.push_str("# TYPE sluice_schedule_lag_seconds histogram\n");
+        render_histogram(&mut out, "sluice_schedule_lag_seconds", "", &lag);
+        let plugin = lock(&self.plugin_time).clone();
+        out.push_str("# HELP sluice_plugin_duration_seconds Time per run spent in plugin calls.\n");
+        out.push_str("# TYPE sluice_plugin_duration_seconds histogram\n");
+        render_histogram(&mut out, "sluice_plugin_duration_seconds", "", &plugin);
+        let (records, bytes) = *lock(&self.delivered);
+        let _ = writeln!(
+            out,
+            "# HELP sluice_records_delivered_total Records Kinesis accepted.\n# TYPE sluice_records_delivered_total counter\nsluice_records_delivered_total {records}"
+        );
+        let _ = writeln!(
+            out,
+            "# HELP sluice_bytes_delivered_total Record bytes (data and partition keys) Kinesis accepted.\n# TYPE sluice_bytes_delivered_total counter\nsluice_bytes_delivered_total {bytes}"
+        );
         for (name, help, value) in gauges {
             let _ = writeln!(out, "# HELP {name} {help}\n# TYPE {name} gauge\n{name} {value}");
         }
         out
     }
+}
+
+/// Writes one histogram's buckets, sum and count; `labels` may be empty.
+fn render_histogram(out: &mut String, name: &str, labels: &str, h: &Histogram) {
+    let sep = if labels.is_empty() { "" } else { "," };
+    for (bound, count) in BUCKETS.iter().zip(h.counts) {
+        let _ = writeln!(out, "{name}_bucket{{{labels}{sep}le=\"{bound}\"}} {count}");
+    }
+    let _ = writeln!(out, "{name}_bucket{{{labels}{sep}le=\"+Inf\"}} {}", h.count);
+    let braces = if labels.is_empty() { String::new() } else { format!("{{{labels}}}") };
+    let _ = writeln!(out, "{name}_sum{braces} {}", h.sum);
+    let _ = writeln!(out, "{name}_count{braces} {}", h.count);
 }
 
 #[cfg(test)]
@@ -88,7 +163,14 @@ mod tests {
         let metrics = Metrics::default();
         metrics.http_request("GET", "/v1/projects/{id}", 200, Duration::from_millis(3));
         metrics.http_request("GET", "/v1/projects/{id}", 200, Duration::from_millis(30));
+        metrics.run("schedule", "succeeded");
+        metrics.stage("fetch", Duration::from_millis(2));
+        metrics.delivered(3, 300);
         let text = metrics.render(&[("sluice_tenants", "Tenants.", 2.0)]);
+        assert!(text.contains("sluice_runs_total{trigger=\"schedule\",outcome=\"succeeded\"} 1"), "{text}");
+        assert!(text.contains("sluice_run_stage_duration_seconds_count{stage=\"fetch\"} 1"), "{text}");
+        assert!(text.contains("sluice_schedule_lag_seconds_count 0"), "{text}");
+        assert!(text.contains("sluice_records_delivered_total 3"), "{text}");
         assert!(
             text.contains("sluice_http_requests_total{method=\"GET\",route=\"/v1/projects/{id}\",status=\"200\"} 2")
         );

@@ -177,8 +177,10 @@ async fn health_and_readiness() {
     let api = TestApi::new();
     let (status, body) = api.call("GET", "/healthz", None, None).await;
     assert_eq!((status, body), (200, json!({"status": "ok"})));
+    // Let the scheduler's driver task, spawned by `TestApi::new`, start.
+    tokio::task::yield_now().await;
     let (status, body) = api.call("GET", "/readyz", None, None).await;
-    assert_eq!((status, body), (200, json!({"store": true, "accepting": true})));
+    assert_eq!((status, body), (200, json!({"store": true, "accepting": true, "scheduler": true})));
 }
 
 #[tokio::test]

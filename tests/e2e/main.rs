@@ -1,12 +1,16 @@
 //! Sluice's one integration-test binary. Each module covers one area against real components
-//! built from `plugins/` (and, in later areas, the real binary and real peers on loopback).
+//! built from `plugins/`, the real `sluice` binary, and real peers on loopback (moto, a fault
+//! proxy, a source API).
 
 mod api;
 mod authz;
+mod aws;
 mod cache;
 mod cli;
 mod daemon;
+mod dataplane;
 mod examples;
+mod faults;
 mod fixtures;
 mod openapi;
 mod plugins_api;

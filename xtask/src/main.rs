@@ -3,7 +3,8 @@
 //! - `plugins`: build every plugin in `plugins/` for wasm32-wasip2.
 //! - `test`: install what is missing, build the plugins, check formatting and lints, run every
 //!   test. This is what CI runs.
-//! - `bench`: build the plugins and run the benchmarks in release mode.
+//! - `bench`: build the plugins and run the benchmarks in release mode (`runtime`, `api`,
+//!   `dataplane`; all of them without an argument).
 //!
 //! Each step prints what it runs; a failing step stops the command with its exit code.
 
@@ -19,7 +20,9 @@ fn main() -> ExitCode {
         Some("test") => test(),
         Some("bench") => bench(&args[1..]),
         _ => {
-            eprintln!("usage: cargo xtask <plugins | test | bench [runtime | api | passthrough | json-split]>");
+            eprintln!(
+                "usage: cargo xtask <plugins | test | bench [runtime | api | dataplane | passthrough | json-split]>"
+            );
             return ExitCode::from(2);
         }
     };
@@ -195,14 +198,19 @@ fn host_target() -> Result<String> {
         .context("rustc -vV printed no host line")
 }
 
-/// Runs the benchmarks: `runtime` (narrowed by `passthrough` or `json-split`) and `api`. With no
-/// argument, all of them.
+/// Runs the benchmarks: `runtime` (narrowed by `passthrough` or `json-split`), `api` and
+/// `dataplane`. With no argument, all of them.
 fn bench(filter: &[String]) -> Result<()> {
     build_plugins()?;
+    const OTHERS: [&str; 2] = ["api", "dataplane"];
     let run_api = filter.is_empty() || filter.iter().any(|f| f == "api");
-    let run_runtime = filter.is_empty() || filter.iter().any(|f| f != "api");
-    let runtime_filter: Vec<&String> = filter.iter().filter(|f| *f != "api" && *f != "runtime").collect();
-    for (name, wanted, args) in [("runtime", run_runtime, runtime_filter), ("api", run_api, vec![])] {
+    let run_dataplane = filter.is_empty() || filter.iter().any(|f| f == "dataplane");
+    let run_runtime = filter.is_empty() || filter.iter().any(|f| !OTHERS.contains(&f.as_str()));
+    let runtime_filter: Vec<&String> =
+        filter.iter().filter(|f| !OTHERS.contains(&f.as_str()) && *f != "runtime").collect();
+    let benches =
+        [("runtime", run_runtime, runtime_filter), ("api", run_api, vec![]), ("dataplane", run_dataplane, vec![])];
+    for (name, wanted, args) in benches {
         if !wanted {
             continue;
         }

@@ -30,6 +30,9 @@ pub enum ApiError {
     /// 413: the body is larger than this route accepts.
     #[error("{0}")]
     TooLarge(String),
+    /// 503: the daemon cannot do this right now (no scheduler in this process, shutting down).
+    #[error("{0}")]
+    Unavailable(String),
     /// 500: the host failed; the message is logged, and the caller gets a generic one.
     #[error("internal error: {0}")]
     Internal(String),
@@ -49,6 +52,7 @@ impl ApiError {
             ApiError::NotFound(_) => (StatusCode::NOT_FOUND, "not_found"),
             ApiError::Conflict(_) => (StatusCode::CONFLICT, "conflict"),
             ApiError::TooLarge(_) => (StatusCode::PAYLOAD_TOO_LARGE, "too_large"),
+            ApiError::Unavailable(_) => (StatusCode::SERVICE_UNAVAILABLE, "unavailable"),
             ApiError::Internal(_) => (StatusCode::INTERNAL_SERVER_ERROR, "internal"),
         }
     }

@@ -30,6 +30,8 @@ struct Readiness {
     store: bool,
     /// Whether the daemon accepts traffic; false once shutdown begins.
     accepting: bool,
+    /// Whether the scheduler is running; always true in a process that serves the API only.
+    scheduler: bool,
 }
 
 /// Liveness probe
@@ -48,7 +50,8 @@ async fn healthz() -> axum::Json<Health> {
 
 /// Readiness probe
 ///
-/// The store answers and the daemon is not shutting down. Needs no credentials.
+/// The store answers, the scheduler runs, and the daemon is not shutting down. Needs no
+/// credentials.
 #[utoipa::path(
     get,
     path = "/readyz",
@@ -56,14 +59,20 @@ async fn healthz() -> axum::Json<Health> {
     tag = "operations",
     responses(
         (status = 200, description = "Ready: the store answers and the daemon accepts traffic", body = Readiness),
-        (status = 503, description = "Not ready: the store failed or shutdown has begun", body = Readiness),
+        (
+            status = 503,
+            description = "Not ready: the store failed, the scheduler stopped, or shutdown has begun",
+            body = Readiness
+        ),
     )
 )]
 async fn readyz(State(state): State<AppState>) -> (StatusCode, axum::Json<Readiness>) {
     let store_ok = state.store.tenant("readiness-probe").is_ok();
     let accepting = state.ready.load(Ordering::Relaxed);
-    let status = if store_ok && accepting { StatusCode::OK } else { StatusCode::SERVICE_UNAVAILABLE };
-    (status, axum::Json(Readiness { store: store_ok, accepting }))
+    let scheduler = state.control.as_ref().is_none_or(|control| control.scheduler_alive());
+    let ready = store_ok && accepting && scheduler;
+    let status = if ready { StatusCode::OK } else { StatusCode::SERVICE_UNAVAILABLE };
+    (status, axum::Json(Readiness { store: store_ok, accepting, scheduler }))
 }
 
 /// Prometheus metrics
@@ -91,6 +100,11 @@ async fn metrics(State(state): State<AppState>) -> ([(axum::http::HeaderName, &'
         ("sluice_tenants", "Tenants in the store.", tenants),
         ("sluice_plugins_loaded", "Plugins compiled and pre-linked in this process.", loaded),
         ("sluice_ready", "1 while the daemon accepts traffic, 0 while it shuts down.", ready),
+        (
+            "sluice_outbox_depth",
+            "Runs whose records wait in the outbox for Kinesis.",
+            state.store.outbox_depth() as f64,
+        ),
     ]);
     ([(axum::http::header::CONTENT_TYPE, "text/plain; version=0.0.4")], body)
 }

@@ -6,7 +6,8 @@
 //! serves the document.
 //!
 //! `api` knows nothing of wasmtime, sled or AWS: it validates input, checks who is calling, and
-//! calls `store` and `runtime`.
+//! calls `store` and `runtime`, and tells the data plane's scheduler (through `run::Control`) about
+//! every change.
 
 mod auth;
 mod error;
@@ -18,9 +19,8 @@ mod project_input;
 mod projects;
 mod tenants;
 
-use std::collections::HashMap;
+use std::sync::Arc;
 use std::sync::atomic::AtomicBool;
-use std::sync::{Arc, Mutex};
 
 use axum::extract::{DefaultBodyLimit, MatchedPath, Request, State};
 use axum::middleware::{self, Next};
@@ -32,7 +32,8 @@ use utoipa_axum::router::OpenApiRouter;
 pub use error::ApiError;
 
 use crate::metrics::Metrics;
-use crate::runtime::{Plugin, Runtime};
+use crate::run::{Control, LoadedPlugins};
+use crate::runtime::Runtime;
 use crate::store::Store;
 
 /// Body limits per kind of route.
@@ -55,9 +56,12 @@ pub struct AppState {
     pub(crate) admin_token_sha256: Arc<[u8]>,
     /// Cleared when shutdown begins, so that `/readyz` turns away new traffic first.
     pub(crate) ready: Arc<AtomicBool>,
-    /// Plugins compiled and pre-linked in this process, by content id.
-    pub(crate) loaded: Arc<Mutex<HashMap<String, Plugin>>>,
+    /// Plugins compiled and pre-linked in this process, by content id; shared with the data plane.
+    pub(crate) loaded: LoadedPlugins,
     pub(crate) metrics: Arc<Metrics>,
+    /// The data plane's scheduler, told about every change so that it takes effect at once.
+    /// `None` when this process serves the API only (in-process tests).
+    pub(crate) control: Option<Control>,
 }
 
 impl AppState {
@@ -78,6 +82,30 @@ impl AppState {
             ready: Arc::new(AtomicBool::new(true)),
             loaded: Arc::default(),
             metrics: Arc::default(),
+            control: None,
+        }
+    }
+
+    /// Connects the API to a data plane's scheduler.
+    pub fn with_control(mut self, control: Control) -> Self {
+        self.control = Some(control);
+        self
+    }
+
+    /// The compiled-plugin cache, to share with the data plane.
+    pub fn plugins(&self) -> LoadedPlugins {
+        self.loaded.clone()
+    }
+
+    /// The metrics, to share with the data plane.
+    pub fn metrics(&self) -> Arc<Metrics> {
+        self.metrics.clone()
+    }
+
+    /// Tells the data plane about a change, if this process runs one.
+    pub(crate) fn notify(&self, change: impl FnOnce(&Control)) {
+        if let Some(control) = &self.control {
+            change(control);
         }
     }
 

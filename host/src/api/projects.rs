@@ -1,5 +1,5 @@
-//! Tenant routes for projects: create, list, show, change, delete, pause and resume; run history
-//! and the tenant's usage.
+//! Tenant routes for projects: create, list, show, change, delete, pause, resume and run now; run
+//! history and the tenant's usage.
 
 use axum::extract::{Path, State};
 use axum::http::StatusCode;
@@ -14,6 +14,7 @@ use super::error::{ApiError, ErrorBody};
 use super::extract::{Json, Query};
 use super::openapi::{INTERNAL, TENANT_ONLY, TOO_LARGE, UNAUTHORIZED};
 use super::project_input::{ProjectInput, ProjectPatch};
+use crate::scheduler::RunNowError;
 use crate::store::{
     CreateProject, Onboarding, Project, ProjectStatus, RUNS_KEPT, Run, Tenant, Usage, now_rfc3339, random_hex,
 };
@@ -26,6 +27,7 @@ pub fn routes() -> OpenApiRouter<AppState> {
         .routes(routes!(show, update, remove))
         .routes(routes!(pause))
         .routes(routes!(resume))
+        .routes(routes!(run_now))
         .routes(routes!(runs))
         .routes(routes!(usage))
 }
@@ -113,6 +115,8 @@ async fn create(
         max_pages: input.max_pages,
         status: ProjectStatus::Pending,
         status_message: PENDING_MESSAGE.into(),
+        consecutive_failures: 0,
+        backoff_until: None,
         onboarding: Onboarding {
             platform_principal_arn: state.platform_principal_arn.to_string(),
             external_id: random_hex(16),
@@ -121,7 +125,10 @@ async fn create(
         updated_at: now,
     };
     match state.store.create_project(project, tenant.quotas().max_projects).await? {
-        CreateProject::Created(project) => Ok((StatusCode::CREATED, axum::Json(*project))),
+        CreateProject::Created(project) => {
+            state.notify(|control| control.project_changed(&project));
+            Ok((StatusCode::CREATED, axum::Json(*project)))
+        }
         CreateProject::QuotaExceeded => Err(ApiError::Forbidden {
             code: "quota_exceeded",
             message: format!(
@@ -187,6 +194,7 @@ async fn save(state: &AppState, mut project: Project) -> Result<axum::Json<Proje
     if !state.store.put_project(&project).await? {
         return Err(not_found(&project.id));
     }
+    state.notify(|control| control.project_changed(&project));
     Ok(axum::Json(project))
 }
 
@@ -260,6 +268,8 @@ async fn remove(
     State(state): State<AppState>,
     Path(id): Path<String>,
 ) -> Result<StatusCode, ApiError> {
+    // Stop the schedule first so that no new run starts for a project that is going away.
+    state.notify(|control| control.project_removed(&tenant.id, &id));
     if state.store.delete_project(&tenant.id, &id).await? { Ok(StatusCode::NO_CONTENT) } else { Err(not_found(&id)) }
 }
 
@@ -323,6 +333,65 @@ async fn resume(
         project.status_message = PENDING_MESSAGE.into();
     }
     save(&state, project).await
+}
+
+/// The answer to a manual run.
+#[derive(Debug, Serialize, ToSchema)]
+struct RunStarted {
+    /// The run's nominal time (RFC 3339), as its `scheduled_at` in the run history.
+    scheduled_at: String,
+    /// Where the run appears once it has finished.
+    runs_url: String,
+}
+
+/// Run a project now
+///
+/// Starts a run outside the schedule, also for a paused project; the schedule is unchanged.
+/// Answers at once: the run's result appears in `GET /v1/projects/{id}/runs` with trigger
+/// `manual`. Tenant key only.
+#[utoipa::path(
+    post,
+    path = "/v1/projects/{id}/run",
+    operation_id = "run_project",
+    tag = "projects",
+    security(("tenant_key" = [])),
+    params(("id" = String, Path, description = "The project id, `prj_` and 16 hex digits")),
+    responses(
+        (status = 202, description = "The run has started", body = RunStarted),
+        (status = 401, description = UNAUTHORIZED, body = ErrorBody),
+        (status = 403, description = TENANT_ONLY, body = ErrorBody),
+        (status = 404, description = NO_PROJECT, body = ErrorBody),
+        (status = 409, description = "A run of this project is still going (`conflict`)", body = ErrorBody),
+        (
+            status = 503,
+            description = "This process runs no scheduler, or it is shutting down (`unavailable`)",
+            body = ErrorBody
+        ),
+        (status = 500, description = INTERNAL, body = ErrorBody),
+    )
+)]
+async fn run_now(
+    Caller(tenant): Caller,
+    State(state): State<AppState>,
+    Path(id): Path<String>,
+) -> Result<(StatusCode, axum::Json<RunStarted>), ApiError> {
+    let project = find(&state, &tenant, &id)?;
+    let control = state.control.as_ref().ok_or_else(|| {
+        ApiError::Unavailable("this process runs no scheduler; send the request to a sluice serve".into())
+    })?;
+    match control.run_now(&project) {
+        Ok(at) => Ok((
+            StatusCode::ACCEPTED,
+            axum::Json(RunStarted {
+                scheduled_at: at.round(jiff::Unit::Millisecond).unwrap_or(at).to_string(),
+                runs_url: format!("/v1/projects/{id}/runs"),
+            }),
+        )),
+        Err(RunNowError::AlreadyRunning) => Err(ApiError::Conflict(format!(
+            "a run of project {id} is still going; wait for it to appear in GET /v1/projects/{id}/runs"
+        ))),
+        Err(e) => Err(ApiError::Unavailable(format!("cannot run project {id} now: {e}; try again shortly"))),
+    }
 }
 
 #[derive(Debug, Deserialize, IntoParams)]

@@ -232,6 +232,9 @@ async fn update(
         })
         .await?
         .ok_or_else(|| not_found(&id))?;
+    if body.status.is_some() {
+        state.notify(|control| control.tenant_changed(&tenant));
+    }
     Ok(axum::Json(TenantBody::new(tenant, None)))
 }
 
@@ -254,6 +257,7 @@ async fn update(
     )
 )]
 async fn remove(_: Operator, State(state): State<AppState>, Path(id): Path<String>) -> Result<StatusCode, ApiError> {
+    state.notify(|control| control.tenant_removed(&id));
     if state.store.delete_tenant(&id).await? { Ok(StatusCode::NO_CONTENT) } else { Err(not_found(&id)) }
 }
 

@@ -5,13 +5,16 @@
 //! bytes, stored once however many tenants upload them), `blob_refs` (plugin id → how many
 //! tenants hold it), `projects` (`<tenant id>/<project id>` → JSON), `runs` (`<tenant id>/<project
 //! id>/<start>-<run id>` → JSON, the newest last), `usage` (tenant id → counters) and `counts`
-//! (per-tenant record counts for quotas). Writes that touch several trees run in one sled transaction, and every write is
+//! (per-tenant record counts for quotas), `outbox` (`<tenant id>/<project id>/<sequence>` → a run's
+//! undelivered records and pending state) and `state` (`<tenant id>/<project id>` → the state
+//! committed by the last delivered run; see `outbox.rs`). Writes that touch several trees run in one sled transaction, and every write is
 //! flushed to disk before the call returns, so that a response the API has sent survives a
 //! `kill -9`.
 //!
 //! `store` knows nothing of HTTP: it takes and returns the records in [`model`].
 
 pub mod model;
+mod outbox;
 mod plugins;
 mod projects;
 mod runs;
@@ -28,6 +31,7 @@ pub use model::{
     ApiKeySource, Onboarding, PluginMeta, Project, ProjectStatus, QuotaOverrides, Quotas, Source, Target, Tenant,
     TenantStatus, Tier,
 };
+pub use outbox::{OutRecord, OutboxEntry, OutboxKey};
 pub use plugins::{CreatePlugin, DeletePlugin};
 pub use projects::CreateProject;
 pub use runs::{RUNS_KEPT, Run, RunError, RunOutcome, RunTrigger, Usage};
@@ -83,6 +87,8 @@ pub struct Store {
     /// `<tenant id>/projects` and `<tenant id>/plugins` → how many the tenant has, kept in the
     /// same transactions as the records so that quota checks need no scan.
     counts: sled::Tree,
+    outbox: sled::Tree,
+    state: sled::Tree,
     flush_state: Arc<FlushState>,
     /// Serializes creates that check a count quota (see `create_plugin`).
     quota_lock: Arc<tokio::sync::Mutex<()>>,
@@ -115,6 +121,8 @@ impl Store {
             runs: db.open_tree("runs")?,
             usage: db.open_tree("usage")?,
             counts: db.open_tree("counts")?,
+            outbox: db.open_tree("outbox")?,
+            state: db.open_tree("state")?,
             flush_state: Arc::default(),
             quota_lock: Default::default(),
             db,
@@ -179,9 +187,14 @@ pub(crate) fn decode<T: serde::de::DeserializeOwned>(key: &str, raw: &[u8]) -> R
     serde_json::from_slice(raw).map_err(|e| StoreError::Corrupt { key: key.to_string(), message: e.to_string() })
 }
 
-/// The current time as RFC 3339 in UTC, to the second.
+/// The current time as RFC 3339 in UTC, truncated to the second.
+///
+/// Truncated, never rounded up: a project's `created_at` anchors its rate schedule, and an anchor
+/// in the future would make the project fire the moment it is created.
 pub fn now_rfc3339() -> String {
-    jiff::Timestamp::now().round(jiff::Unit::Second).unwrap_or_else(|_| jiff::Timestamp::now()).to_string()
+    let now = jiff::Timestamp::now();
+    let second = jiff::TimestampRound::new().smallest(jiff::Unit::Second).mode(jiff::RoundMode::Trunc);
+    now.round(second).unwrap_or(now).to_string()
 }
 
 #[cfg(test)]

@@ -216,6 +216,14 @@ pub struct Project {
     pub status: ProjectStatus,
     /// Why the project has its status, and what the tenant should do about it.
     pub status_message: String,
+    /// Runs that failed in a row since the last success; `failing` starts at the operator's
+    /// threshold (3 by default).
+    #[serde(default)]
+    pub consecutive_failures: u32,
+    /// While `failing`, the project is not run again before this time (RFC 3339): its schedule
+    /// backs off exponentially, up to the operator's maximum.
+    #[serde(default)]
+    pub backoff_until: Option<String>,
     pub onboarding: Onboarding,
     pub created_at: String,
     pub updated_at: String,

@@ -64,7 +64,44 @@ impl Store {
         Ok(existed)
     }
 
-    /// Removes a project with its run history. Returns whether it existed.
+    /// Changes a stored project in place, atomically with respect to other updates of the same
+    /// project, and returns the result; `None` if it no longer exists. `change` may run more
+    /// than once when updates race, so it must not have side effects.
+    pub async fn update_project(
+        &self,
+        tenant: &str,
+        id: &str,
+        change: impl Fn(&mut Project),
+    ) -> Result<Option<Project>> {
+        let key = record_key(tenant, id);
+        let mut updated = None;
+        let mut failure = None;
+        self.projects.fetch_and_update(&key, |old| {
+            let old = old?;
+            match decode::<Project>(&key, old) {
+                Ok(mut project) => {
+                    change(&mut project);
+                    let bytes = encode(&project).ok();
+                    updated = Some(project);
+                    bytes.or_else(|| Some(old.to_vec()))
+                }
+                Err(e) => {
+                    failure = Some(e);
+                    Some(old.to_vec())
+                }
+            }
+        })?;
+        if let Some(e) = failure {
+            return Err(e);
+        }
+        if updated.is_some() {
+            self.flush().await?;
+        }
+        Ok(updated)
+    }
+
+    /// Removes a project with its run history, state and undelivered records. Returns whether it
+    /// existed.
     pub async fn delete_project(&self, tenant: &str, id: &str) -> Result<bool> {
         let key = record_key(tenant, id);
         let counter = count_key(tenant);
@@ -76,6 +113,7 @@ impl Store {
             Ok(existed)
         })?;
         self.delete_runs_of(tenant, id)?;
+        self.delete_state_of(tenant, id)?;
         self.flush().await?;
         Ok(existed)
     }

@@ -1,0 +1,341 @@
+//! Delivering records with PutRecords: checked against Kinesis' limits before anything is sent,
+//! split into batches, and only the entries Kinesis reports as failed are sent again.
+
+use std::ops::Range;
+use std::sync::atomic::Ordering;
+use std::time::Duration;
+
+use aws_sdk_kinesis::primitives::Blob;
+use aws_sdk_kinesis::types::PutRecordsRequestEntry;
+
+use super::error::{AwsError, AwsErrorKind, classify_code, failure};
+use super::{AwsConfig, Inner, Session, parse_arn};
+use crate::arn::ArnKind;
+
+/// Kinesis' limits: per record (data plus partition key), per call in records and in bytes.
+pub(super) const MAX_RECORD_BYTES: usize = 1 << 20;
+pub(super) const MAX_CALL_RECORDS: usize = 500;
+pub(super) const MAX_CALL_BYTES: usize = 5 << 20;
+
+/// One record for a stream. Kinesis counts the data plus the partition key against its limits:
+/// at most 1 MiB per record. The partition key has 1 to 256 characters; the explicit hash key,
+/// if any, is a decimal number below 2^128.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Record {
+    pub data: Vec<u8>,
+    pub partition_key: String,
+    pub explicit_hash_key: Option<String>,
+}
+
+impl Record {
+    /// The bytes Kinesis counts: data plus partition key.
+    pub fn size(&self) -> usize {
+        self.data.len() + self.partition_key.len()
+    }
+}
+
+/// What a [`put_records`](super::Aws::put_records) call delivered.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct Delivered {
+    /// Records accepted, each counted once however often it was sent.
+    pub records: u64,
+    /// Their size as Kinesis counts it (data plus partition keys).
+    pub bytes: u64,
+    /// PutRecords calls made, retries included.
+    pub calls: u32,
+    /// Entries sent again after Kinesis reported them failed or the call failed transiently.
+    pub retried_records: u64,
+}
+
+/// Who is putting where, for calls and messages.
+struct Target<'a> {
+    client: aws_sdk_kinesis::Client,
+    stream_arn: &'a str,
+    role_arn: &'a str,
+}
+
+pub(super) async fn put_records(
+    aws: &Inner,
+    session: &Session,
+    stream_arn: &str,
+    records: &[Record],
+) -> Result<Delivered, AwsError> {
+    let arn = parse_arn(stream_arn, ArnKind::Stream)?;
+    check(records)?;
+    let mut delivered = Delivered {
+        records: records.len() as u64,
+        bytes: records.iter().map(|r| r.size() as u64).sum(),
+        ..Delivered::default()
+    };
+    if records.is_empty() {
+        return Ok(delivered);
+    }
+    let target = Target { client: session.kinesis(aws, arn.region()), stream_arn, role_arn: session.role_arn() };
+    let sizes: Vec<usize> = records.iter().map(Record::size).collect();
+    for batch in batches(&sizes) {
+        put_batch(aws, &target, records, batch, &mut delivered).await?;
+    }
+    Ok(delivered)
+}
+
+/// Sends one batch, then only its failed entries again, until all are accepted, an error that a
+/// retry cannot fix occurs, or the attempts run out. Retried entries go after the ones that
+/// succeeded, which is why order within a partition key is only best effort.
+async fn put_batch(
+    aws: &Inner,
+    target: &Target<'_>,
+    records: &[Record],
+    batch: Range<usize>,
+    delivered: &mut Delivered,
+) -> Result<(), AwsError> {
+    let mut pending: Vec<usize> = batch.collect();
+    let mut attempt = 1;
+    loop {
+        aws.counters.put_records.fetch_add(1, Ordering::Relaxed);
+        delivered.calls += 1;
+        let Retry { failed, error, throttled } = send(target, records, &pending).await?;
+        if failed.is_empty() {
+            return Ok(());
+        }
+        if attempt >= aws.config.put_max_attempts {
+            let hint = if throttled { "add shards or use on-demand capacity if this persists" } else { "retry later" };
+            return Err(AwsError::new(
+                AwsErrorKind::Transient,
+                format!(
+                    "kinesis did not accept {} of {} records on {} after {attempt} attempts (last error: {error}); {hint}",
+                    failed.len(),
+                    records.len(),
+                    target.stream_arn
+                ),
+            ));
+        }
+        delivered.retried_records += failed.len() as u64;
+        tokio::time::sleep(backoff(attempt, &aws.config)).await;
+        attempt += 1;
+        pending = failed;
+    }
+}
+
+/// What to send again after one PutRecords call.
+struct Retry {
+    /// Indices (into the caller's records) of the entries to send again; empty when all succeeded.
+    failed: Vec<usize>,
+    /// The last error, for the message if the attempts run out.
+    error: String,
+    /// Whether that error was throttling, which more stream capacity would fix.
+    throttled: bool,
+}
+
+/// One PutRecords call of the records at `pending`. Errors are those a retry cannot fix.
+async fn send(target: &Target<'_>, records: &[Record], pending: &[usize]) -> Result<Retry, AwsError> {
+    let entries = pending.iter().map(|&i| entry(&records[i])).collect();
+    let result = target.client.put_records().stream_arn(target.stream_arn).set_records(Some(entries)).send().await;
+    let output = match result {
+        Ok(output) => output,
+        Err(err) => {
+            let failure = failure(&err);
+            let code = failure.code.unwrap_or_default();
+            if failure.kind != AwsErrorKind::Transient {
+                return Err(call_error(target, failure.kind, &code, &failure.detail));
+            }
+            return Ok(Retry { failed: pending.to_vec(), error: failure.detail, throttled: is_throttling(&code) });
+        }
+    };
+    let entries = output.records();
+    if entries.len() != pending.len() {
+        let error = format!("kinesis answered {} entries for {} records", entries.len(), pending.len());
+        return Ok(Retry { failed: pending.to_vec(), error, throttled: false });
+    }
+    let codes: Vec<Option<&str>> = entries.iter().map(|e| e.error_code()).collect();
+    let describe = |position: usize| {
+        let entry = &entries[position];
+        let code = entry.error_code().unwrap_or_default();
+        (code, format!("record {}: {code}: {}", pending[position], entry.error_message().unwrap_or_default()))
+    };
+    let failed = failed_entries(&codes).map_err(|(position, kind)| {
+        let (code, detail) = describe(position);
+        call_error(target, kind, code, &detail)
+    })?;
+    let (code, error) = failed.last().map(|&position| describe(position)).unwrap_or_default();
+    Ok(Retry {
+        failed: failed.iter().map(|&position| pending[position]).collect(),
+        error,
+        throttled: is_throttling(code),
+    })
+}
+
+fn is_throttling(code: &str) -> bool {
+    code.contains("Throughput") || code.contains("Throttl") || code.contains("LimitExceeded")
+}
+
+fn entry(record: &Record) -> PutRecordsRequestEntry {
+    PutRecordsRequestEntry::builder()
+        .data(Blob::new(record.data.clone()))
+        .partition_key(&record.partition_key)
+        .set_explicit_hash_key(record.explicit_hash_key.clone())
+        .build()
+        .expect("data and partition key are set")
+}
+
+/// The error for a call (or an entry) that a retry cannot fix, saying what the tenant must do.
+fn call_error(target: &Target<'_>, kind: AwsErrorKind, code: &str, detail: &str) -> AwsError {
+    let (stream, role) = (target.stream_arn, target.role_arn);
+    let message = match kind {
+        AwsErrorKind::AccessDenied if code.starts_with("KMS") => format!(
+            "kinesis could not use the KMS key of stream {stream} for role {role} ({detail}); allow \
+             kms:GenerateDataKey on the stream's key in the role's policy, and make sure the key is enabled"
+        ),
+        AwsErrorKind::AccessDenied => format!(
+            "kinesis denied PutRecords on {stream} to role {role} ({detail}); allow kinesis:PutRecords on the \
+             stream in the role's policy"
+        ),
+        AwsErrorKind::NotFound if code.starts_with("KMS") => {
+            format!("the KMS key of stream {stream} was not found ({detail}); fix the stream's encryption settings")
+        }
+        AwsErrorKind::NotFound => format!(
+            "kinesis stream {stream} was not found by role {role} ({detail}); create the stream in the role's \
+             account, or fix target.stream_arn"
+        ),
+        AwsErrorKind::Invalid => {
+            format!("kinesis rejected PutRecords on {stream} ({detail}); check target.stream_arn and the records")
+        }
+        AwsErrorKind::Transient => format!("kinesis PutRecords on {stream} failed ({detail}); retry later"),
+    };
+    AwsError::new(kind, message)
+}
+
+/// Checks every record against Kinesis' limits, so that a bad record fails the whole call before
+/// anything is sent, instead of being dropped or failing one batch among several.
+fn check(records: &[Record]) -> Result<(), AwsError> {
+    for (i, record) in records.iter().enumerate() {
+        let size = record.size();
+        if size > MAX_RECORD_BYTES {
+            return Err(AwsError::invalid(format!(
+                "record {i} is {size} bytes (data plus partition key), over Kinesis' limit of {MAX_RECORD_BYTES} \
+                 bytes per record; make the plugin emit smaller records"
+            )));
+        }
+        let key_chars = record.partition_key.chars().count();
+        if !(1..=256).contains(&key_chars) {
+            return Err(AwsError::invalid(format!(
+                "record {i} has a partition key of {key_chars} characters; Kinesis needs 1 to 256"
+            )));
+        }
+        if let Some(hash) = &record.explicit_hash_key
+            && !(hash.bytes().all(|b| b.is_ascii_digit()) && hash.parse::<u128>().is_ok())
+        {
+            return Err(AwsError::invalid(format!(
+                "record {i} has the explicit hash key `{hash}`, which is not a decimal number below 2^128; fix or \
+                 omit it"
+            )));
+        }
+    }
+    Ok(())
+}
+
+/// Splits records (by size) into consecutive batches within the per-call limits.
+fn batches(sizes: &[usize]) -> Vec<Range<usize>> {
+    let mut batches = Vec::new();
+    let (mut start, mut bytes) = (0, 0);
+    for (i, &size) in sizes.iter().enumerate() {
+        if i > start && (i - start == MAX_CALL_RECORDS || bytes + size > MAX_CALL_BYTES) {
+            batches.push(start..i);
+            (start, bytes) = (i, 0);
+        }
+        bytes += size;
+    }
+    if start < sizes.len() {
+        batches.push(start..sizes.len());
+    }
+    batches
+}
+
+/// The positions of the entries to send again, given each entry's error code; or the position
+/// and kind of the first entry whose error a retry cannot fix.
+fn failed_entries(codes: &[Option<&str>]) -> Result<Vec<usize>, (usize, AwsErrorKind)> {
+    let mut failed = Vec::new();
+    for (position, code) in codes.iter().enumerate() {
+        if let Some(code) = code {
+            match classify_code(Some(code), None) {
+                AwsErrorKind::Transient => failed.push(position),
+                kind => return Err((position, kind)),
+            }
+        }
+    }
+    Ok(failed)
+}
+
+/// Exponential backoff with full jitter: a uniform wait between zero and the attempt's bound.
+fn backoff(attempt: u32, config: &AwsConfig) -> Duration {
+    let bound = backoff_bound(attempt, config.put_backoff_base_ms, config.put_backoff_max_ms);
+    // Without randomness the middle of the range still spreads retries out.
+    let random = getrandom::u64().unwrap_or(bound / 2);
+    Duration::from_millis(random % (bound + 1))
+}
+
+/// The bound on the wait after attempt `attempt` (1-based): base, 2 × base, 4 × base, … up to max.
+fn backoff_bound(attempt: u32, base_ms: u64, max_ms: u64) -> u64 {
+    base_ms.saturating_mul(1 << attempt.saturating_sub(1).min(32)).min(max_ms)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn record(data: usize, key: &str) -> Record {
+        Record { data: vec![b'x'; data], partition_key: key.into(), explicit_hash_key: None }
+    }
+
+    #[test]
+    fn batches_hold_at_most_500_records_and_5_mib() {
+        assert!(batches(&[]).is_empty());
+        assert_eq!(batches(&[10; 1200]), vec![0..500, 500..1000, 1000..1200]);
+        // Five records of 1 MiB fill a call exactly; the sixth starts the next one.
+        assert_eq!(batches(&[MAX_RECORD_BYTES; 6]), vec![0..5, 5..6]);
+        assert_eq!(batches(&[MAX_RECORD_BYTES, 1, MAX_RECORD_BYTES * 4]), vec![0..2, 2..3]);
+        assert_eq!(batches(&[3 << 20, 3 << 20, 1]), vec![0..1, 1..3]);
+    }
+
+    #[test]
+    fn a_record_over_1_mib_fails_naming_its_index_and_size() {
+        let mut records = vec![record(10, "a"), record(MAX_RECORD_BYTES - 1, "b")];
+        assert!(check(&records).is_ok(), "exactly 1 MiB with its key fits");
+        records.push(record(MAX_RECORD_BYTES, "c"));
+        let err = check(&records).unwrap_err();
+        assert_eq!(err.kind, AwsErrorKind::Invalid);
+        assert!(err.message.contains("record 2 is 1048577 bytes"), "{}", err.message);
+    }
+
+    #[test]
+    fn partition_and_hash_keys_are_checked() {
+        let err = check(&[record(1, "")]).unwrap_err();
+        assert!(err.message.contains("record 0 has a partition key of 0 characters"), "{}", err.message);
+        assert!(check(&[record(1, &"ü".repeat(256))]).is_ok(), "256 characters, whatever their bytes");
+        assert!(check(&[record(1, &"k".repeat(257))]).is_err());
+        let with_hash = |hash: &str| Record { explicit_hash_key: Some(hash.into()), ..record(1, "k") };
+        assert!(check(&[with_hash("0"), with_hash(&u128::MAX.to_string())]).is_ok());
+        for bad in ["+1", "-1", "1e3", "", "340282366920938463463374607431768211456"] {
+            assert!(check(&[with_hash(bad)]).is_err(), "{bad}");
+        }
+    }
+
+    #[test]
+    fn only_retryable_entry_failures_are_retried() {
+        let codes = [None, Some("ProvisionedThroughputExceededException"), None, Some("InternalFailure")];
+        assert_eq!(failed_entries(&codes), Ok(vec![1, 3]));
+        assert_eq!(failed_entries(&[None, None]), Ok(vec![]));
+        let codes = [Some("ProvisionedThroughputExceededException"), Some("KMSAccessDeniedException")];
+        assert_eq!(failed_entries(&codes), Err((1, AwsErrorKind::AccessDenied)));
+    }
+
+    #[test]
+    fn backoff_doubles_up_to_the_bound_with_full_jitter() {
+        assert_eq!((1..=6).map(|a| backoff_bound(a, 100, 2000)).collect::<Vec<_>>(), [100, 200, 400, 800, 1600, 2000]);
+        assert_eq!(backoff_bound(200, 100, 2000), 2000);
+        assert_eq!(backoff_bound(1, u64::MAX, u64::MAX), u64::MAX);
+        let config = AwsConfig { put_backoff_base_ms: 50, put_backoff_max_ms: 60, ..AwsConfig::default() };
+        let waits: Vec<Duration> = (0..50).map(|_| backoff(3, &config)).collect();
+        assert!(waits.iter().all(|w| *w <= Duration::from_millis(60)));
+        assert!(waits.iter().any(|w| *w != waits[0]), "jittered");
+    }
+}

@@ -1,0 +1,111 @@
+//! Delivering outbox entries: a project's entries go to its stream oldest first, each entry's
+//! state is committed only once Kinesis accepted all of its records, and a drainer retries what
+//! runs could not deliver (a Kinesis outage, a role that lost its permission).
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use super::Inner;
+use super::status::Failure;
+use crate::aws::Record;
+
+/// What one delivery pass sent.
+#[derive(Debug, Default, Clone, Copy)]
+pub(super) struct Totals {
+    pub records: u64,
+    pub bytes: u64,
+}
+
+impl Inner {
+    fn delivery_lock(&self, tenant: &str, project: &str) -> Arc<tokio::sync::Mutex<()>> {
+        let mut locks = self.delivery_locks.lock().unwrap_or_else(|e| e.into_inner());
+        locks.entry((tenant.to_string(), project.to_string())).or_default().clone()
+    }
+
+    fn release_lock(&self, tenant: &str, project: &str) {
+        let mut locks = self.delivery_locks.lock().unwrap_or_else(|e| e.into_inner());
+        let key = (tenant.to_string(), project.to_string());
+        // Only the map and the caller hold it: nobody else is waiting, so it can go.
+        if locks.get(&key).is_some_and(|lock| Arc::strong_count(lock) <= 2) {
+            locks.remove(&key);
+        }
+    }
+
+    /// Delivers every entry a project has waiting, oldest first, stopping at the first entry
+    /// Kinesis does not fully accept (later entries must not commit their state before it).
+    pub(super) async fn deliver_project(&self, tenant: &str, project_id: &str) -> Result<Totals, Failure> {
+        let lock = self.delivery_lock(tenant, project_id);
+        let result = {
+            let _held = lock.lock().await;
+            self.deliver_locked(tenant, project_id).await
+        };
+        drop(lock);
+        self.release_lock(tenant, project_id);
+        result
+    }
+
+    async fn deliver_locked(&self, tenant: &str, project_id: &str) -> Result<Totals, Failure> {
+        let mut totals = Totals::default();
+        let entries = self.store.outbox_of(tenant, project_id).map_err(Failure::host)?;
+        if entries.is_empty() {
+            return Ok(totals);
+        }
+        let Some(project) = self.store.project(tenant, project_id).map_err(Failure::host)? else {
+            // The project was deleted after its run wrote the entries: nobody wants them now.
+            tracing::info!(project = %project_id, "dropping undelivered records of a deleted project");
+            self.store.delete_state_of(tenant, project_id).map_err(Failure::host)?;
+            return Ok(totals);
+        };
+        let session = self.assume(&project).await.map_err(|mut f| {
+            f.stage = "deliver";
+            f
+        })?;
+        for (key, entry) in entries {
+            let records: Vec<Record> = entry
+                .records
+                .iter()
+                .map(|r| Record {
+                    data: r.data.clone(),
+                    partition_key: r.partition_key.clone(),
+                    explicit_hash_key: r.explicit_hash_key.clone(),
+                })
+                .collect();
+            let delivered = self
+                .aws
+                .put_records(&session, &project.target.stream_arn, &records)
+                .await
+                .map_err(|e| Failure::new("deliver", e.to_string()).with_kind(e.kind))?;
+            self.store.complete_delivery(&key).await.map_err(Failure::host)?;
+            self.metrics.delivered(delivered.records, delivered.bytes);
+            totals.records += delivered.records;
+            totals.bytes += delivered.bytes;
+        }
+        Ok(totals)
+    }
+
+    /// One pass over every project with records waiting.
+    pub(super) async fn drain_outbox(&self) {
+        let projects = match self.store.outbox_projects() {
+            Ok(projects) => projects,
+            Err(e) => {
+                tracing::error!("cannot read the outbox: {e}");
+                return;
+            }
+        };
+        for (tenant, project) in projects {
+            if let Err(failure) = self.deliver_project(&tenant, &project).await {
+                tracing::warn!(%project, "records still waiting for Kinesis: {}", failure.message);
+            }
+        }
+    }
+
+    /// Retries undelivered records every `outbox_retry_ms`, so that a project whose next run is
+    /// far away (or paused) still gets its records out once Kinesis is back.
+    pub(super) async fn drain_forever(self: Arc<Self>) {
+        let period = Duration::from_millis(self.config.outbox_retry_ms.max(100));
+        loop {
+            tokio::time::sleep(period).await;
+            self.drain_outbox().await;
+        }
+    }
+}

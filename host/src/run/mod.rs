@@ -1,0 +1,152 @@
+//! The run pipeline: the one place where `scheduler`, `source`, `runtime`, `aws` and `store` meet.
+//!
+//! For every tick the scheduler fires, a run goes: assume the tenant's role → read the API key
+//! from the tenant's secret → `prepare` → fetch → `transform` → next page (up to the project's
+//! page cap) → write the records and the pending state into the durable outbox → `PutRecords` →
+//! on full acceptance, commit the state and clear the outbox entry in one transaction. The run is
+//! then recorded in the project's history, the tenant's usage and the metrics, and the project's
+//! status follows from it (`status.rs`).
+//!
+//! - `pipeline.rs`: one run, stage by stage.
+//! - `deliver.rs`: delivering a project's outbox entries in order, and the drainer that retries
+//!   what a run could not deliver.
+//! - `status.rs`: `pending` → `active` → `failing` and back, with exponential backoff.
+//! - `control.rs`: what the API calls when projects and tenants change.
+//!
+//! The pipeline holds no state of its own that matters across a crash: the outbox, the committed
+//! state and the run history are all in the store.
+
+mod control;
+mod deliver;
+mod pipeline;
+mod status;
+
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use anyhow::Context;
+use serde::Deserialize;
+
+pub use control::Control;
+
+use crate::aws::Aws;
+use crate::metrics::Metrics;
+use crate::runtime::{Plugin, Runtime};
+use crate::scheduler::{Outcome, Scheduler, Tick};
+use crate::source::Fetcher;
+use crate::store::Store;
+
+/// Plugins compiled and pre-linked in this process, by content id; shared with the API.
+pub type LoadedPlugins = Arc<Mutex<HashMap<String, Plugin>>>;
+
+/// Held while a project's outbox entries are being delivered.
+type DeliveryLock = Arc<tokio::sync::Mutex<()>>;
+
+/// How runs behave when things fail.
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct RunConfig {
+    /// Consecutive failed runs after which a project turns `failing` and its schedule backs off.
+    pub failing_after_failures: u32,
+    /// The longest a failing project's schedule backs off, in milliseconds.
+    pub max_backoff_ms: u64,
+    /// How often undelivered records are retried when no run of their project is due.
+    pub outbox_retry_ms: u64,
+    /// Runs of one project whose records may wait for Kinesis before new runs stop fetching.
+    pub max_outbox_entries_per_project: usize,
+    /// How long start-up may spend delivering the outbox before the scheduler starts anyway.
+    pub startup_delivery_ms: u64,
+}
+
+impl Default for RunConfig {
+    fn default() -> Self {
+        Self {
+            failing_after_failures: 3,
+            max_backoff_ms: 3_600_000,
+            outbox_retry_ms: 5_000,
+            max_outbox_entries_per_project: 100,
+            startup_delivery_ms: 60_000,
+        }
+    }
+}
+
+/// Everything the data plane is built from.
+pub struct Parts {
+    pub store: Store,
+    pub runtime: Runtime,
+    pub plugins: LoadedPlugins,
+    pub aws: Aws,
+    pub fetcher: Fetcher,
+    pub metrics: Arc<Metrics>,
+    pub scheduler: Scheduler,
+    pub config: RunConfig,
+}
+
+/// The data plane: runs projects when the scheduler fires them. Cheap to clone.
+#[derive(Clone)]
+pub struct DataPlane {
+    inner: Arc<Inner>,
+}
+
+struct Inner {
+    store: Store,
+    runtime: Runtime,
+    plugins: LoadedPlugins,
+    aws: Aws,
+    fetcher: Fetcher,
+    metrics: Arc<Metrics>,
+    scheduler: Scheduler,
+    config: RunConfig,
+    /// One lock per project with undelivered records, so that a run and the drainer never
+    /// deliver the same entries at once, and entries go out in order.
+    delivery_locks: Mutex<HashMap<(String, String), DeliveryLock>>,
+}
+
+impl DataPlane {
+    pub fn new(parts: Parts) -> Self {
+        Self {
+            inner: Arc::new(Inner {
+                store: parts.store,
+                runtime: parts.runtime,
+                plugins: parts.plugins,
+                aws: parts.aws,
+                fetcher: parts.fetcher,
+                metrics: parts.metrics,
+                scheduler: parts.scheduler,
+                config: parts.config,
+                delivery_locks: Mutex::default(),
+            }),
+        }
+    }
+
+    /// The handle the API uses to tell the scheduler about changes.
+    pub fn control(&self) -> Control {
+        Control::new(self.inner.scheduler.clone(), self.inner.store.clone())
+    }
+
+    /// Delivers what the outbox holds from before the start, registers every project with the
+    /// scheduler, and runs projects until `shutdown` resolves; runs in progress then finish.
+    pub async fn run(self, shutdown: impl std::future::Future<Output = ()> + Send) -> anyhow::Result<()> {
+        let inner = self.inner.clone();
+        let startup = Duration::from_millis(inner.config.startup_delivery_ms);
+        if tokio::time::timeout(startup, inner.drain_outbox()).await.is_err() {
+            tracing::warn!("the outbox was not delivered within {startup:?}; starting the scheduler anyway");
+        }
+        self.control().load_all().context("cannot register the stored projects with the scheduler")?;
+        let drainer = tokio::spawn(inner.clone().drain_forever());
+        inner.scheduler.run(inner.clone(), shutdown).await;
+        drainer.abort();
+        Ok(())
+    }
+}
+
+impl crate::scheduler::Runner for Inner {
+    async fn run(&self, tick: Tick) -> Outcome {
+        self.run_tick(tick).await
+    }
+
+    fn skipped(&self, tick: Tick) {
+        self.record_skipped(tick);
+    }
+}

@@ -1,0 +1,398 @@
+//! One run of one project, stage by stage.
+//!
+//! Every stage is timed into the run's `stage_ms`, and the first failure ends the run with its
+//! stage and a message for the tenant. Secret values never reach a message: the source module
+//! strips URLs from its errors and the key is only ever passed to it, never formatted.
+
+use std::collections::BTreeMap;
+use std::time::{Duration, Instant};
+
+use bytes::Bytes;
+use jiff::Timestamp;
+
+use super::Inner;
+use super::status::Failure;
+use crate::aws::{AwsErrorKind, RoleRef, Session};
+use crate::runtime::{CallError, Plugin, Poll, Request, Response};
+use crate::scheduler::{Outcome, Tick, Trigger};
+use crate::source::{ApiKey, FetchRequest, Fetched, KeyPlacement};
+use crate::store::{OutRecord, OutboxEntry, Project, Run, RunError, RunOutcome, RunTrigger, random_hex};
+
+/// What a run produced, for its history record.
+#[derive(Default)]
+pub(super) struct Tally {
+    pub run_id: String,
+    pub stage_ms: BTreeMap<String, f64>,
+    pub http_status: Option<u16>,
+    pub pages: u32,
+    pub records: u64,
+    pub bytes_fetched: u64,
+    pub bytes_delivered: u64,
+    pub plugin_time: Duration,
+}
+
+impl Tally {
+    /// Times one stage, adding to what earlier pages spent in it.
+    async fn time<T>(&mut self, stage: &'static str, work: impl Future<Output = T>) -> T {
+        let started = Instant::now();
+        let result = work.await;
+        *self.stage_ms.entry(stage.to_string()).or_default() += started.elapsed().as_secs_f64() * 1000.0;
+        result
+    }
+}
+
+fn trigger_of(trigger: Trigger) -> RunTrigger {
+    match trigger {
+        Trigger::Schedule => RunTrigger::Schedule,
+        Trigger::CatchUp => RunTrigger::CatchUp,
+        Trigger::Manual => RunTrigger::Manual,
+    }
+}
+
+fn trigger_label(trigger: RunTrigger) -> &'static str {
+    match trigger {
+        RunTrigger::Schedule => "schedule",
+        RunTrigger::CatchUp => "catch_up",
+        RunTrigger::Manual => "manual",
+    }
+}
+
+fn outcome_label(outcome: RunOutcome) -> &'static str {
+    match outcome {
+        RunOutcome::Succeeded => "succeeded",
+        RunOutcome::Failed => "failed",
+        RunOutcome::Skipped => "skipped",
+    }
+}
+
+/// RFC 3339 to the millisecond: run keys sort by start time, and runs a second apart must differ.
+pub(super) fn rfc3339_ms(t: Timestamp) -> String {
+    t.round(jiff::Unit::Millisecond).unwrap_or(t).to_string()
+}
+
+impl Inner {
+    pub(super) async fn run_tick(&self, tick: Tick) -> Outcome {
+        let started_at = self.scheduler.clock().now();
+        if tick.trigger != Trigger::Manual {
+            self.metrics.schedule_lag(started_at.duration_since(tick.due_at).try_into().unwrap_or_default());
+        }
+        let Ok(Some(project)) = self.store.project(&tick.key.tenant, &tick.key.project) else {
+            // Deleted since the tick was queued; the API has already removed it from the scheduler.
+            return Outcome::default();
+        };
+        let mut tally = Tally { run_id: format!("run_{}", random_hex(8)), ..Tally::default() };
+        let result = self.execute(&project, &tick, &mut tally).await;
+        let finished_at = self.scheduler.clock().now();
+        let (outcome, error) = match &result {
+            Ok(()) => (RunOutcome::Succeeded, None),
+            Err(failure) => (
+                RunOutcome::Failed,
+                Some(RunError { stage: failure.stage.to_string(), message: failure.message.clone() }),
+            ),
+        };
+        let run = Run {
+            id: tally.run_id.clone(),
+            project_id: project.id.clone(),
+            trigger: trigger_of(tick.trigger),
+            scheduled_at: rfc3339_ms(tick.scheduled_at),
+            started_at: rfc3339_ms(started_at),
+            finished_at: rfc3339_ms(finished_at),
+            outcome,
+            http_status: tally.http_status,
+            pages: tally.pages,
+            records: tally.records,
+            bytes_fetched: tally.bytes_fetched,
+            bytes_delivered: tally.bytes_delivered,
+            stage_ms: tally.stage_ms.clone(),
+            error,
+        };
+        for (stage, ms) in &tally.stage_ms {
+            if let Some(stage) = super::status::STAGES.iter().find(|s| **s == stage) {
+                self.metrics.stage(stage, Duration::from_secs_f64(ms / 1000.0));
+            }
+        }
+        self.metrics.plugin_time(tally.plugin_time);
+        self.metrics.run(trigger_label(run.trigger), outcome_label(run.outcome));
+        // The status first, so that whoever sees the run in the history also sees its effect.
+        let outcome = self.settle_status(&project, result.as_ref().err(), finished_at).await;
+        let plugin_ms = tally.plugin_time.as_secs_f64() * 1000.0;
+        if let Err(e) = self.store.record_run(&project.tenant_id, &run, plugin_ms).await {
+            tracing::error!(project = %project.id, "cannot record a run: {e}");
+        }
+        outcome
+    }
+
+    /// Records a tick that found the previous run still going.
+    pub(super) fn record_skipped(&self, tick: Tick) {
+        let store = self.store.clone();
+        let metrics = self.metrics.clone();
+        let now = rfc3339_ms(self.scheduler.clock().now());
+        tokio::spawn(async move {
+            let run = Run {
+                id: format!("run_{}", random_hex(8)),
+                project_id: tick.key.project.to_string(),
+                trigger: trigger_of(tick.trigger),
+                scheduled_at: rfc3339_ms(tick.scheduled_at),
+                started_at: now.clone(),
+                finished_at: now,
+                outcome: RunOutcome::Skipped,
+                http_status: None,
+                pages: 0,
+                records: 0,
+                bytes_fetched: 0,
+                bytes_delivered: 0,
+                stage_ms: BTreeMap::new(),
+                error: Some(RunError {
+                    stage: "schedule".into(),
+                    message: "the previous run was still going, so this one was skipped; a schedule shorter than \
+                              a run takes skips runs"
+                        .into(),
+                }),
+            };
+            metrics.run(trigger_label(run.trigger), "skipped");
+            if let Err(e) = store.record_run(&tick.key.tenant, &run, 0.0).await {
+                tracing::error!(project = %tick.key.project, "cannot record a skipped run: {e}");
+            }
+        });
+    }
+
+    async fn execute(&self, project: &Project, tick: &Tick, tally: &mut Tally) -> Result<(), Failure> {
+        let tenant = &project.tenant_id;
+        let backlog = self.store.outbox_len_of(tenant, &project.id);
+        if backlog > 0 {
+            // Older records go first; if Kinesis still refuses them, new runs may still fetch
+            // until the backlog reaches its cap.
+            let delivered = tally.time("deliver", self.deliver_project(tenant, &project.id)).await;
+            match delivered {
+                Ok(totals) => tally.bytes_delivered += totals.bytes,
+                Err(failure) if backlog >= self.config.max_outbox_entries_per_project => {
+                    return Err(Failure::new(
+                        "deliver",
+                        format!(
+                            "records of {backlog} earlier runs are still waiting for Kinesis, so this run did not \
+                             fetch: {}",
+                            failure.message
+                        ),
+                    )
+                    .with_kind(failure.kind));
+                }
+                Err(_) => {}
+            }
+        }
+
+        let session = tally.time("assume_role", self.assume(project)).await?;
+        self.confirm_trust(project).await;
+        let mut api_key = match &project.source.api_key {
+            Some(_) => Some(tally.time("secret", self.read_secret(&session, project, false)).await?),
+            None => None,
+        };
+        let plugin = tally.time("load_plugin", self.plugin(&project.plugin_id)).await?;
+
+        let origin = url::Url::parse(&project.source.url)
+            .map_err(|e| Failure::tenant("fetch", format!("the project's source url is invalid: {e}")))?;
+        let mut state = self.store.next_state(tenant, &project.id).map_err(Failure::host)?;
+        let settings: Vec<(String, String)> =
+            project.plugin_settings.iter().map(|(k, v)| (k.clone(), v.clone())).collect();
+        let poll = |state: &Option<Vec<u8>>| Poll {
+            project_id: project.id.clone(),
+            tenant_id: tenant.clone(),
+            scheduled_at_ms: tick.scheduled_at.as_millisecond().max(0) as u64,
+            state: state.clone(),
+            settings: settings.clone(),
+        };
+        let base = Request {
+            method: project.source.method.clone(),
+            url: project.source.url.clone(),
+            headers: project.source.headers.iter().map(|(k, v)| (k.clone(), v.clone())).collect(),
+            body: None,
+        };
+        let limits = self.runtime.default_limits().clone();
+        let mut request = Some(base);
+        let mut records = Vec::new();
+        let mut new_state = None;
+        while let Some(next) = request.take() {
+            tally.pages += 1;
+            // `prepare` shapes every page's request, as the contract says, seeing the newest state.
+            let report = tally.time("prepare", self.runtime.prepare(&plugin, &limits, &poll(&state), &next)).await;
+            tally.plugin_time += report.duration;
+            let current = report.result.map_err(|e| plugin_failure("prepare", e))?;
+            let fetched = self.fetch_page(project, &session, &origin, &current, &mut api_key, tally).await?;
+            let response = Response { status: fetched.status, headers: fetched.headers, body: fetched.body };
+            let report =
+                tally.time("transform", self.runtime.transform(&plugin, &limits, &poll(&state), &response)).await;
+            tally.plugin_time += report.duration;
+            let output = report.result.map_err(|e| plugin_failure("transform", e))?;
+            records.extend(output.records.into_iter().map(|r| OutRecord {
+                data: r.data,
+                partition_key: r.partition_key,
+                explicit_hash_key: r.explicit_hash_key,
+            }));
+            if output.state.is_some() {
+                state = output.state.clone();
+                new_state = output.state;
+            }
+            if tally.pages < project.max_pages {
+                request = output.next;
+            } else if output.next.is_some() {
+                tracing::info!(project = %project.id, "page cap of {} reached; the rest waits for the next run", project.max_pages);
+            }
+        }
+        tally.records = records.len() as u64;
+
+        if records.is_empty() {
+            if let Some(state) = &new_state {
+                self.store.commit_state(tenant, &project.id, state).await.map_err(Failure::host)?;
+            }
+            return Ok(());
+        }
+        let entry = OutboxEntry {
+            tenant_id: tenant.clone(),
+            project_id: project.id.clone(),
+            run_id: tally.run_id.clone(),
+            scheduled_at_ms: tick.scheduled_at.as_millisecond(),
+            state: new_state,
+            records,
+        };
+        tally.time("outbox", self.store.enqueue(&entry)).await.map_err(Failure::host)?;
+        let totals = tally.time("deliver", self.deliver_project(tenant, &project.id)).await?;
+        tally.bytes_delivered += totals.bytes;
+        Ok(())
+    }
+
+    pub(super) async fn assume(&self, project: &Project) -> Result<Session, Failure> {
+        let session_name = crate::aws::session_name(&project.tenant_id, &project.id);
+        let role = RoleRef {
+            role_arn: &project.target.role_arn,
+            external_id: &project.onboarding.external_id,
+            session_name: &session_name,
+        };
+        self.aws.assume(role).await.map_err(|e| {
+            let message = if e.kind == AwsErrorKind::AccessDenied {
+                format!(
+                    "{e}; update your tenant stack so that role {} trusts {} with external id {}",
+                    project.target.role_arn, project.onboarding.platform_principal_arn, project.onboarding.external_id
+                )
+            } else {
+                e.to_string()
+            };
+            Failure::new("assume_role", message).with_kind(e.kind)
+        })
+    }
+
+    async fn read_secret(&self, session: &Session, project: &Project, fresh: bool) -> Result<String, Failure> {
+        let Some(key) = &project.source.api_key else { return Ok(String::new()) };
+        if fresh {
+            self.aws.forget_secret(session, &key.secret_arn);
+        }
+        self.aws
+            .secret(session, &key.secret_arn, key.json_field.as_deref())
+            .await
+            .map_err(|e| Failure::new("secret", e.to_string()).with_kind(e.kind))
+    }
+
+    /// The plugin for an id, compiling it (from the on-disk cache, usually) on first use.
+    async fn plugin(&self, id: &str) -> Result<Plugin, Failure> {
+        if let Some(plugin) = self.plugins.lock().unwrap_or_else(|e| e.into_inner()).get(id) {
+            return Ok(plugin.clone());
+        }
+        let bytes = self.store.plugin_bytes(id).map_err(Failure::host)?.ok_or_else(|| {
+            Failure::tenant(
+                "load_plugin",
+                format!("plugin {id} no longer exists; upload it again and PATCH the project"),
+            )
+        })?;
+        let runtime = self.runtime.clone();
+        let plugin = tokio::task::spawn_blocking(move || runtime.load(&Bytes::from(bytes)))
+            .await
+            .map_err(|e| Failure::host(format!("plugin compilation task failed: {e}")))?
+            .map_err(|e| Failure::tenant("load_plugin", e.to_string()))?;
+        self.plugins.lock().unwrap_or_else(|e| e.into_inner()).insert(id.to_string(), plugin.clone());
+        Ok(plugin)
+    }
+
+    /// Fetches one page, re-reading the API key once if the source refuses it (the tenant may
+    /// have rotated the secret since it was cached).
+    async fn fetch_page(
+        &self,
+        project: &Project,
+        session: &Session,
+        origin: &url::Url,
+        request: &Request,
+        api_key: &mut Option<String>,
+        tally: &mut Tally,
+    ) -> Result<Fetched, Failure> {
+        let mut reread = false;
+        loop {
+            let fetched = tally.time("fetch", self.fetch_once(project, origin, request, api_key.as_deref())).await?;
+            tally.http_status = Some(fetched.status);
+            tally.bytes_fetched += fetched.body.len() as u64;
+            let refused = matches!(fetched.status, 401 | 403);
+            if refused && api_key.is_some() && !reread {
+                reread = true;
+                *api_key = Some(tally.time("secret", self.read_secret(session, project, true)).await?);
+                continue;
+            }
+            if refused && let Some(key) = &project.source.api_key {
+                return Err(Failure::tenant(
+                    "fetch",
+                    format!(
+                        "the source answered {} to the API key from secret {}, also after reading the secret again; \
+                         store a valid key in the secret",
+                        fetched.status, key.secret_arn
+                    ),
+                ));
+            }
+            if fetched.status == 429 || fetched.status >= 500 {
+                let mut failure = Failure::new(
+                    "fetch",
+                    format!("the source answered {}; the run is retried on schedule", fetched.status),
+                );
+                failure.retry_after = fetched.retry_after;
+                return Err(failure);
+            }
+            return Ok(fetched);
+        }
+    }
+
+    async fn fetch_once(
+        &self,
+        project: &Project,
+        origin: &url::Url,
+        request: &Request,
+        key: Option<&str>,
+    ) -> Result<Fetched, Failure> {
+        let api_key = match (&project.source.api_key, key) {
+            (Some(source), Some(value)) => Some(ApiKey {
+                value,
+                placement: match (&source.header, &source.query_param) {
+                    (_, Some(param)) => KeyPlacement::Query { param, prefix: &source.prefix },
+                    (Some(name), None) => KeyPlacement::Header { name, prefix: &source.prefix },
+                    (None, None) => KeyPlacement::Header { name: "x-api-key", prefix: &source.prefix },
+                },
+            }),
+            _ => None,
+        };
+        let fetch = FetchRequest {
+            method: &request.method,
+            url: &request.url,
+            origin,
+            headers: &request.headers,
+            body: request.body.as_deref(),
+            api_key,
+        };
+        self.fetcher.fetch(fetch).await.map_err(|e| {
+            let transient = e.is_transient();
+            let failure = Failure::new("fetch", e.to_string());
+            if transient { failure } else { failure.with_kind(AwsErrorKind::Invalid) }
+        })
+    }
+}
+
+/// A plugin's error, as the tenant should read it.
+fn plugin_failure(stage: &'static str, error: CallError) -> Failure {
+    match error {
+        CallError::Rejected(message) => Failure::tenant(stage, format!("the plugin rejected the response: {message}")),
+        CallError::Retry(message) => Failure::new(stage, format!("the plugin asked to retry later: {message}")),
+        other => Failure::tenant(stage, format!("the plugin failed: {other}")),
+    }
+}

@@ -1,0 +1,332 @@
+//! The durable outbox and committed project state: what makes delivery at-least-once.
+//!
+//! A run writes its records and the state its plugin returned into one outbox entry before any
+//! `PutRecords`. Once Kinesis has accepted every record of the entry, one transaction removes
+//! the entry and commits its state. A crash at any moment therefore leaves either the entry (to
+//! be delivered again) or the committed state, never a state without its records.
+//!
+//! Entries are keyed `<tenant>/<project>/<sequence>` with a sequence that only grows, so a scan
+//! of one project yields its entries oldest first, which is the order they must be delivered
+//! and their states committed in.
+
+use base64::Engine;
+use base64::engine::general_purpose::STANDARD as BASE64;
+use serde::{Deserialize, Serialize};
+use sled::Transactional;
+
+use super::{Result, Store, StoreError};
+
+/// One record bound for Kinesis.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct OutRecord {
+    pub data: Vec<u8>,
+    pub partition_key: String,
+    pub explicit_hash_key: Option<String>,
+}
+
+/// One run's records and the state to commit once they are delivered. Delivery uses the
+/// project's target at delivery time, so a tenant who fixes a wrong stream or role sees the
+/// backlog go to the fixed one.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct OutboxEntry {
+    pub tenant_id: String,
+    pub project_id: String,
+    pub run_id: String,
+    /// The run's nominal time in ms since the epoch.
+    pub scheduled_at_ms: i64,
+    /// The state to commit once the records are accepted; `None` leaves the state unchanged.
+    pub state: Option<Vec<u8>>,
+    pub records: Vec<OutRecord>,
+}
+
+impl OutboxEntry {
+    /// Bytes of record data and partition keys, as Kinesis counts them.
+    pub fn payload_bytes(&self) -> u64 {
+        self.records.iter().map(|r| (r.data.len() + r.partition_key.len()) as u64).sum()
+    }
+}
+
+/// The key of a stored outbox entry, handed back to [`Store::complete_delivery`].
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+pub struct OutboxKey(Vec<u8>);
+
+/// The JSON header of a stored entry; records follow it in a compact binary layout because
+/// JSON would triple the size of binary record data.
+#[derive(Serialize, Deserialize)]
+struct Header {
+    tenant_id: String,
+    project_id: String,
+    run_id: String,
+    scheduled_at_ms: i64,
+    #[serde(default)]
+    state_base64: Option<String>,
+    records: usize,
+}
+
+fn project_prefix(tenant: &str, project: &str) -> String {
+    format!("{tenant}/{project}/")
+}
+
+fn state_key(tenant: &str, project: &str) -> String {
+    format!("{tenant}/{project}")
+}
+
+fn encode_entry(entry: &OutboxEntry) -> Result<Vec<u8>> {
+    let header = Header {
+        tenant_id: entry.tenant_id.clone(),
+        project_id: entry.project_id.clone(),
+        run_id: entry.run_id.clone(),
+        scheduled_at_ms: entry.scheduled_at_ms,
+        state_base64: entry.state.as_ref().map(|s| BASE64.encode(s)),
+        records: entry.records.len(),
+    };
+    let header = super::encode(&header)?;
+    let mut out = Vec::with_capacity(header.len() + entry.payload_bytes() as usize + entry.records.len() * 12 + 4);
+    out.extend_from_slice(&(header.len() as u32).to_be_bytes());
+    out.extend_from_slice(&header);
+    for record in &entry.records {
+        put_field(&mut out, &record.data);
+        put_field(&mut out, record.partition_key.as_bytes());
+        match &record.explicit_hash_key {
+            Some(key) => {
+                out.push(1);
+                put_field(&mut out, key.as_bytes());
+            }
+            None => out.push(0),
+        }
+    }
+    Ok(out)
+}
+
+fn put_field(out: &mut Vec<u8>, bytes: &[u8]) {
+    out.extend_from_slice(&(bytes.len() as u32).to_be_bytes());
+    out.extend_from_slice(bytes);
+}
+
+/// Reads stored entries back; any inconsistency is reported as a corrupt record naming the key.
+struct Reader<'a> {
+    raw: &'a [u8],
+    key: &'a str,
+}
+
+impl<'a> Reader<'a> {
+    fn corrupt(&self) -> StoreError {
+        StoreError::Corrupt { key: self.key.to_string(), message: "truncated outbox entry".into() }
+    }
+
+    fn take(&mut self, n: usize) -> Result<&'a [u8]> {
+        if self.raw.len() < n {
+            return Err(self.corrupt());
+        }
+        let (head, rest) = self.raw.split_at(n);
+        self.raw = rest;
+        Ok(head)
+    }
+
+    fn field(&mut self) -> Result<&'a [u8]> {
+        let len = u32::from_be_bytes(self.take(4)?.try_into().map_err(|_| self.corrupt())?);
+        self.take(len as usize)
+    }
+
+    fn string(&mut self) -> Result<String> {
+        let bytes = self.field()?;
+        String::from_utf8(bytes.to_vec()).map_err(|_| self.corrupt())
+    }
+}
+
+fn decode_entry(key: &str, raw: &[u8]) -> Result<OutboxEntry> {
+    let mut reader = Reader { raw, key };
+    let header: Header = super::decode(key, reader.field()?)?;
+    let state = match header.state_base64 {
+        Some(text) => Some(
+            BASE64
+                .decode(text)
+                .map_err(|e| StoreError::Corrupt { key: key.to_string(), message: format!("state: {e}") })?,
+        ),
+        None => None,
+    };
+    let mut records = Vec::with_capacity(header.records.min(100_000));
+    for _ in 0..header.records {
+        let data = reader.field()?.to_vec();
+        let partition_key = reader.string()?;
+        let explicit_hash_key = match reader.take(1)?[0] {
+            0 => None,
+            _ => Some(reader.string()?),
+        };
+        records.push(OutRecord { data, partition_key, explicit_hash_key });
+    }
+    Ok(OutboxEntry {
+        tenant_id: header.tenant_id,
+        project_id: header.project_id,
+        run_id: header.run_id,
+        scheduled_at_ms: header.scheduled_at_ms,
+        state,
+        records,
+    })
+}
+
+impl Store {
+    /// Writes a run's records and pending state durably. Returns the entry's key.
+    pub async fn enqueue(&self, entry: &OutboxEntry) -> Result<OutboxKey> {
+        let sequence = self.db.generate_id()?;
+        let key = format!("{}{sequence:020}", project_prefix(&entry.tenant_id, &entry.project_id)).into_bytes();
+        self.outbox.insert(key.as_slice(), encode_entry(entry)?)?;
+        self.flush().await?;
+        Ok(OutboxKey(key))
+    }
+
+    /// A project's undelivered entries, oldest first.
+    pub fn outbox_of(&self, tenant: &str, project: &str) -> Result<Vec<(OutboxKey, OutboxEntry)>> {
+        self.outbox
+            .scan_prefix(project_prefix(tenant, project))
+            .map(|item| {
+                let (key, raw) = item?;
+                let entry = decode_entry(&String::from_utf8_lossy(&key), &raw)?;
+                Ok((OutboxKey(key.to_vec()), entry))
+            })
+            .collect()
+    }
+
+    /// How many entries a project has waiting.
+    pub fn outbox_len_of(&self, tenant: &str, project: &str) -> usize {
+        self.outbox.scan_prefix(project_prefix(tenant, project)).keys().count()
+    }
+
+    /// Every (tenant, project) with entries waiting, each once, in key order.
+    pub fn outbox_projects(&self) -> Result<Vec<(String, String)>> {
+        let mut projects: Vec<(String, String)> = Vec::new();
+        for key in self.outbox.iter().keys() {
+            let key = key?;
+            let text = String::from_utf8_lossy(&key);
+            let mut parts = text.splitn(3, '/');
+            if let (Some(tenant), Some(project)) = (parts.next(), parts.next())
+                && projects.last().is_none_or(|(t, p)| t != tenant || p != project)
+            {
+                projects.push((tenant.to_string(), project.to_string()));
+            }
+        }
+        Ok(projects)
+    }
+
+    /// Entries waiting in the whole outbox.
+    pub fn outbox_depth(&self) -> usize {
+        self.outbox.len()
+    }
+
+    /// Removes a delivered entry and commits its state, in one transaction.
+    pub async fn complete_delivery(&self, key: &OutboxKey) -> Result<()> {
+        let text = String::from_utf8_lossy(&key.0).into_owned();
+        let Some(raw) = self.outbox.get(&key.0)? else { return Ok(()) };
+        let entry = decode_entry(&text, &raw)?;
+        let state_key = state_key(&entry.tenant_id, &entry.project_id);
+        (&self.outbox, &self.state).transaction(|(outbox, state)| {
+            outbox.remove(key.0.as_slice())?;
+            if let Some(new_state) = &entry.state {
+                state.insert(state_key.as_bytes(), new_state.as_slice())?;
+            }
+            Ok(())
+        })?;
+        self.flush().await
+    }
+
+    /// The state a project's next run starts from: the newest state still waiting in the outbox
+    /// (it will be committed once its records are delivered, in order), else the committed one.
+    ///
+    /// Starting from the pending state keeps a run during a Kinesis outage from fetching the
+    /// same data again; the outbox holds both the records and the state, so nothing is lost.
+    pub fn next_state(&self, tenant: &str, project: &str) -> Result<Option<Vec<u8>>> {
+        for item in self.outbox.scan_prefix(project_prefix(tenant, project)).rev() {
+            let (key, raw) = item?;
+            let entry = decode_entry(&String::from_utf8_lossy(&key), &raw)?;
+            if entry.state.is_some() {
+                return Ok(entry.state);
+            }
+        }
+        self.committed_state(tenant, project)
+    }
+
+    /// The state committed by the last fully delivered run.
+    pub fn committed_state(&self, tenant: &str, project: &str) -> Result<Option<Vec<u8>>> {
+        Ok(self.state.get(state_key(tenant, project))?.map(|raw| raw.to_vec()))
+    }
+
+    /// Commits a state directly, for runs that produced no records.
+    pub async fn commit_state(&self, tenant: &str, project: &str, state: &[u8]) -> Result<()> {
+        self.state.insert(state_key(tenant, project), state)?;
+        self.flush().await
+    }
+
+    /// Removes a project's state and undelivered entries (when the project is deleted).
+    pub(crate) fn delete_state_of(&self, tenant: &str, project: &str) -> Result<()> {
+        self.state.remove(state_key(tenant, project))?;
+        for key in self.outbox.scan_prefix(project_prefix(tenant, project)).keys() {
+            self.outbox.remove(key?)?;
+        }
+        Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn entry(project: &str, state: Option<&[u8]>, records: usize) -> OutboxEntry {
+        OutboxEntry {
+            tenant_id: "ten_a".into(),
+            project_id: project.into(),
+            run_id: "run_1".into(),
+            scheduled_at_ms: 1_700_000_000_000,
+            state: state.map(<[u8]>::to_vec),
+            records: (0..records)
+                .map(|i| OutRecord {
+                    data: vec![i as u8; i],
+                    partition_key: format!("pk-{i}"),
+                    explicit_hash_key: (i % 2 == 1).then(|| i.to_string()),
+                })
+                .collect(),
+        }
+    }
+
+    #[tokio::test]
+    async fn entries_round_trip_in_order_and_commit_state_on_completion() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = Store::open(dir.path()).unwrap();
+        let first = entry("prj_1", Some(b"cursor=1"), 3);
+        let second = entry("prj_1", Some(b"cursor=2"), 0);
+        let k1 = store.enqueue(&first).await.unwrap();
+        let k2 = store.enqueue(&second).await.unwrap();
+        store.enqueue(&entry("prj_2", None, 1)).await.unwrap();
+
+        let waiting = store.outbox_of("ten_a", "prj_1").unwrap();
+        assert_eq!(waiting, vec![(k1.clone(), first.clone()), (k2.clone(), second)]);
+        assert_eq!(store.outbox_depth(), 3);
+        assert_eq!(
+            store.outbox_projects().unwrap(),
+            vec![("ten_a".into(), "prj_1".into()), ("ten_a".into(), "prj_2".into())]
+        );
+        assert_eq!(store.next_state("ten_a", "prj_1").unwrap().as_deref(), Some(&b"cursor=2"[..]));
+        assert_eq!(store.committed_state("ten_a", "prj_1").unwrap(), None, "nothing committed before delivery");
+
+        store.complete_delivery(&k1).await.unwrap();
+        assert_eq!(store.committed_state("ten_a", "prj_1").unwrap().as_deref(), Some(&b"cursor=1"[..]));
+        assert_eq!(store.outbox_len_of("ten_a", "prj_1"), 1);
+        drop(store);
+
+        // Reopening finds the undelivered entry and the committed state.
+        let store = Store::open(dir.path()).unwrap();
+        assert_eq!(store.outbox_of("ten_a", "prj_1").unwrap().len(), 1);
+        assert_eq!(store.committed_state("ten_a", "prj_1").unwrap().as_deref(), Some(&b"cursor=1"[..]));
+        store.complete_delivery(&k2).await.unwrap();
+        assert_eq!(store.committed_state("ten_a", "prj_1").unwrap().as_deref(), Some(&b"cursor=2"[..]));
+        assert_eq!(store.next_state("ten_a", "prj_2").unwrap(), None);
+        store.delete_state_of("ten_a", "prj_2").unwrap();
+        assert_eq!(store.outbox_depth(), 0);
+    }
+
+    #[test]
+    fn a_truncated_entry_is_reported_not_misread() {
+        let raw = encode_entry(&entry("prj_1", None, 2)).unwrap();
+        let error = decode_entry("k", &raw[..raw.len() - 1]).unwrap_err();
+        assert!(error.to_string().contains("truncated"), "{error}");
+    }
+}

@@ -1,0 +1,209 @@
+//! The data plane end to end: the real `sluice` binary runs projects against a source on
+//! loopback and delivers to Kinesis on moto, with credentials from the tenant's role.
+
+use std::collections::BTreeSet;
+use std::time::Duration;
+
+use serde_json::{Value, json};
+use sluice_tests::world::{World, wait_for};
+
+const SECRET_KEY: &str = "k-1";
+
+/// The partition keys and data of a stream, read as the tenant.
+async fn stream(tenant: &sluice_tests::world::Tenant, arn: &str) -> Vec<(String, String)> {
+    tenant.aws.read(arn).await
+}
+
+fn ids(records: &[(String, String)]) -> BTreeSet<String> {
+    records
+        .iter()
+        .map(|(_, data)| serde_json::from_str::<Value>(data).unwrap()["id"].as_str().unwrap().into())
+        .collect()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn example_plugins_deliver_to_their_streams_with_their_partition_keys() {
+    let world = World::start();
+    let tenant = world.tenant("acme", "111111111111").await;
+    let secret = tenant.aws.secret("source-key", SECRET_KEY).await;
+    world.source.require_key("x-api-key", SECRET_KEY);
+    world.source.add_items(0..250);
+    world.source.set_page_size(100);
+    let api_key = json!({"secret_arn": secret, "header": "x-api-key"});
+    let source = |path: &str| json!({"url": format!("{}{path}", world.source.base), "api_key": api_key});
+
+    let plain_arn = tenant.aws.stream("plain").await;
+    let split_arn = tenant.aws.stream("split").await;
+    let incr_arn = tenant.aws.stream("incremental").await;
+    let plain = world.project(&tenant, "passthrough", "/plain", &plain_arn, json!({"source": source("/plain")}));
+    let split = world.project(
+        &tenant,
+        "json-split",
+        "/items",
+        &split_arn,
+        json!({"source": source("/items"), "plugin_settings": {"array_path": "items", "partition_key_field": "id"}}),
+    );
+    let incr = world.project(&tenant, "incremental", "/items", &incr_arn, json!({"source": source("/items")}));
+    assert_eq!(incr["status"], "pending");
+
+    let minute = Duration::from_secs(60);
+    for project in [&plain, &split, &incr] {
+        let run = world.run_now(&tenant, project["id"].as_str().unwrap(), minute);
+        assert_eq!(run["outcome"], "succeeded", "{run}");
+        assert_eq!(run["trigger"], "manual", "{run}");
+        assert_eq!(world.show(&tenant, project["id"].as_str().unwrap())["status"], "active");
+    }
+
+    // passthrough: the body as one record keyed by the project id.
+    let records = stream(&tenant, &plain_arn).await;
+    assert_eq!(records, vec![(plain["id"].as_str().unwrap().to_string(), r#"{"temperature": 21.5}"#.to_string())]);
+    // json-split: one record per element of the first page, keyed by `id`.
+    let records = stream(&tenant, &split_arn).await;
+    assert_eq!(records.len(), 100);
+    assert!(records.iter().all(|(key, data)| data.contains(&format!("\"id\":\"{key}\""))), "{records:?}");
+    // incremental: every page of the run, 250 items, keyed by `id`.
+    let records = stream(&tenant, &incr_arn).await;
+    assert_eq!(records.len(), 250);
+    assert_eq!(ids(&records).len(), 250);
+    let runs = world.runs(&tenant, incr["id"].as_str().unwrap());
+    assert_eq!((runs[0]["pages"].as_u64(), runs[0]["records"].as_u64()), (Some(3), Some(250)), "{}", runs[0]);
+    assert_eq!(runs[0]["http_status"], 200);
+
+    // The key reached the source on every request and was never needed in the URL.
+    let seen = world.source.seen();
+    assert!(seen.iter().all(|s| s.headers.get("x-api-key").map(String::as_str) == Some(SECRET_KEY)));
+
+    // New items: the next run asks only for what is newer than the committed cursor.
+    world.source.add_items(250..260);
+    let run = world.run_now(&tenant, incr["id"].as_str().unwrap(), minute);
+    assert_eq!((run["outcome"].as_str(), run["records"].as_u64()), (Some("succeeded"), Some(10)), "{run}");
+    let last = world.source.seen().into_iter().rev().find(|s| s.path == "/items").unwrap();
+    assert_eq!(last.query.get("since").map(String::as_str), Some("2026-01-01T00:00:00.249Z"));
+    let records = stream(&tenant, &incr_arn).await;
+    assert_eq!((records.len(), ids(&records).len()), (260, 260), "no duplicates without faults");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_rotated_secret_is_read_again_when_the_source_refuses_the_old_key() {
+    let world = World::start();
+    let tenant = world.tenant("acme", "111111111111").await;
+    let secret = tenant.aws.secret("source-key", r#"{"token": "old"}"#).await;
+    world.source.require_key("?token", "Bearer old");
+    world.source.add_items(0..3);
+    let arn = tenant.aws.stream("events").await;
+    let api_key = json!({"secret_arn": secret, "query_param": "token", "prefix": "Bearer ", "json_field": "token"});
+    let source = json!({"url": format!("{}/items", world.source.base), "api_key": api_key});
+    let project = world.project(&tenant, "incremental", "/items", &arn, json!({"source": source}));
+    let id = project["id"].as_str().unwrap();
+    let minute = Duration::from_secs(60);
+    assert_eq!(world.run_now(&tenant, id, minute)["outcome"], "succeeded");
+    let reads = world.proxy.count("secretsmanager.GetSecretValue");
+
+    // The tenant rotates the key at the source and in the secret.
+    tenant.aws.secrets.put_secret_value().secret_id(&secret).secret_string(r#"{"token": "new"}"#).send().await.unwrap();
+    world.source.require_key("?token", "Bearer new");
+    world.source.add_items(3..5);
+    let run = world.run_now(&tenant, id, minute);
+    assert_eq!((run["outcome"].as_str(), run["records"].as_u64()), (Some("succeeded"), Some(2)), "{run}");
+    assert_eq!(world.proxy.count("secretsmanager.GetSecretValue"), reads + 1, "read again once, after the 401");
+    let tokens: Vec<String> =
+        world.source.seen().iter().rev().take(2).map(|s| s.query.get("token").cloned().unwrap_or_default()).collect();
+    assert_eq!(tokens, ["Bearer new", "Bearer old"], "the refused request, then the retry with the new key");
+    assert_eq!(ids(&stream(&tenant, &arn).await).len(), 5);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn each_tenants_records_land_only_in_its_own_stream() {
+    let world = World::start();
+    let a = world.tenant("tenant-a", "111111111111").await;
+    let b = world.tenant("tenant-b", "222222222222").await;
+    // The same stream name in both accounts: only the role's account decides where records go.
+    let a_arn = a.aws.stream("events").await;
+    let b_arn = b.aws.stream("events").await;
+    let schedule = json!({"schedule": "rate(1 second)"});
+    let pa = world.project(&a, "passthrough", "/plain", &a_arn, schedule.clone());
+    let pb = world.project(&b, "passthrough", "/plain", &b_arn, schedule);
+    let (ida, idb) = (pa["id"].as_str().unwrap().to_string(), pb["id"].as_str().unwrap().to_string());
+
+    // Both run on their schedule, several times.
+    let wait = Duration::from_secs(30);
+    wait_for(wait, "three scheduled runs of each project", || {
+        let done = |t, id: &str| {
+            world.runs(t, id).iter().filter(|r| r["outcome"] == "succeeded" && r["trigger"] != "manual").count() >= 3
+        };
+        (done(&a, &ida) && done(&b, &idb)).then_some(())
+    });
+    let in_a = stream(&a, &a_arn).await;
+    let in_b = stream(&b, &b_arn).await;
+    assert!(in_a.len() >= 3 && in_b.len() >= 3, "{} {}", in_a.len(), in_b.len());
+    assert!(in_a.iter().all(|(key, _)| *key == ida), "only tenant A's project in A's stream: {in_a:?}");
+    assert!(in_b.iter().all(|(key, _)| *key == idb), "only tenant B's project in B's stream: {in_b:?}");
+
+    // Scheduled runs of one project are about a second apart and never overlap.
+    let runs = world.runs(&a, &ida);
+    let scheduled: BTreeSet<&str> = runs.iter().filter_map(|r| r["scheduled_at"].as_str()).collect();
+    assert_eq!(scheduled.len(), runs.len(), "every run has its own scheduled time");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn pausing_a_project_or_disabling_its_tenant_stops_its_runs_at_once() {
+    let world = World::start();
+    let tenant = world.tenant("acme", "111111111111").await;
+    let arn = tenant.aws.stream("events").await;
+    let project = world.project(&tenant, "passthrough", "/plain", &arn, json!({"schedule": "rate(1 second)"}));
+    let id = project["id"].as_str().unwrap();
+    let (status, ready) = world.daemon().call("GET", "/readyz", None, None);
+    assert_eq!((status, &ready["scheduler"]), (200, &json!(true)), "{ready}");
+    // Counted from the metrics, which stay readable while the tenant's key is disabled.
+    let series = r#"sluice_runs_total{trigger="schedule",outcome="succeeded"}"#;
+    let scheduled = || world.metric_or(series, Some(0.0)) as u64;
+    let quiet = |what: &str| {
+        // A run already past its permits may still finish; after that, nothing for 2.5 s.
+        std::thread::sleep(Duration::from_millis(1500));
+        let before = scheduled();
+        std::thread::sleep(Duration::from_millis(2500));
+        assert_eq!(scheduled(), before, "no scheduled run while {what}");
+    };
+    let resumed = |what: &str| {
+        let before = scheduled();
+        wait_for(Duration::from_secs(15), what, || (scheduled() >= before + 2).then_some(()));
+    };
+    resumed("the first scheduled runs");
+
+    let (status, _) = world.call("POST", &format!("/v1/projects/{id}/pause"), &tenant.key, None);
+    assert_eq!(status, 200);
+    quiet("paused");
+    // A manual run still works on a paused project, and leaves it paused.
+    assert_eq!(world.run_now(&tenant, id, Duration::from_secs(30))["outcome"], "succeeded");
+    assert_eq!(world.show(&tenant, id)["status"], "paused");
+    let (status, _) = world.call("POST", &format!("/v1/projects/{id}/resume"), &tenant.key, None);
+    assert_eq!(status, 200);
+    resumed("runs after resume");
+
+    let tenant_path = format!("/v1/tenants/{}", tenant.id);
+    let disable = json!({"status": "disabled"});
+    assert_eq!(world.call("PATCH", &tenant_path, sluice_tests::ADMIN_TOKEN, Some(disable)).0, 200);
+    quiet("the tenant is disabled");
+    let enable = json!({"status": "active"});
+    assert_eq!(world.call("PATCH", &tenant_path, sluice_tests::ADMIN_TOKEN, Some(enable)).0, 200);
+    resumed("runs after the tenant is enabled again");
+
+    // Deleting the project stops it and removes its history.
+    let (status, _) = world.call("DELETE", &format!("/v1/projects/{id}"), &tenant.key, None);
+    assert_eq!(status, 204);
+    let (status, _) = world.call("POST", &format!("/v1/projects/{id}/run"), &tenant.key, None);
+    assert_eq!(status, 404);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn without_the_operators_consent_a_loopback_source_is_refused() {
+    let world = World::start_with(false);
+    let tenant = world.tenant("acme", "111111111111").await;
+    let arn = tenant.aws.stream("events").await;
+    let project = world.project(&tenant, "passthrough", "/plain", &arn, json!({}));
+    let run = world.run_now(&tenant, project["id"].as_str().unwrap(), Duration::from_secs(30));
+    assert_eq!((run["outcome"].as_str(), run["error"]["stage"].as_str()), (Some("failed"), Some("fetch")), "{run}");
+    let message = run["error"]["message"].as_str().unwrap();
+    assert!(message.contains("127.0.0.1") && message.contains("SLUICE_ALLOW_PRIVATE_SOURCES"), "{message}");
+    assert!(world.source.seen().is_empty(), "the source never saw a request");
+}

@@ -1,0 +1,155 @@
+//! The data plane under faults moto cannot make, injected by the proxy in front of it, and a
+//! `kill -9` while records wait for delivery: nothing is lost, duplicates are only of entries
+//! that were retried, and project status says what the tenant must fix.
+
+use std::collections::BTreeMap;
+use std::time::Duration;
+
+use serde_json::{Value, json};
+use sluice_tests::fault_proxy::Fault;
+use sluice_tests::world::{Tenant, World, wait_for};
+
+const PUT_RECORDS: &str = "Kinesis_20131202.PutRecords";
+
+/// How often each item id is in the stream.
+async fn copies(tenant: &Tenant, arn: &str) -> BTreeMap<String, usize> {
+    let mut counts = BTreeMap::new();
+    for (_, data) in tenant.aws.read(arn).await {
+        let id = serde_json::from_str::<Value>(&data).unwrap()["id"].as_str().unwrap().to_string();
+        *counts.entry(id).or_default() += 1;
+    }
+    counts
+}
+
+async fn incremental(world: &World, tenant: &Tenant, schedule: &str) -> (String, String) {
+    let arn = tenant.aws.stream("events").await;
+    let project = world.project(tenant, "incremental", "/items", &arn, json!({"schedule": schedule}));
+    (project["id"].as_str().unwrap().to_string(), arn)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn partial_failures_and_throttling_are_retried_and_lose_nothing() {
+    let world = World::start();
+    let tenant = world.tenant("acme", "111111111111").await;
+    let (id, arn) = incremental(&world, &tenant, "rate(1 hour)").await;
+    world.source.add_items(0..40);
+    world.proxy.inject(PUT_RECORDS, Fault::PartialFailure, 1);
+    world.proxy.inject(PUT_RECORDS, Fault::Throttle, 1);
+    let run = world.run_now(&tenant, &id, Duration::from_secs(60));
+    assert_eq!(run["outcome"], "succeeded", "{run}");
+    let counts = copies(&tenant, &arn).await;
+    assert_eq!(counts.len(), 40, "every record arrived");
+    // The proxy marks every other entry of a batch failed after moto stored it, so those 20 are
+    // sent again: they, and only they, may be there twice.
+    let twice = counts.values().filter(|n| **n == 2).count();
+    assert!(counts.values().all(|n| *n <= 2) && twice <= 20, "{counts:?}");
+    assert_eq!(world.proxy.count(PUT_RECORDS), 3, "one call, then one retry per fault");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_denied_role_keeps_the_project_pending_until_the_stack_trusts_it() {
+    let world = World::start();
+    let tenant = world.tenant("acme", "111111111111").await;
+    world.proxy.inject("AssumeRole", Fault::AccessDenied, 2);
+    world.source.add_items(0..5);
+    let (id, arn) = incremental(&world, &tenant, "rate(1 hour)").await;
+    let minute = Duration::from_secs(60);
+
+    let run = world.run_now(&tenant, &id, minute);
+    assert_eq!((run["outcome"].as_str(), run["error"]["stage"].as_str()), (Some("failed"), Some("assume_role")));
+    let project = world.show(&tenant, &id);
+    assert_eq!(project["status"], "pending");
+    let message = project["status_message"].as_str().unwrap();
+    let external_id = project["onboarding"]["external_id"].as_str().unwrap();
+    assert!(message.contains(external_id) && message.contains("tenant stack"), "{message}");
+    assert_eq!(world.run_now(&tenant, &id, minute)["outcome"], "failed");
+    assert_eq!(world.show(&tenant, &id)["status"], "pending", "still pending, not failing, after 2 denials");
+
+    // The proxy lets AssumeRole through: the next run succeeds and the project is active.
+    let run = world.run_now(&tenant, &id, minute);
+    assert_eq!(run["outcome"], "succeeded", "{run}");
+    let project = world.show(&tenant, &id);
+    assert_eq!((project["status"].as_str(), project["status_message"].as_str()), (Some("active"), Some("")));
+    assert_eq!(copies(&tenant, &arn).await.len(), 5);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn kinesis_unreachable_for_30_seconds_fills_the_outbox_which_then_drains() {
+    let world = World::start();
+    let tenant = world.tenant("acme", "111111111111").await;
+    let (id, arn) = incremental(&world, &tenant, "rate(1 second)").await;
+    world.source.add_items(0..10);
+    wait_for(Duration::from_secs(20), "the first delivery", || {
+        (world.metric("sluice_records_delivered_total") >= 10.0).then_some(())
+    });
+
+    world.proxy.set_down("Kinesis_20131202.", true);
+    let outage = std::time::Instant::now();
+    let mut n = 10;
+    let mut deepest = 0.0f64;
+    let mut failing = false;
+    while outage.elapsed() < Duration::from_secs(30) {
+        world.source.add_items(n..n + 5);
+        n += 5;
+        std::thread::sleep(Duration::from_secs(1));
+        deepest = deepest.max(world.metric("sluice_outbox_depth"));
+        failing |= world.show(&tenant, &id)["status"] == "failing";
+    }
+    assert!(failing, "after 3 failed runs in a row the project is failing");
+    assert!(deepest >= 2.0, "runs kept fetching into the outbox during the outage (depth {deepest})");
+    let runs = world.runs(&tenant, &id);
+    assert!(
+        runs.iter().any(|r| r["outcome"] == "failed" && r["error"]["stage"] == "deliver"),
+        "runs failed in stage deliver"
+    );
+
+    world.proxy.set_down("Kinesis_20131202.", false);
+    wait_for(Duration::from_secs(30), "the outbox to drain", || {
+        (world.metric("sluice_outbox_depth") == 0.0).then_some(())
+    });
+    let total = n;
+    let counts = wait_for(Duration::from_secs(30), "every item in the stream", || {
+        let counts = block_on(copies(&tenant, &arn));
+        (counts.len() == total as usize).then_some(counts)
+    });
+    assert!(counts.values().all(|n| *n == 1), "no duplicates without partial failures: {counts:?}");
+    let project = wait_for(Duration::from_secs(20), "the project to be active again", || {
+        Some(world.show(&tenant, &id)).filter(|p| p["status"] == "active")
+    });
+    assert_eq!(project["consecutive_failures"], 0);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn kill_9_while_records_wait_for_delivery_loses_none_of_them() {
+    let mut world = World::start();
+    let tenant = world.tenant("acme", "111111111111").await;
+    let (id, arn) = incremental(&world, &tenant, "rate(1 hour)").await;
+    world.source.add_items(0..30);
+    world.proxy.set_down("Kinesis_20131202.", true);
+    let run = world.run_now(&tenant, &id, Duration::from_secs(60));
+    assert_eq!((run["outcome"].as_str(), run["error"]["stage"].as_str()), (Some("failed"), Some("deliver")), "{run}");
+    assert_eq!(world.metric("sluice_outbox_depth"), 1.0);
+    world.kill();
+
+    // Kinesis is back before the restart; the daemon delivers the outbox first.
+    world.proxy.set_down("Kinesis_20131202.", false);
+    world.restart();
+    let counts = wait_for(Duration::from_secs(30), "the outbox delivered after the restart", || {
+        let counts = block_on(copies(&tenant, &arn));
+        (counts.len() == 30).then_some(counts)
+    });
+    assert!(counts.values().all(|n| *n == 1), "{counts:?}");
+    assert_eq!(world.metric("sluice_outbox_depth"), 0.0);
+
+    // The state of the delivered run was committed with it: the next run starts after item 29.
+    world.source.add_items(30..32);
+    let run = world.run_now(&tenant, &id, Duration::from_secs(60));
+    assert_eq!((run["outcome"].as_str(), run["records"].as_u64()), (Some("succeeded"), Some(2)), "{run}");
+    let last = world.source.seen().into_iter().rev().find(|s| s.path == "/items").unwrap();
+    assert_eq!(last.query.get("since").map(String::as_str), Some("2026-01-01T00:00:00.029Z"));
+}
+
+/// Runs a future to completion from blocking test code on the multi-threaded test runtime.
+fn block_on<F: std::future::Future>(future: F) -> F::Output {
+    tokio::task::block_in_place(|| tokio::runtime::Handle::current().block_on(future))
+}

@@ -1,0 +1,96 @@
+//! A tenant's side of AWS, on moto: a role in the tenant's account, and that account's streams
+//! and secrets, set up and read back straight from moto with the role's credentials.
+//!
+//! moto's STS accepts AssumeRole for any role ARN and serves requests signed with the
+//! credentials it issued from the role's account, so a role in account 111111111111 sees only
+//! that account's streams.
+
+use aws_config::{BehaviorVersion, Region, SdkConfig};
+use aws_sdk_kinesis::config::Credentials;
+use aws_sdk_kinesis::types::ShardIteratorType;
+
+/// SDK settings for moto (or a proxy in front of it) in `eu-central-1`.
+pub async fn sdk_config(endpoint: &str, credentials: Credentials) -> SdkConfig {
+    aws_config::defaults(BehaviorVersion::latest())
+        .endpoint_url(endpoint)
+        .region(Region::new("eu-central-1"))
+        .credentials_provider(credentials)
+        .load()
+        .await
+}
+
+/// Clients acting as the tenant's role `sluice-delivery` in one account.
+pub struct TenantAccount {
+    pub account: String,
+    pub role_arn: String,
+    pub kinesis: aws_sdk_kinesis::Client,
+    pub secrets: aws_sdk_secretsmanager::Client,
+}
+
+impl TenantAccount {
+    /// Assumes `arn:aws:iam::<account>:role/sluice-delivery` on moto at `endpoint`.
+    pub async fn assume(endpoint: &str, account: &str) -> Self {
+        let base = sdk_config(endpoint, Credentials::new("testing", "testing", None, None, "platform")).await;
+        let role_arn = format!("arn:aws:iam::{account}:role/sluice-delivery");
+        let assumed = aws_sdk_sts::Client::new(&base)
+            .assume_role()
+            .role_arn(&role_arn)
+            .role_session_name("tenant-setup")
+            .send()
+            .await
+            .unwrap();
+        let c = assumed.credentials().unwrap();
+        let credentials =
+            Credentials::new(c.access_key_id(), c.secret_access_key(), Some(c.session_token().into()), None, "tenant");
+        let tenant = sdk_config(endpoint, credentials).await;
+        Self {
+            account: account.to_string(),
+            role_arn,
+            kinesis: aws_sdk_kinesis::Client::new(&tenant),
+            secrets: aws_sdk_secretsmanager::Client::new(&tenant),
+        }
+    }
+
+    /// Creates a one-shard stream and returns its ARN.
+    pub async fn stream(&self, name: &str) -> String {
+        self.kinesis.create_stream().stream_name(name).shard_count(1).send().await.unwrap();
+        format!("arn:aws:kinesis:eu-central-1:{}:stream/{name}", self.account)
+    }
+
+    /// Creates a secret and returns its ARN.
+    pub async fn secret(&self, name: &str, value: &str) -> String {
+        let created = self.secrets.create_secret().name(name).secret_string(value).send().await.unwrap();
+        created.arn().unwrap().to_string()
+    }
+
+    /// Every record in the stream, oldest first: (partition key, data as text).
+    pub async fn read(&self, stream_arn: &str) -> Vec<(String, String)> {
+        let shards = self.kinesis.list_shards().stream_arn(stream_arn).send().await.unwrap();
+        let mut records = Vec::new();
+        for shard in shards.shards() {
+            let iterator = self
+                .kinesis
+                .get_shard_iterator()
+                .stream_arn(stream_arn)
+                .shard_id(shard.shard_id())
+                .shard_iterator_type(ShardIteratorType::TrimHorizon)
+                .send()
+                .await
+                .unwrap();
+            let mut iterator = iterator.shard_iterator().map(str::to_string);
+            while let Some(current) = iterator {
+                let page =
+                    self.kinesis.get_records().stream_arn(stream_arn).shard_iterator(current).send().await.unwrap();
+                if page.records().is_empty() {
+                    break;
+                }
+                for record in page.records() {
+                    let data = String::from_utf8(record.data().as_ref().to_vec()).unwrap();
+                    records.push((record.partition_key().unwrap_or_default().to_string(), data));
+                }
+                iterator = page.next_shard_iterator().map(str::to_string);
+            }
+        }
+        records
+    }
+}
