@@ -647,7 +647,11 @@ async fn store_run(store: &Store, project: &Project, body: &[u8]) {
         run_id: run_id.clone(),
         scheduled_at_ms: started.as_millisecond(),
         state,
-        records: vec![sluice::store::OutRecord { data: body.to_vec(), partition_key: id.clone(), explicit_hash_key: None }],
+        records: vec![sluice::store::OutRecord {
+            data: body.to_vec(),
+            partition_key: id.clone(),
+            explicit_hash_key: None,
+        }],
     };
     store.enqueue(&entry).await.unwrap();
     let entries = store.outbox_of(tenant, id).unwrap();
@@ -701,7 +705,8 @@ async fn store_side() -> Value {
     }
     let projects = Arc::new(projects);
     let body = source_body();
-    let (runs, stop, next) = (Arc::new(AtomicU64::new(0)), Arc::new(AtomicBool::new(false)), Arc::new(AtomicU64::new(0)));
+    let (runs, stop, next) =
+        (Arc::new(AtomicU64::new(0)), Arc::new(AtomicBool::new(false)), Arc::new(AtomicU64::new(0)));
     let mut workers = tokio::task::JoinSet::new();
     for _ in 0..concurrency {
         let (store, projects, body) = (store.clone(), projects.clone(), body.clone());
@@ -892,13 +897,21 @@ fn orchestrate() {
     if sides.contains("store") {
         scenarios.push(Scenario {
             label: format!("store alone, {concurrency} concurrent, closed loop over {first} projects"),
-            env: vec![(ROLE, "store".into()), ("SLUICE_BENCH_N", first.to_string()), ("SLUICE_BENCH_CONCURRENCY", c.clone())],
+            env: vec![
+                (ROLE, "store".into()),
+                ("SLUICE_BENCH_N", first.to_string()),
+                ("SLUICE_BENCH_CONCURRENCY", c.clone()),
+            ],
         });
     }
     if sides.contains("clients") {
         scenarios.push(Scenario {
             label: format!("{first} per-session Kinesis clients against one"),
-            env: vec![(ROLE, "clients".into()), ("SLUICE_BENCH_N", first.to_string()), ("SLUICE_BENCH_CONCURRENCY", c.clone())],
+            env: vec![
+                (ROLE, "clients".into()),
+                ("SLUICE_BENCH_N", first.to_string()),
+                ("SLUICE_BENCH_CONCURRENCY", c.clone()),
+            ],
         });
     }
     // The shipped per-tenant cap, for the smallest fleet: one tenant cannot use the global cap.

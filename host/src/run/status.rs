@@ -105,6 +105,13 @@ impl Inner {
         failure: Option<&super::status::Failure>,
         now: Timestamp,
     ) -> Outcome {
+        let healthy = project.consecutive_failures == 0
+            && project.backoff_until.is_none()
+            && !matches!(project.status, ProjectStatus::Failing | ProjectStatus::Pending);
+        if failure.is_none() && healthy {
+            // The common case changes nothing: no write, no disk sync.
+            return Outcome::default();
+        }
         let threshold = self.config.failing_after_failures.max(1);
         let interval = project
             .schedule

@@ -7,9 +7,13 @@
 //! id>/<start>-<run id>` → JSON, the newest last), `usage` (tenant id → counters) and `counts`
 //! (per-tenant record counts for quotas), `outbox` (`<tenant id>/<project id>/<sequence>` → a run's
 //! undelivered records and pending state) and `state` (`<tenant id>/<project id>` → the state
-//! committed by the last delivered run; see `outbox.rs`). Writes that touch several trees run in one sled transaction, and every write is
-//! flushed to disk before the call returns, so that a response the API has sent survives a
-//! `kill -9`.
+//! committed by the last delivered run; see `outbox.rs`). Writes that touch several trees run in
+//! one sled transaction. Every write the API acknowledges, and every outbox entry before its
+//! delivery starts, is flushed to disk before the call returns, so that neither an acknowledged
+//! change nor a transformed record is lost to a `kill -9`. Delivery bookkeeping (clearing a
+//! delivered entry with its state commit, and run history) rides on sled's own flush every
+//! 500 ms instead: losing it to a crash only repeats a delivery, which at-least-once allows, and
+//! sled recovers a consistent prefix, so a commit is never seen without its entry's removal.
 //!
 //! `store` knows nothing of HTTP: it takes and returns the records in [`model`].
 

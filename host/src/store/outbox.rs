@@ -213,7 +213,8 @@ impl Store {
         self.outbox.len()
     }
 
-    /// Removes a delivered entry and commits its state, in one transaction.
+    /// Removes a delivered entry and commits its state, in one transaction. Not flushed at once
+    /// (see the module doc of `store`): a crash before sled's next flush delivers it again.
     pub async fn complete_delivery(&self, key: &OutboxKey) -> Result<()> {
         let text = String::from_utf8_lossy(&key.0).into_owned();
         let Some(raw) = self.outbox.get(&key.0)? else { return Ok(()) };
@@ -226,7 +227,7 @@ impl Store {
             }
             Ok(())
         })?;
-        self.flush().await
+        Ok(())
     }
 
     /// The state a project's next run starts from: the newest state still waiting in the outbox
@@ -250,10 +251,11 @@ impl Store {
         Ok(self.state.get(state_key(tenant, project))?.map(|raw| raw.to_vec()))
     }
 
-    /// Commits a state directly, for runs that produced no records.
+    /// Commits a state directly, for runs that produced no records; like a delivery, not
+    /// flushed at once.
     pub async fn commit_state(&self, tenant: &str, project: &str, state: &[u8]) -> Result<()> {
         self.state.insert(state_key(tenant, project), state)?;
-        self.flush().await
+        Ok(())
     }
 
     /// Removes a project's state and undelivered entries (when the project is deleted).

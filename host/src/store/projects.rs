@@ -131,3 +131,51 @@ impl Store {
         Ok(())
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::store::{OutRecord, OutboxEntry};
+
+    fn project(tenant: &str, id: &str) -> Project {
+        serde_json::from_value(serde_json::json!({
+            "id": id, "tenant_id": tenant, "name": "p", "schedule": "rate(1 hour)", "timezone": "UTC",
+            "source": {"url": "https://api.example.com/"}, "plugin_id": "sha256:00", "plugin_settings": {},
+            "target": {"stream_arn": "arn:aws:kinesis:eu-central-1:111111111111:stream/s",
+                       "role_arn": "arn:aws:iam::111111111111:role/r"},
+            "max_pages": 10, "status": "active", "status_message": "",
+            "onboarding": {"platform_principal_arn": "arn:aws:iam::1:role/x", "external_id": "e"},
+            "created_at": "2026-01-01T00:00:00Z", "updated_at": "2026-01-01T00:00:00Z"
+        }))
+        .unwrap()
+    }
+
+    #[tokio::test]
+    async fn deleting_a_project_removes_its_state_and_undelivered_records_only() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = Store::open(dir.path()).unwrap();
+        for id in ["prj_1", "prj_2"] {
+            store.create_project(project("ten_a", id), 10).await.unwrap();
+            store.commit_state("ten_a", id, b"cursor").await.unwrap();
+            let records = vec![OutRecord { data: b"x".to_vec(), partition_key: "k".into(), explicit_hash_key: None }];
+            let entry = OutboxEntry {
+                tenant_id: "ten_a".into(),
+                project_id: id.into(),
+                run_id: "run_1".into(),
+                scheduled_at_ms: 0,
+                state: Some(b"next".to_vec()),
+                records,
+            };
+            store.enqueue(&entry).await.unwrap();
+        }
+        let updated = store.update_project("ten_a", "prj_1", |p| p.consecutive_failures = 4).await.unwrap();
+        assert_eq!(updated.unwrap().consecutive_failures, 4);
+
+        assert!(store.delete_project("ten_a", "prj_1").await.unwrap());
+        assert_eq!(store.committed_state("ten_a", "prj_1").unwrap(), None);
+        assert_eq!(store.outbox_len_of("ten_a", "prj_1"), 0);
+        assert!(store.update_project("ten_a", "prj_1", |_| {}).await.unwrap().is_none(), "gone stays gone");
+        assert_eq!(store.committed_state("ten_a", "prj_2").unwrap().as_deref(), Some(&b"cursor"[..]));
+        assert_eq!(store.outbox_len_of("ten_a", "prj_2"), 1);
+    }
+}

@@ -105,7 +105,8 @@ impl Store {
             usage.plugin_ms += plugin_ms;
             serde_json::to_vec(&usage).ok()
         })?;
-        self.flush().await
+        // History is not worth a disk sync per run: sled flushes it within 500 ms.
+        Ok(())
     }
 
     /// A project's runs, newest first, at most `limit`.
