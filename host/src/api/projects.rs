@@ -189,11 +189,24 @@ async fn show(
     Ok(axum::Json(find(&state, &tenant, &id)?))
 }
 
-async fn save(state: &AppState, mut project: Project) -> Result<axum::Json<Project>, ApiError> {
-    project.updated_at = now_rfc3339();
-    if !state.store.put_project(&project).await? {
-        return Err(not_found(&project.id));
-    }
+/// Applies a change to the stored project atomically, so that what the data plane wrote in the
+/// meantime (its status, failure count and backoff) is kept rather than overwritten by an older
+/// copy.
+async fn save(
+    state: &AppState,
+    tenant: &Tenant,
+    id: &str,
+    change: impl Fn(&mut Project),
+) -> Result<axum::Json<Project>, ApiError> {
+    let now = now_rfc3339();
+    let project = state
+        .store
+        .update_project(&tenant.id, id, |project| {
+            change(project);
+            project.updated_at = now.clone();
+        })
+        .await?
+        .ok_or_else(|| not_found(id))?;
     state.notify(|control| control.project_changed(&project));
     Ok(axum::Json(project))
 }
@@ -227,22 +240,24 @@ async fn update(
     Path(id): Path<String>,
     Json(patch): Json<ProjectPatch>,
 ) -> Result<axum::Json<Project>, ApiError> {
-    let mut project = find(&state, &tenant, &id)?;
+    let project = find(&state, &tenant, &id)?;
     let input = validate(&state, &tenant, patch.apply(input_of(&project)))?;
-    // A different role has not trusted this project yet: onboarding starts over.
-    if input.target.role_arn != project.target.role_arn && project.status != ProjectStatus::Paused {
-        project.status = ProjectStatus::Pending;
-        project.status_message = PENDING_MESSAGE.into();
-    }
-    project.name = input.name.trim().to_string();
-    project.schedule = input.schedule;
-    project.timezone = input.timezone;
-    project.source = input.source;
-    project.plugin_id = input.plugin_id;
-    project.plugin_settings = input.plugin_settings;
-    project.target = input.target;
-    project.max_pages = input.max_pages;
-    save(&state, project).await
+    save(&state, &tenant, &id, |project| {
+        // A different role has not trusted this project yet: onboarding starts over.
+        if input.target.role_arn != project.target.role_arn && project.status != ProjectStatus::Paused {
+            project.status = ProjectStatus::Pending;
+            project.status_message = PENDING_MESSAGE.into();
+        }
+        project.name = input.name.trim().to_string();
+        project.schedule = input.schedule.clone();
+        project.timezone = input.timezone.clone();
+        project.source = input.source.clone();
+        project.plugin_id = input.plugin_id.clone();
+        project.plugin_settings = input.plugin_settings.clone();
+        project.target = input.target.clone();
+        project.max_pages = input.max_pages;
+    })
+    .await
 }
 
 /// Delete a project
@@ -296,10 +311,12 @@ async fn pause(
     State(state): State<AppState>,
     Path(id): Path<String>,
 ) -> Result<axum::Json<Project>, ApiError> {
-    let mut project = find(&state, &tenant, &id)?;
-    project.status = ProjectStatus::Paused;
-    project.status_message = "paused by the tenant; POST /v1/projects/{id}/resume to run it again".replace("{id}", &id);
-    save(&state, project).await
+    let message = "paused by the tenant; POST /v1/projects/{id}/resume to run it again".replace("{id}", &id);
+    save(&state, &tenant, &id, |project| {
+        project.status = ProjectStatus::Paused;
+        project.status_message = message.clone();
+    })
+    .await
 }
 
 /// Resume a project
@@ -326,13 +343,14 @@ async fn resume(
     State(state): State<AppState>,
     Path(id): Path<String>,
 ) -> Result<axum::Json<Project>, ApiError> {
-    let mut project = find(&state, &tenant, &id)?;
-    if project.status == ProjectStatus::Paused {
-        // The role may have changed while paused; the next successful AssumeRole confirms it.
-        project.status = ProjectStatus::Pending;
-        project.status_message = PENDING_MESSAGE.into();
-    }
-    save(&state, project).await
+    save(&state, &tenant, &id, |project| {
+        if project.status == ProjectStatus::Paused {
+            // The role may have changed while paused; the next successful AssumeRole confirms it.
+            project.status = ProjectStatus::Pending;
+            project.status_message = PENDING_MESSAGE.into();
+        }
+    })
+    .await
 }
 
 /// The answer to a manual run.

@@ -53,17 +53,6 @@ impl Store {
         self.projects.scan_prefix(format!("{tenant}/")).map(decode_entry).collect()
     }
 
-    /// Replaces a stored project (same tenant and id). Returns false if it no longer exists.
-    pub async fn put_project(&self, project: &Project) -> Result<bool> {
-        let key = record_key(&project.tenant_id, &project.id);
-        let value = encode(project)?;
-        // Compare-and-swap against "exists" so that an update racing a delete does not bring the
-        // project back.
-        let existed = self.projects.fetch_and_update(&key, |old| old.map(|_| value.clone()))?.is_some();
-        self.flush().await?;
-        Ok(existed)
-    }
-
     /// Changes a stored project in place, atomically with respect to other updates of the same
     /// project, and returns the result; `None` if it no longer exists. `change` may run more
     /// than once when updates race, so it must not have side effects.
