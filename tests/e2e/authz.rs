@@ -74,6 +74,7 @@ async fn every_tenant_route_answers_every_kind_of_caller_as_documented() {
         route("PATCH", format!("/v1/projects/{project_id}"), Some(r#"{"name": "renamed"}"#.into()), 200, true),
         route("POST", format!("/v1/projects/{project_id}/pause"), None, 200, true),
         route("POST", format!("/v1/projects/{project_id}/resume"), None, 200, true),
+        route("POST", format!("/v1/projects/{project_id}/run"), None, 202, true),
         route("GET", format!("/v1/projects/{project_id}/runs"), None, 200, true),
         route("DELETE", format!("/v1/plugins/{plugin}"), None, 409, true),
         route("DELETE", format!("/v1/projects/{project_id}"), None, 204, true),

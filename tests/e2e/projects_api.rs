@@ -199,6 +199,7 @@ async fn another_tenants_project_is_indistinguishable_from_an_absent_one() {
             ("DELETE", "", None),
             ("POST", "/pause", None),
             ("POST", "/resume", None),
+            ("POST", "/run", None),
         ] {
             let (status, response) =
                 api.call(method, &format!("/v1/projects/{target}{suffix}"), Some(&other), body).await;
@@ -270,4 +271,27 @@ async fn runs_are_listed_newest_first_and_usage_adds_them_up() {
 
     api.call("DELETE", &format!("/v1/projects/{id}"), Some(&key), None).await;
     assert!(api.store.runs(&tenant, id, 100).unwrap().is_empty(), "deleting a project deletes its history");
+}
+
+#[tokio::test]
+async fn run_now_hands_the_scheduler_a_manual_tick_with_its_own_time() {
+    let api = TestApi::new();
+    let (_, key, plugin) = tenant_with_plugin(&api, "acme").await;
+    let (_, project) = api.call("POST", "/v1/projects", Some(&key), Some(&project_body(&plugin).to_string())).await;
+    let id = project["id"].as_str().unwrap();
+    let (status, started) = api.call("POST", &format!("/v1/projects/{id}/run"), Some(&key), None).await;
+    assert_eq!(status, 202, "{started}");
+    assert_eq!(started["runs_url"], format!("/v1/projects/{id}/runs"));
+    let at: jiff::Timestamp = started["scheduled_at"].as_str().unwrap().parse().unwrap();
+    let mut waited = 0;
+    let tick = loop {
+        if let Some(tick) = api.ticks.lock().unwrap().iter().find(|t| &*t.key.project == id).cloned() {
+            break tick;
+        }
+        assert!(waited < 100, "the scheduler fired the manual run within 5 s");
+        waited += 1;
+        tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+    };
+    assert_eq!((tick.trigger, tick.scheduled_at), (sluice::scheduler::Trigger::Manual, at));
+    assert_eq!(&*tick.key.tenant, project["tenant_id"].as_str().unwrap());
 }
