@@ -105,7 +105,12 @@ fn which(program: &str) -> Option<PathBuf> {
 fn build_plugins() -> Result<()> {
     ensure_wasm_target()?;
     let mut cmd = cargo();
-    cmd.current_dir(plugins_dir()).args(["build", "--release", "--target", "wasm32-wasip2"]);
+    // An explicit target directory: a `CARGO_TARGET_DIR` in the environment would otherwise move
+    // the components away from where the tests and benchmarks look for them.
+    let target_dir = plugins_dir().join("target");
+    cmd.current_dir(plugins_dir())
+        .args(["build", "--release", "--target", "wasm32-wasip2", "--target-dir"])
+        .arg(target_dir);
     run(cmd).context("building the plugins failed")?;
     eprintln!("xtask: plugins are in {}", plugin_artifacts().display());
     Ok(())
