@@ -30,6 +30,7 @@ use std::time::Duration;
 
 use aws_config::timeout::TimeoutConfig;
 use aws_config::{BehaviorVersion, Region, SdkConfig};
+use aws_smithy_http_client::hyper_014::HyperClientBuilder;
 
 use crate::arn::{Arn, ArnKind};
 
@@ -114,6 +115,14 @@ impl Aws {
     /// Uses an already loaded SDK configuration: its credentials are the platform principal's,
     /// and its endpoint, HTTP client, timeouts and so on apply to every client built from it.
     pub fn from_sdk_config(base: SdkConfig, config: AwsConfig) -> Self {
+        // Without an HTTP client in the base configuration, every SDK client built from it (one
+        // per assumed-role session and region) would build its own HTTP client, TLS
+        // configuration and connection pool: about 180 KiB and a connection per project that has
+        // its own external id. One shared client keeps one pool for all of them.
+        let base = match base.http_client() {
+            Some(_) => base,
+            None => base.into_builder().http_client(HyperClientBuilder::new().build_https()).build(),
+        };
         let timeout = Duration::from_millis(config.call_timeout_ms.max(1));
         let mut sts = aws_sdk_sts::config::Builder::from(&base)
             .timeout_config(TimeoutConfig::builder().operation_attempt_timeout(timeout).build());

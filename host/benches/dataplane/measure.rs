@@ -1,0 +1,115 @@
+//! Process accounting from /proc, the measured window and the child-process plumbing.
+
+use super::*;
+
+/// User + system CPU seconds of a process (`self` or a pid).
+pub fn cpu_seconds(pid: &str) -> f64 {
+    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).unwrap_or_default();
+    // The command name is in parentheses and may contain spaces; fields count from after it.
+    let rest = stat.rsplit_once(')').map_or("", |(_, rest)| rest);
+    let fields: Vec<&str> = rest.split_whitespace().collect();
+    let ticks = |i: usize| fields.get(i).and_then(|f| f.parse::<f64>().ok()).unwrap_or(0.0);
+    // utime and stime are fields 14 and 15 of the line, 12 and 13 after the name.
+    (ticks(11) + ticks(12)) / TICKS_PER_SECOND
+}
+
+/// Resident set size of this process, in bytes.
+pub fn rss_bytes() -> u64 {
+    let status = std::fs::read_to_string("/proc/self/status").unwrap_or_default();
+    status
+        .lines()
+        .find_map(|l| l.strip_prefix("VmRSS:"))
+        .and_then(|v| v.trim().trim_end_matches("kB").trim().parse::<u64>().ok())
+        .unwrap_or(0)
+        * 1024
+}
+
+/// Open file descriptors of a process (sockets, mostly).
+pub fn open_fds(pid: &str) -> usize {
+    std::fs::read_dir(format!("/proc/{pid}/fd")).map_or(0, |dir| dir.count())
+}
+
+/// (busy, total) jiffies of the whole machine.
+pub fn machine_jiffies() -> (f64, f64) {
+    let stat = std::fs::read_to_string("/proc/stat").unwrap_or_default();
+    let values: Vec<f64> =
+        stat.lines().next().unwrap_or("").split_whitespace().skip(1).filter_map(|v| v.parse().ok()).collect();
+    let total: f64 = values.iter().take(8).sum();
+    let idle = values.get(3).copied().unwrap_or(0.0) + values.get(4).copied().unwrap_or(0.0);
+    (total - idle, total)
+}
+
+/// (write requests, sectors written) summed over the machine's whole disks (not partitions).
+pub fn disk_writes() -> (f64, f64) {
+    let stats = std::fs::read_to_string("/proc/diskstats").unwrap_or_default();
+    let mut total = (0.0, 0.0);
+    for line in stats.lines() {
+        let fields: Vec<&str> = line.split_whitespace().collect();
+        let Some(name) = fields.get(2) else { continue };
+        let whole = (name.starts_with("vd") || name.starts_with("sd") || name.starts_with("xvd"))
+            && !name.ends_with(|c: char| c.is_ascii_digit())
+            || name.starts_with("nvme") && !name.contains('p');
+        if whole {
+            let field = |i: usize| fields.get(i).and_then(|v| v.parse::<f64>().ok()).unwrap_or(0.0);
+            total.0 += field(7);
+            total.1 += field(9);
+        }
+    }
+    total
+}
+
+/// CPU of this process, the peer and the machine, and the disks' writes, at one moment.
+#[derive(Clone, Copy)]
+pub struct Sample {
+    at: Instant,
+    own: f64,
+    peer: f64,
+    machine: (f64, f64),
+    disk: (f64, f64),
+}
+
+impl Sample {
+    pub fn now() -> Self {
+        let peer = std::env::var(PEER_PID).map_or(0.0, |pid| cpu_seconds(&pid));
+        Self { at: Instant::now(), own: cpu_seconds("self"), peer, machine: machine_jiffies(), disk: disk_writes() }
+    }
+}
+
+/// What every measured window reports, whichever side ran it.
+pub fn window_report(start: Sample, end: Sample, polls: u64) -> Value {
+    let wall = end.at.duration_since(start.at).as_secs_f64();
+    let per_poll = |seconds: f64| if polls == 0 { 0.0 } else { seconds * 1e6 / polls as f64 };
+    let (busy, total) = (end.machine.0 - start.machine.0, end.machine.1 - start.machine.1);
+    json!({
+        "window_s": wall,
+        "polls": polls,
+        "polls_per_s": polls as f64 / wall,
+        "cpu_us_per_poll": per_poll(end.own - start.own),
+        "cpu_cores": (end.own - start.own) / wall,
+        "peer_cpu_us_per_poll": per_poll(end.peer - start.peer),
+        "machine_busy": if total > 0.0 { busy / total } else { 0.0 },
+        // Other processes on this shared machine (builds, tests): a window where this is not
+        // near zero was measured on a busy machine.
+        "others_cores": (busy / TICKS_PER_SECOND - (end.own - start.own) - (end.peer - start.peer)).max(0.0) / wall,
+        // Whole-machine disk writes (sectors are 512 bytes), per poll.
+        "disk_writes_per_poll": if polls == 0 { 0.0 } else { (end.disk.0 - start.disk.0) / polls as f64 },
+        "disk_kib_per_poll": if polls == 0 { 0.0 } else { (end.disk.1 - start.disk.1) / 2.0 / polls as f64 },
+    })
+}
+
+/// Runs one side in a fresh runtime and prints its result for the orchestrator.
+pub fn child(side: impl Future<Output = Value>) {
+    let runtime = tokio::runtime::Builder::new_multi_thread().enable_all().build().unwrap();
+    let result = runtime.block_on(side);
+    println!("RESULT {result}");
+    std::io::stdout().flush().unwrap();
+    // Exit without tearing down thousands of idle connections and sled's caches: not measured.
+    std::process::exit(0);
+}
+
+pub fn percentile(sorted: &[f64], q: f64) -> f64 {
+    if sorted.is_empty() {
+        return f64::NAN;
+    }
+    sorted[((sorted.len() as f64 * q) as usize).min(sorted.len() - 1)]
+}
