@@ -29,8 +29,8 @@ struct Inner {
     /// (header name or `?param`, expected value)
     key: Option<(String, String)>,
     seen: Vec<Seen>,
-    /// Answer this status (with Retry-After: 1) to the next N requests.
-    fail_next: Option<(u16, u32)>,
+    /// Answer this status to the next N requests, with this Retry-After in seconds.
+    fail_next: Option<(u16, u32, u32)>,
 }
 
 /// The running source; it stops with the test process.
@@ -90,7 +90,12 @@ impl TestSource {
 
     /// Answers `status` (with `Retry-After: 1`) to the next `times` requests.
     pub fn fail_next(&self, status: u16, times: u32) {
-        self.lock().fail_next = Some((status, times));
+        self.fail_next_with(status, times, 1);
+    }
+
+    /// Answers `status` with `Retry-After: <retry_after_s>` to the next `times` requests.
+    pub fn fail_next_with(&self, status: u16, times: u32, retry_after_s: u32) {
+        self.lock().fail_next = Some((status, times, retry_after_s));
     }
 
     /// Every request so far.
@@ -105,12 +110,12 @@ fn admit(inner: &mut Inner, path: &str, query: &HashMap<String, String>, headers
     let headers: HashMap<String, String> =
         headers.iter().map(|(k, v)| (k.as_str().to_string(), v.to_str().unwrap_or("").to_string())).collect();
     inner.seen.push(Seen { path: path.into(), query: query.clone(), headers: headers.clone() });
-    if let Some((status, times)) = inner.fail_next
+    if let Some((status, times, retry_after_s)) = inner.fail_next
         && times > 0
     {
-        inner.fail_next = Some((status, times - 1));
+        inner.fail_next = Some((status, times - 1, retry_after_s));
         let status = StatusCode::from_u16(status).unwrap();
-        return Some((status, [("retry-after", "1")], "try again later").into_response());
+        return Some((status, [("retry-after", retry_after_s.to_string())], "try again later").into_response());
     }
     if let Some((name, value)) = &inner.key {
         let given = match name.strip_prefix('?') {

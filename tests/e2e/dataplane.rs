@@ -207,3 +207,32 @@ async fn without_the_operators_consent_a_loopback_source_is_refused() {
     assert!(message.contains("127.0.0.1") && message.contains("SLUICE_ALLOW_PRIVATE_SOURCES"), "{message}");
     assert!(world.source.seen().is_empty(), "the source never saw a request");
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_sources_retry_after_holds_back_the_next_run() {
+    let world = World::start();
+    let tenant = world.tenant("acme", "111111111111").await;
+    let arn = tenant.aws.stream("events").await;
+    let project = world.project(&tenant, "passthrough", "/plain", &arn, json!({"schedule": "rate(1 second)"}));
+    let id = project["id"].as_str().unwrap();
+    let succeeded = |runs: &[Value]| runs.iter().filter(|r| r["outcome"] == "succeeded").count();
+    wait_for(Duration::from_secs(20), "the first scheduled runs", || {
+        (succeeded(&world.runs(&tenant, id)) >= 2).then_some(())
+    });
+
+    // One 429 asking for 4 s: on a 1 s schedule, the next run must wait for it.
+    world.source.fail_next_with(429, 1, 4);
+    let time = |run: &Value, field: &str| run[field].as_str().unwrap().parse::<jiff::Timestamp>().unwrap();
+    let (refused, next) = wait_for(Duration::from_secs(30), "a run after the 429", || {
+        let mut runs = world.runs(&tenant, id);
+        runs.retain(|r| r["outcome"] != "skipped");
+        runs.sort_by_key(|r| time(r, "started_at"));
+        let at = runs.iter().position(|r| r["http_status"] == 429)?;
+        let next = runs.get(at + 1)?;
+        Some((runs[at].clone(), next.clone()))
+    });
+    assert_eq!((refused["outcome"].as_str(), refused["error"]["stage"].as_str()), (Some("failed"), Some("fetch")));
+    let waited = time(&next, "started_at").duration_since(time(&refused, "finished_at"));
+    assert!(waited >= jiff::SignedDuration::from_millis(3900), "the next run came {waited:?} after the 429: {next}");
+    assert_eq!(next["outcome"], "succeeded", "{next}");
+}

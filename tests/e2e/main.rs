@@ -15,3 +15,4 @@ mod fixtures;
 mod openapi;
 mod plugins_api;
 mod projects_api;
+mod tenant_stack;

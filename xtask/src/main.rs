@@ -3,6 +3,8 @@
 //! - `plugins`: build every plugin in `plugins/` for wasm32-wasip2.
 //! - `test`: install what is missing, build the plugins, check formatting and lints, run every
 //!   test. This is what CI runs.
+//! - `demo`: install what is missing, build the plugins and the daemon, and run the whole flow on
+//!   a local AWS emulator, printing records as they arrive in Kinesis.
 //! - `bench`: build the plugins and run the benchmarks in release mode (`runtime`, `api`,
 //!   `dataplane`; all of them without an argument).
 //!
@@ -18,10 +20,11 @@ fn main() -> ExitCode {
     let result = match args.first().map(String::as_str) {
         Some("plugins") => build_plugins(),
         Some("test") => test(),
+        Some("demo") => demo(),
         Some("bench") => bench(&args[1..]),
         _ => {
             eprintln!(
-                "usage: cargo xtask <plugins | test | bench [runtime | api | dataplane | passthrough | json-split]>"
+                "usage: cargo xtask <plugins | test | demo | bench [runtime | api | dataplane | passthrough | json-split]>"
             );
             return ExitCode::from(2);
         }
@@ -51,6 +54,15 @@ fn plugin_artifacts() -> PathBuf {
 fn cargo() -> Command {
     let mut cmd = Command::new(std::env::var("CARGO").unwrap_or_else(|_| "cargo".into()));
     cmd.current_dir(root());
+    // `cargo run` hands xtask the variables of its own package. Build scripts that watch one of
+    // them (ring's watches CARGO_MANIFEST_DIR) would see a change between a build started here
+    // and one started from a shell, and rebuild the TLS and AWS crates each time.
+    for (name, _) in std::env::vars_os() {
+        let name = name.to_string_lossy();
+        if name.starts_with("CARGO_PKG_") || name.starts_with("CARGO_MANIFEST_") || name == "CARGO_CRATE_NAME" {
+            cmd.env_remove(name.as_ref());
+        }
+    }
     cmd
 }
 
@@ -77,17 +89,18 @@ fn ensure_wasm_target() -> Result<()> {
 }
 
 /// Installs the Python tools the tests use where they are missing: moto's server as the local
-/// AWS, and the OpenAPI validators (`openapi-spec-validator` brings `openapi-schema-validator`,
-/// which the conformance test imports too).
+/// AWS, the OpenAPI validators (`openapi-spec-validator` brings `openapi-schema-validator`,
+/// which the conformance test imports too), and cfn-lint for the tenant stack's template.
 fn ensure_python_tools() -> Result<()> {
     let moto = which("moto_server").is_some();
+    let cfn_lint = which("cfn-lint").is_some();
     let openapi = Command::new("python3")
         .args(["-c", "import openapi_spec_validator, openapi_schema_validator"])
         .stdout(std::process::Stdio::null())
         .stderr(std::process::Stdio::null())
         .status()
         .is_ok_and(|status| status.success());
-    for (present, package) in [(moto, "moto[server]"), (openapi, "openapi-spec-validator")] {
+    for (present, package) in [(moto, "moto[server]"), (openapi, "openapi-spec-validator"), (cfn_lint, "cfn-lint")] {
         if present {
             continue;
         }
@@ -142,6 +155,10 @@ fn test() -> Result<()> {
         "warnings",
     ]);
     run(clippy_plugins)?;
+    // The template tenants deploy: cfn-lint exits non-zero on any error or warning it reports.
+    let mut cfn_lint = Command::new("cfn-lint");
+    cfn_lint.current_dir(root()).arg("tenant-stack/template.yaml");
+    run(cfn_lint).context("tenant-stack/template.yaml does not pass cfn-lint; see its findings above")?;
 
     // The plugins' own unit tests run natively, on the host's target.
     let mut plugin_tests = cargo();
@@ -160,6 +177,34 @@ fn test() -> Result<()> {
     // One closing line for the whole run: cargo's own last line only covers its last test binary.
     println!("summary: {passed} passed, {failed} failed");
     Ok(())
+}
+
+/// Runs the demo: installs what is missing, builds the plugins and the daemon, then runs the
+/// `demo` binary of `sluice-tests` (`tests/demo/main.rs`), which starts moto, a sample API and
+/// the daemon, plays operator and tenant, and exits non-zero unless the records arrived.
+fn demo() -> Result<()> {
+    ensure_moto()?;
+    build_plugins()?;
+    // `cargo run` builds only the demo, not another package's binary, so the daemon it starts is
+    // built first, next to it. One invocation for both resolves dependency features once, as the
+    // demo's own build does: building the daemon alone would compile shared dependencies twice.
+    let mut build = cargo();
+    build.args(["build", "-p", "sluice-host", "--bin", "sluice", "-p", "sluice-tests", "--bin", "demo"]);
+    run(build).context("building the daemon and the demo failed")?;
+    let mut demo = cargo();
+    demo.args(["run", "-p", "sluice-tests", "--bin", "demo"]).env("SLUICE_PLUGINS_DIR", plugin_artifacts());
+    run(demo).context("the demo did not complete; the line starting with `demo:` above says what to do")
+}
+
+/// Installs moto's server where it is missing: the demo needs only that of the Python tools the
+/// tests use.
+fn ensure_moto() -> Result<()> {
+    if which("moto_server").is_some() {
+        return Ok(());
+    }
+    let mut cmd = Command::new("python3");
+    cmd.args(["-m", "pip", "install", "--quiet", "moto[server]"]);
+    run(cmd).context("installing moto[server] with pip failed; install Python 3 with pip")
 }
 
 /// Runs `cargo test`, echoing its output, and adds up the `test result:` lines of every binary.

@@ -1,0 +1,268 @@
+//! A tenant's onboarding end to end, as `tenant-stack/README.md` tells it: deploy the tenant
+//! stack in the tenant's account, create the project with the stack's outputs, see it `pending`
+//! with its onboarding values, update the stack with them, and see the project `active` with its
+//! records in the stack's stream.
+//!
+//! The stack is deployed from `tenant-stack/template.yaml` with the real CloudFormation client
+//! into moto, the daemon is the real `sluice` binary, and the fault proxy in front of moto holds
+//! every AssumeRole to the role's trust policy, which moto itself never checks.
+
+use std::collections::BTreeMap;
+use std::time::Duration;
+
+use aws_sdk_cloudformation::types::{Capability, Parameter, Stack};
+use aws_sdk_kinesis::config::Credentials;
+use serde_json::json;
+use sluice_tests::tenant_account::sdk_config;
+use sluice_tests::world::{Tenant, World, wait_for};
+use sluice_tests::{PLATFORM_PRINCIPAL, root};
+
+/// The tenant's AWS account, apart from the accounts other tests use.
+const ACCOUNT: &str = "444455556666";
+const STACK: &str = "sluice-tenant";
+const STREAM: &str = "weather-records";
+const API_KEY: &str = "k-tenant-stack";
+/// The template's default `ExternalId`, which no project ever gets.
+const PLACEHOLDER_EXTERNAL_ID: &str = "set-after-creating-the-project";
+const MINUTE: Duration = Duration::from_secs(60);
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_tenant_stack_takes_a_project_from_pending_to_active() {
+    let (world, tenant, cloudformation, template) = onboarding().await;
+
+    // 1. The tenant deploys the stack before the project exists, with the trust defaults.
+    create_stack(&cloudformation, STACK, &template, &[("StreamName", STREAM)]).await;
+    let outputs = stack_outputs(&stack_reaching(&cloudformation, STACK, "CREATE_COMPLETE"));
+    let (role_arn, stream_arn) = (outputs["RoleArn"].clone(), outputs["StreamArn"].clone());
+    assert_eq!(stream_arn, format!("arn:aws:kinesis:eu-central-1:{ACCOUNT}:stream/{STREAM}"));
+    assert!(role_arn.starts_with(&format!("arn:aws:iam::{ACCOUNT}:role/")), "{role_arn}");
+    let (principal, external_id) = trusted(&world, &role_arn);
+    assert_eq!(
+        (principal.as_str(), external_id.as_str()),
+        (format!("arn:aws:iam::{ACCOUNT}:root").as_str(), PLACEHOLDER_EXTERNAL_ID),
+        "before the project exists the role trusts only its own account, with the placeholder id"
+    );
+    let secret_arn = api_key_secret(&tenant, &outputs).await;
+
+    // 2. The tenant creates the project from the outputs.
+    world.source.require_key("x-api-key", API_KEY);
+    world.source.add_items(0..5);
+    let id = &create_project(&world, &tenant, &outputs, &secret_arn);
+
+    // 3. It is pending, and says what the stack must trust.
+    let project = world.show(&tenant, id);
+    assert_eq!(project["status"], "pending");
+    let onboarding = &project["onboarding"];
+    assert_eq!(onboarding["platform_principal_arn"], PLATFORM_PRINCIPAL);
+    let onboarding_id = onboarding["external_id"].as_str().unwrap().to_string();
+    assert_ne!(onboarding_id, PLACEHOLDER_EXTERNAL_ID);
+    // Until the stack trusts the project, AssumeRole is denied and the project stays pending.
+    let run = world.run_now(&tenant, id, MINUTE);
+    assert_eq!(
+        (run["outcome"].as_str(), run["error"]["stage"].as_str()),
+        (Some("failed"), Some("assume_role")),
+        "{run}"
+    );
+    assert_eq!(world.show(&tenant, id)["status"], "pending");
+
+    // 4. The tenant updates the stack with the onboarding values.
+    let principal_arn = onboarding["platform_principal_arn"].as_str().unwrap();
+    let parameters = [("StreamName", STREAM), ("PlatformPrincipalArn", principal_arn), ("ExternalId", &onboarding_id)];
+    cloudformation
+        .update_stack()
+        .stack_name(STACK)
+        .template_body(&template)
+        .set_parameters(Some(stack_parameters(&parameters)))
+        .capabilities(Capability::CapabilityIam)
+        .send()
+        .await
+        .unwrap();
+    let updated = stack_reaching(&cloudformation, STACK, "UPDATE_COMPLETE");
+    assert_eq!(stack_outputs(&updated)["RoleArn"], role_arn, "the update keeps the role the project names");
+    apply_the_trust_policy_moto_skipped(&world, &cloudformation, &template, &updated, &role_arn).await;
+
+    // 5. The next run assumes the role: the project is active and its records are in the stream.
+    let run = world.run_now(&tenant, id, MINUTE);
+    assert_eq!((run["outcome"].as_str(), run["records"].as_u64()), (Some("succeeded"), Some(5)), "{run}");
+    let project = world.show(&tenant, id);
+    assert_eq!((project["status"].as_str(), project["status_message"].as_str()), (Some("active"), Some("")));
+    assert_eq!(tenant.aws.read(&stream_arn).await.len(), 5);
+    assert_eq!(trusted(&world, &role_arn), (PLATFORM_PRINCIPAL.to_string(), onboarding_id));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_stack_that_trusts_the_platform_for_another_external_id_keeps_the_project_pending() {
+    let (world, tenant, cloudformation, template) = onboarding().await;
+    // The right principal, but the external id of some other project: the confused-deputy guard.
+    let pairs =
+        [("StreamName", STREAM), ("PlatformPrincipalArn", PLATFORM_PRINCIPAL), ("ExternalId", "another-project")];
+    create_stack(&cloudformation, STACK, &template, &pairs).await;
+    let outputs = stack_outputs(&stack_reaching(&cloudformation, STACK, "CREATE_COMPLETE"));
+    assert_eq!(trusted(&world, &outputs["RoleArn"]), (PLATFORM_PRINCIPAL.to_string(), "another-project".to_string()));
+    let secret_arn = api_key_secret(&tenant, &outputs).await;
+    world.source.add_items(0..5);
+    let id = &create_project(&world, &tenant, &outputs, &secret_arn);
+
+    let run = world.run_now(&tenant, id, MINUTE);
+    assert_eq!(
+        (run["outcome"].as_str(), run["error"]["stage"].as_str()),
+        (Some("failed"), Some("assume_role")),
+        "{run}"
+    );
+    let project = world.show(&tenant, id);
+    assert_eq!(project["status"], "pending");
+    let message = project["status_message"].as_str().unwrap();
+    assert!(message.contains(project["onboarding"]["external_id"].as_str().unwrap()), "{message}");
+    assert!(world.source.seen().is_empty(), "nothing was fetched without the role");
+}
+
+/// Creates the project from the stack's outputs as the README does; returns its id.
+fn create_project(world: &World, tenant: &Tenant, outputs: &BTreeMap<String, String>, secret_arn: &str) -> String {
+    let plugin_id = world.upload(tenant, "incremental");
+    let body = json!({
+        "name": "weather",
+        "schedule": "rate(1 hour)",
+        "timezone": "UTC",
+        "source": {"url": format!("{}/items", world.source.base),
+                   "api_key": {"secret_arn": secret_arn, "header": "x-api-key"}},
+        "plugin_id": plugin_id,
+        "target": {"stream_arn": outputs["StreamArn"], "role_arn": outputs["RoleArn"]},
+    });
+    let (status, created) = world.call("POST", "/v1/projects", &tenant.key, Some(body));
+    assert_eq!((status, created["status"].as_str()), (201, Some("pending")), "{created}");
+    created["id"].as_str().unwrap().to_string()
+}
+
+/// The daemon, moto and a tenant with an account on moto; the tenant's CloudFormation client and
+/// the template. The daemon runs as PLATFORM_PRINCIPAL (World configures it so), and from now on
+/// it may assume only roles whose trust policy says so.
+async fn onboarding() -> (World, Tenant, aws_sdk_cloudformation::Client, String) {
+    let world = World::start();
+    world.proxy.enforce_trust(PLATFORM_PRINCIPAL);
+    let tenant = world.tenant("acme", ACCOUNT).await;
+    let cloudformation = tenant_cloudformation(&world.moto.endpoint, ACCOUNT).await;
+    let template = std::fs::read_to_string(root().join("tenant-stack/template.yaml")).unwrap();
+    (world, tenant, cloudformation, template)
+}
+
+/// A CloudFormation client acting as the tenant's administrator in `account` on moto at
+/// `endpoint`: moto serves requests signed with credentials it issued for a role from that
+/// role's account.
+async fn tenant_cloudformation(endpoint: &str, account: &str) -> aws_sdk_cloudformation::Client {
+    let base = sdk_config(endpoint, Credentials::new("testing", "testing", None, None, "setup")).await;
+    let assumed = aws_sdk_sts::Client::new(&base)
+        .assume_role()
+        .role_arn(format!("arn:aws:iam::{account}:role/tenant-admin"))
+        .role_session_name("tenant-admin")
+        .send()
+        .await
+        .unwrap();
+    let c = assumed.credentials().unwrap();
+    let credentials =
+        Credentials::new(c.access_key_id(), c.secret_access_key(), Some(c.session_token().into()), None, "admin");
+    aws_sdk_cloudformation::Client::new(&sdk_config(endpoint, credentials).await)
+}
+
+/// Every parameter is named: moto 5.2 fails an update that keeps the previous value of a
+/// parameter left at its default at creation (`UsePreviousValue`), which AWS accepts.
+fn stack_parameters(pairs: &[(&str, &str)]) -> Vec<Parameter> {
+    pairs.iter().map(|(key, value)| Parameter::builder().parameter_key(*key).parameter_value(*value).build()).collect()
+}
+
+/// Creates a stack with CreateStack. The README's `aws cloudformation deploy` goes through a
+/// change set instead, but moto 5.2 gives a stack created from a change set no outputs.
+async fn create_stack(
+    cloudformation: &aws_sdk_cloudformation::Client,
+    name: &str,
+    template: &str,
+    pairs: &[(&str, &str)],
+) {
+    cloudformation
+        .create_stack()
+        .stack_name(name)
+        .template_body(template)
+        .set_parameters(Some(stack_parameters(pairs)))
+        .capabilities(Capability::CapabilityIam)
+        .send()
+        .await
+        .unwrap();
+}
+
+/// Waits (at most a minute) for the stack to reach `wanted`; fails at once on a failure or
+/// rollback.
+fn stack_reaching(cloudformation: &aws_sdk_cloudformation::Client, name: &str, wanted: &str) -> Stack {
+    wait_for(MINUTE, &format!("stack {name} to be {wanted}"), || {
+        let described = block_on(cloudformation.describe_stacks().stack_name(name).send()).unwrap();
+        let stack = described.stacks().first().expect("the stack exists").clone();
+        let status = stack.stack_status().map(|s| s.as_str().to_string()).unwrap_or_default();
+        assert!(
+            !status.contains("FAILED") && !status.contains("ROLLBACK"),
+            "stack {name} is {status}: {}",
+            stack.stack_status_reason().unwrap_or_default()
+        );
+        (status == wanted).then_some(stack)
+    })
+}
+
+fn stack_outputs(stack: &Stack) -> BTreeMap<String, String> {
+    let pairs =
+        stack.outputs().iter().filter_map(|o| Some((o.output_key()?.to_string(), o.output_value()?.to_string())));
+    pairs.collect()
+}
+
+/// The principal and external id the role's (one) trust statement names, as moto stores them.
+fn trusted(world: &World, role_arn: &str) -> (String, String) {
+    let policy = world.proxy.trust_policy(role_arn).expect("the role exists");
+    let statement = &policy["Statement"][0];
+    let text = |v: &serde_json::Value| v.as_str().unwrap_or_else(|| panic!("not text in {policy}")).to_string();
+    (text(&statement["Principal"]["AWS"]), text(&statement["Condition"]["StringEquals"]["sts:ExternalId"]))
+}
+
+/// The secret holding the source's API key. moto's CloudFormation does not implement
+/// `AWS::SecretsManager::Secret` (moto 5.2 logs "No Moto CloudFormation support" and the stack
+/// has no `SecretArn` output), so the test creates the secret the stack would have created. Where
+/// the stack did create it, the key is set as the README says, with PutSecretValue.
+async fn api_key_secret(tenant: &Tenant, outputs: &BTreeMap<String, String>) -> String {
+    match outputs.get("SecretArn") {
+        Some(arn) if arn.starts_with("arn:") => {
+            tenant.aws.secrets.put_secret_value().secret_id(arn).secret_string(API_KEY).send().await.unwrap();
+            arn.clone()
+        }
+        _ => tenant.aws.secret("sluice-api-key", API_KEY).await,
+    }
+}
+
+/// moto's CloudFormation (5.2) applies a stack update to an existing role's description only,
+/// never to its trust policy, which AWS updates in place. So that the update still decides
+/// whether the platform may assume the role, moto renders the template's trust policy for the
+/// updated stack's parameters where it does render one, in a role it creates (a throwaway stack
+/// of the same template), and the test copies that policy onto the stack's role, as CloudFormation
+/// would have. The parameters are read back from the updated stack, so a stack that was not
+/// updated renders the placeholder trust again.
+async fn apply_the_trust_policy_moto_skipped(
+    world: &World,
+    cloudformation: &aws_sdk_cloudformation::Client,
+    template: &str,
+    updated: &Stack,
+    role_arn: &str,
+) {
+    let parameter = |key: &str| {
+        let found = updated.parameters().iter().find(|p| p.parameter_key() == Some(key));
+        found.and_then(Parameter::parameter_value).unwrap_or_default().to_string()
+    };
+    let (principal, external_id) = (parameter("PlatformPrincipalArn"), parameter("ExternalId"));
+    let render = "trust-policy-render";
+    let pairs = [("StreamName", render), ("PlatformPrincipalArn", &principal), ("ExternalId", &external_id)];
+    create_stack(cloudformation, render, template, &pairs).await;
+    let rendered_role = stack_outputs(&stack_reaching(cloudformation, render, "CREATE_COMPLETE"))["RoleArn"].clone();
+    let policy = world.proxy.trust_policy(&rendered_role).expect("moto created the rendering stack's role");
+    cloudformation.delete_stack().stack_name(render).send().await.unwrap();
+    if world.proxy.trust_policy(role_arn).as_ref() != Some(&policy) {
+        world.proxy.set_trust_policy(role_arn, &policy);
+    }
+}
+
+/// Runs a future to completion from blocking test code on the multi-threaded test runtime.
+fn block_on<F: std::future::Future>(future: F) -> F::Output {
+    tokio::task::block_in_place(|| tokio::runtime::Handle::current().block_on(future))
+}
