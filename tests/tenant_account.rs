@@ -19,6 +19,23 @@ pub async fn sdk_config(endpoint: &str, credentials: Credentials) -> SdkConfig {
         .await
 }
 
+/// SDK settings acting as `role_arn` on moto: moto issues credentials from the role's account,
+/// so whatever they create or read lives in that account.
+pub async fn role_config(endpoint: &str, role_arn: &str, session_name: &str) -> SdkConfig {
+    let base = sdk_config(endpoint, Credentials::new("testing", "testing", None, None, "setup")).await;
+    let assumed = aws_sdk_sts::Client::new(&base)
+        .assume_role()
+        .role_arn(role_arn)
+        .role_session_name(session_name)
+        .send()
+        .await
+        .unwrap();
+    let c = assumed.credentials().unwrap();
+    let credentials =
+        Credentials::new(c.access_key_id(), c.secret_access_key(), Some(c.session_token().into()), None, "role");
+    sdk_config(endpoint, credentials).await
+}
+
 /// Clients acting as the tenant's role `sluice-delivery` in one account.
 pub struct TenantAccount {
     pub account: String,
@@ -30,19 +47,8 @@ pub struct TenantAccount {
 impl TenantAccount {
     /// Assumes `arn:aws:iam::<account>:role/sluice-delivery` on moto at `endpoint`.
     pub async fn assume(endpoint: &str, account: &str) -> Self {
-        let base = sdk_config(endpoint, Credentials::new("testing", "testing", None, None, "platform")).await;
         let role_arn = format!("arn:aws:iam::{account}:role/sluice-delivery");
-        let assumed = aws_sdk_sts::Client::new(&base)
-            .assume_role()
-            .role_arn(&role_arn)
-            .role_session_name("tenant-setup")
-            .send()
-            .await
-            .unwrap();
-        let c = assumed.credentials().unwrap();
-        let credentials =
-            Credentials::new(c.access_key_id(), c.secret_access_key(), Some(c.session_token().into()), None, "tenant");
-        let tenant = sdk_config(endpoint, credentials).await;
+        let tenant = role_config(endpoint, &role_arn, "tenant-setup").await;
         Self {
             account: account.to_string(),
             role_arn,

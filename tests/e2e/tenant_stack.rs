@@ -11,9 +11,8 @@ use std::collections::BTreeMap;
 use std::time::Duration;
 
 use aws_sdk_cloudformation::types::{Capability, Parameter, Stack};
-use aws_sdk_kinesis::config::Credentials;
 use serde_json::json;
-use sluice_tests::tenant_account::sdk_config;
+use sluice_tests::tenant_account::role_config;
 use sluice_tests::world::{Tenant, World, wait_for};
 use sluice_tests::{PLATFORM_PRINCIPAL, root};
 
@@ -149,18 +148,8 @@ async fn onboarding() -> (World, Tenant, aws_sdk_cloudformation::Client, String)
 /// `endpoint`: moto serves requests signed with credentials it issued for a role from that
 /// role's account.
 async fn tenant_cloudformation(endpoint: &str, account: &str) -> aws_sdk_cloudformation::Client {
-    let base = sdk_config(endpoint, Credentials::new("testing", "testing", None, None, "setup")).await;
-    let assumed = aws_sdk_sts::Client::new(&base)
-        .assume_role()
-        .role_arn(format!("arn:aws:iam::{account}:role/tenant-admin"))
-        .role_session_name("tenant-admin")
-        .send()
-        .await
-        .unwrap();
-    let c = assumed.credentials().unwrap();
-    let credentials =
-        Credentials::new(c.access_key_id(), c.secret_access_key(), Some(c.session_token().into()), None, "admin");
-    aws_sdk_cloudformation::Client::new(&sdk_config(endpoint, credentials).await)
+    let admin = role_config(endpoint, &format!("arn:aws:iam::{account}:role/tenant-admin"), "tenant-admin").await;
+    aws_sdk_cloudformation::Client::new(&admin)
 }
 
 /// Every parameter is named: moto 5.2 fails an update that keeps the previous value of a
