@@ -107,7 +107,7 @@ impl Runner for Recorder {
         Outcome::default()
     }
 
-    fn skipped(&self, _: Tick) {}
+    fn skipped(&self, _: Tick, _: u32) {}
 }
 
 impl TestApi {

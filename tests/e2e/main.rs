@@ -12,6 +12,7 @@ mod dataplane;
 mod examples;
 mod faults;
 mod fixtures;
+mod noisy;
 mod openapi;
 mod plugins_api;
 mod projects_api;

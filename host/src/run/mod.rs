@@ -146,7 +146,7 @@ impl crate::scheduler::Runner for Inner {
         self.run_tick(tick).await
     }
 
-    fn skipped(&self, tick: Tick) {
-        self.record_skipped(tick);
+    fn skipped(&self, tick: Tick, streak: u32) {
+        self.record_skipped(tick, streak);
     }
 }

@@ -122,10 +122,16 @@ impl Inner {
         outcome
     }
 
-    /// Records a tick that found the previous run still going.
-    pub(super) fn record_skipped(&self, tick: Tick) {
+    /// Records a tick that found the previous run still going. Every skip is counted in the metrics,
+    /// but only the first of a streak goes into the run history: a daemon that has fallen behind
+    /// skips thousands of ticks a second, and a store write for each would deepen the overload
+    /// that caused them.
+    pub(super) fn record_skipped(&self, tick: Tick, streak: u32) {
+        self.metrics.run(trigger_label(trigger_of(tick.trigger)), "skipped");
+        if streak > 1 {
+            return;
+        }
         let store = self.store.clone();
-        let metrics = self.metrics.clone();
         let now = rfc3339_ms(self.scheduler.clock().now());
         tokio::spawn(async move {
             let run = Run {
@@ -144,12 +150,13 @@ impl Inner {
                 stage_ms: BTreeMap::new(),
                 error: Some(RunError {
                     stage: "schedule".into(),
-                    message: "the previous run was still going, so this one was skipped; a schedule shorter than \
-                              a run takes skips runs"
+                    message: "the previous run was still going, so this tick was skipped, and so are the \
+                              ticks after it until that run ends (the metric `sluice_runs_total` with \
+                              outcome \"skipped\" counts them all); a schedule shorter than a run takes \
+                              skips runs"
                         .into(),
                 }),
             };
-            metrics.run(trigger_label(run.trigger), "skipped");
             if let Err(e) = store.record_run(&tick.key.tenant, &run, 0.0).await {
                 tracing::error!(project = %tick.key.project, "cannot record a skipped run: {e}");
             }

@@ -23,10 +23,11 @@ pub struct CallReport<T> {
     pub duration: Duration,
 }
 
-/// The export to call, with its arguments.
-pub(crate) enum Invocation<'a> {
-    Prepare(&'a Poll, &'a Request),
-    Transform(&'a Poll, &'a Response),
+/// The export to call, with its arguments. Owned, because the call runs on the runtime's own
+/// threads, apart from the caller's task.
+pub(crate) enum Invocation {
+    Prepare(Poll, Request),
+    Transform(Poll, Response),
 }
 
 /// What an export returned.
@@ -44,11 +45,34 @@ const BACKSTOP_GRACE: Duration = Duration::from_millis(50);
 /// byte cap, not the struct overhead, is what a plugin runs into.
 const RECORD_OVERHEAD_BYTES: u64 = std::mem::size_of::<Record>() as u64;
 
+/// Runs one call on the runtime's plugin threads and waits for its report. Guest code never runs
+/// on the caller's executor: a plugin spinning until its deadline takes a plugin thread's time
+/// slices, not those of the threads that schedule runs, fetch sources and serve the API.
 pub(crate) async fn call(
     runtime: &Runtime,
     plugin: &Plugin,
     limits: &Limits,
-    invocation: Invocation<'_>,
+    invocation: Invocation,
+) -> CallReport<Returned> {
+    let (task_runtime, plugin, limits) = (runtime.clone(), plugin.clone(), limits.clone());
+    let task = runtime.pool().spawn(async move { call_here(&task_runtime, &plugin, &limits, invocation).await });
+    match task.await {
+        Ok(report) => report,
+        // The call's task only ends without a report if host code panicked in it (wasm traps are
+        // errors, not panics); the run fails with a host error instead of taking the caller down.
+        Err(error) => CallReport {
+            result: Err(CallError::Host(format!("the plugin call's task failed: {error}"))),
+            logs: Logs::default(),
+            duration: Duration::ZERO,
+        },
+    }
+}
+
+async fn call_here(
+    runtime: &Runtime,
+    plugin: &Plugin,
+    limits: &Limits,
+    invocation: Invocation,
 ) -> CallReport<Returned> {
     let limits = runtime.clamp(limits);
     // Waiting for a free instance slot does not count against the plugin's deadline.
@@ -71,10 +95,10 @@ pub(crate) async fn call(
         let instance = plugin.pre.instantiate_async(&mut store).await?;
         match invocation {
             Invocation::Prepare(poll, request) => {
-                Ok(instance.call_prepare(&mut store, poll, request).await?.map(Returned::Request))
+                Ok(instance.call_prepare(&mut store, &poll, &request).await?.map(Returned::Request))
             }
             Invocation::Transform(poll, response) => {
-                Ok(instance.call_transform(&mut store, poll, response).await?.map(Returned::Output))
+                Ok(instance.call_transform(&mut store, &poll, &response).await?.map(Returned::Output))
             }
         }
     };

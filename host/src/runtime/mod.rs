@@ -46,6 +46,10 @@ pub struct RuntimeConfig {
     pub max_concurrent_calls: u32,
     /// The largest linear memory any call may be given, in bytes.
     pub max_memory_bytes: u64,
+    /// Threads that run plugin code, apart from the threads that schedule runs, fetch sources and
+    /// serve the API, so that plugins spinning until their deadline delay only other plugin calls.
+    /// 0 means one per CPU core.
+    pub threads: usize,
     /// The default limits for every call.
     pub limits: Limits,
     /// Where compiled plugins are cached, so that a restart does not recompile them. `None`
@@ -55,7 +59,13 @@ pub struct RuntimeConfig {
 
 impl Default for RuntimeConfig {
     fn default() -> Self {
-        Self { max_concurrent_calls: 128, max_memory_bytes: 256 << 20, limits: Limits::default(), cache_dir: None }
+        Self {
+            max_concurrent_calls: 128,
+            max_memory_bytes: 256 << 20,
+            threads: 0,
+            limits: Limits::default(),
+            cache_dir: None,
+        }
     }
 }
 
@@ -97,7 +107,56 @@ struct Inner {
     linker: wasmtime::component::Linker<State>,
     slots: Semaphore,
     config: RuntimeConfig,
+    pool: Pool,
     _ticker: Ticker,
+}
+
+/// The tokio runtime whose threads run plugin calls.
+struct Pool(Option<tokio::runtime::Runtime>);
+
+/// The nice value of the plugin threads. The kernel then gives the threads that schedule runs,
+/// fetch and serve the API the CPU first whenever they have work, and plugins the rest: a tenant
+/// whose plugins spin until their deadline delays other tenants' plugin calls (which share these
+/// threads fairly), but not their schedule.
+const PLUGIN_NICE: i32 = 19;
+
+fn lower_priority() {
+    #[cfg(target_os = "linux")]
+    {
+        // SAFETY: gettid and setpriority take and return plain integers; on Linux the nice value
+        // belongs to the thread, so this lowers only the calling plugin thread.
+        let result = unsafe { libc::setpriority(libc::PRIO_PROCESS, libc::gettid() as libc::id_t, PLUGIN_NICE) };
+        if result != 0 {
+            tracing::warn!("cannot lower a plugin thread's priority: {}", std::io::Error::last_os_error());
+        }
+    }
+}
+
+impl Pool {
+    fn start(threads: usize) -> anyhow::Result<Self> {
+        let threads = match threads {
+            0 => std::thread::available_parallelism().map_or(1, |n| n.get()),
+            n => n,
+        };
+        let runtime = tokio::runtime::Builder::new_multi_thread()
+            .worker_threads(threads)
+            .thread_name("sluice-plugin")
+            .on_thread_start(lower_priority)
+            .enable_time()
+            .build()
+            .map_err(|e| anyhow::anyhow!("cannot start the plugin threads: {e}"))?;
+        Ok(Self(Some(runtime)))
+    }
+}
+
+impl Drop for Pool {
+    fn drop(&mut self) {
+        // The last clone of a `Runtime` may be dropped inside an async task, where a blocking
+        // shutdown would panic; calls still running end at their deadline on their own.
+        if let Some(runtime) = self.0.take() {
+            runtime.shutdown_background();
+        }
+    }
 }
 
 impl Runtime {
@@ -111,7 +170,8 @@ impl Runtime {
                 .map_err(|e| anyhow::anyhow!("cannot create the plugin cache directory {}: {e}", dir.display()))?;
         }
         let slots = Semaphore::new(config.max_concurrent_calls as usize);
-        Ok(Self { inner: Arc::new(Inner { engine, linker, slots, config, _ticker: ticker }) })
+        let pool = Pool::start(config.threads)?;
+        Ok(Self { inner: Arc::new(Inner { engine, linker, slots, config, pool, _ticker: ticker }) })
     }
 
     /// The limits every call gets unless the caller passes others.
@@ -135,7 +195,7 @@ impl Runtime {
         poll: &Poll,
         request: &Request,
     ) -> CallReport<Request> {
-        let report = call::call(self, plugin, limits, Invocation::Prepare(poll, request)).await;
+        let report = call::call(self, plugin, limits, Invocation::Prepare(poll.clone(), request.clone())).await;
         map_report(report, |returned| match returned {
             Returned::Request(request) => Some(request),
             Returned::Output(_) => None,
@@ -150,7 +210,7 @@ impl Runtime {
         poll: &Poll,
         response: &Response,
     ) -> CallReport<Output> {
-        let report = call::call(self, plugin, limits, Invocation::Transform(poll, response)).await;
+        let report = call::call(self, plugin, limits, Invocation::Transform(poll.clone(), response.clone())).await;
         map_report(report, |returned| match returned {
             Returned::Output(output) => Some(output),
             Returned::Request(_) => None,
@@ -167,6 +227,10 @@ impl Runtime {
 
     pub(crate) fn config(&self) -> &RuntimeConfig {
         &self.inner.config
+    }
+
+    pub(crate) fn pool(&self) -> &tokio::runtime::Handle {
+        self.inner.pool.0.as_ref().expect("the plugin threads run until the runtime is dropped").handle()
     }
 
     pub(crate) async fn acquire_slot(&self) -> SemaphorePermit<'_> {

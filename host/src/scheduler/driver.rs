@@ -33,8 +33,8 @@ pub(super) async fn run<R: Runner>(shared: &Arc<Shared>, runner: Arc<R>, shutdow
         }
         let now = shared.clock.now();
         let due = shared.queue().take_due(now, BATCH);
-        for tick in due.skipped {
-            runner.skipped(tick);
+        for (tick, streak) in due.skipped {
+            runner.skipped(tick, streak);
         }
         for fire in due.fire {
             runs.spawn(run_one(shared.clone(), runner.clone(), fire, stopped.clone()));

@@ -160,9 +160,11 @@ pub trait Runner: Send + Sync + 'static {
     fn run(&self, tick: Tick) -> impl Future<Output = Outcome> + Send;
 
     /// Records a firing that was skipped because the project's previous run was still in progress
-    /// (or waiting for a permit). Called on the driver task, so it must return quickly: anything slow
-    /// belongs in a task of its own.
-    fn skipped(&self, tick: Tick);
+    /// (or waiting for a permit). `streak` counts the firings that run has made skip so far, 1 for
+    /// the first, so that an overloaded daemon can record a streak once instead of paying for a
+    /// history entry per firing. Called on the driver task, so it must return quickly: anything
+    /// slow belongs in a task of its own.
+    fn skipped(&self, tick: Tick, streak: u32);
 }
 
 /// Why [`Scheduler::run_now`] refused.

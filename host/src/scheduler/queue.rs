@@ -33,8 +33,9 @@ pub(super) struct Fire {
 pub(super) struct Due {
     /// Runs to start.
     pub(super) fire: Vec<Fire>,
-    /// Firings of projects whose previous run is still going.
-    pub(super) skipped: Vec<Tick>,
+    /// Firings of projects whose previous run is still going, each with its place in the streak of
+    /// firings that run has made skip so far (1 for the first).
+    pub(super) skipped: Vec<(Tick, u32)>,
     /// Whether more firings are already due (the batch was full).
     pub(super) more: bool,
     /// The earliest due time still queued.
@@ -67,6 +68,8 @@ struct State {
     /// The next scheduled firing is at or after this.
     backoff: Option<Timestamp>,
     running: Option<RunId>,
+    /// Firings skipped since the current run started.
+    skipped_during_run: u32,
 }
 
 #[derive(Debug, Clone, Copy)]
@@ -234,7 +237,8 @@ impl Queue {
                 // firing has been served, and handing out its time again would make it ambiguous.
             } else if state.running.is_some() {
                 state.last_nominal = Some(tick.scheduled_at);
-                due.skipped.push(tick);
+                state.skipped_during_run = state.skipped_during_run.saturating_add(1);
+                due.skipped.push((tick, state.skipped_during_run));
             } else {
                 state.last_nominal = Some(tick.scheduled_at);
                 due.fire.push(self.runs.start(state, tick));
@@ -327,6 +331,7 @@ impl Runs {
         self.last += 1;
         self.count += 1;
         state.running = Some(self.last);
+        state.skipped_during_run = 0;
         let per_tenant = self.per_tenant;
         let tenant_permits =
             self.tenants.entry(tick.key.tenant.clone()).or_insert_with(|| Arc::new(Semaphore::new(per_tenant))).clone();

@@ -75,7 +75,7 @@ struct Recorder {
     duration: Mutex<Duration>,
     outcome: Mutex<Option<OutcomeFn>>,
     runs: Mutex<Vec<Run>>,
-    skipped: Mutex<Vec<Tick>>,
+    skipped: Mutex<Vec<(Tick, u32)>>,
     /// Projects with a run in progress, and whether one ever started while already there.
     in_progress: Mutex<HashSet<ProjectKey>>,
     overlapped: AtomicUsize,
@@ -125,7 +125,12 @@ impl Recorder {
     }
 
     fn skipped(&self) -> Vec<Timestamp> {
-        self.skipped.lock().unwrap().iter().map(|tick| tick.scheduled_at).collect()
+        self.skipped.lock().unwrap().iter().map(|(tick, _)| tick.scheduled_at).collect()
+    }
+
+    /// The streak count of every skipped firing, in order.
+    fn streaks(&self) -> Vec<u32> {
+        self.skipped.lock().unwrap().iter().map(|(_, streak)| *streak).collect()
     }
 
     fn max_current(&self) -> usize {
@@ -158,8 +163,8 @@ impl Runner for Recorder {
         outcome
     }
 
-    fn skipped(&self, tick: Tick) {
-        self.skipped.lock().unwrap().push(tick);
+    fn skipped(&self, tick: Tick, streak: u32) {
+        self.skipped.lock().unwrap().push((tick, streak));
     }
 }
 

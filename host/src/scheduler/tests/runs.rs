@@ -20,6 +20,8 @@ async fn a_run_longer_than_the_interval_skips_ticks_and_never_overlaps() {
     // 60 runs until 210, 240 until 390; the ticks in between find it running.
     assert_eq!(runner.scheduled(), [at(60), at(240)]);
     assert_eq!(runner.skipped(), [at(120), at(180), at(300), at(360)]);
+    // Each run's streak counts from 1 again.
+    assert_eq!(runner.streaks(), [1, 2, 1, 2]);
     assert_eq!(runner.runs()[1].started, at(240));
     runner.assert_no_overlap();
     assert_eq!(runner.max_current(), 1);
