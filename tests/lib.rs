@@ -4,6 +4,7 @@
 //! The tests themselves live in `e2e/`, compiled into one test binary.
 
 pub mod fault_proxy;
+pub mod hostile_source;
 pub mod source;
 pub mod tenant_account;
 pub mod world;

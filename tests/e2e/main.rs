@@ -12,6 +12,7 @@ mod dataplane;
 mod examples;
 mod faults;
 mod fixtures;
+mod hostile_sources;
 mod noisy;
 mod openapi;
 mod plugins_api;

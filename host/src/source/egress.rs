@@ -81,7 +81,7 @@ fn blocked_v6(ip: Ipv6Addr) -> Option<&'static str> {
 }
 
 /// The IPv4 address an IPv6 address stands for, if it is one of the forms that embed one.
-fn embedded_v4(ip: Ipv6Addr) -> Option<Ipv4Addr> {
+pub(super) fn embedded_v4(ip: Ipv6Addr) -> Option<Ipv4Addr> {
     let s = ip.segments();
     let low = Ipv4Addr::new((s[6] >> 8) as u8, s[6] as u8, (s[7] >> 8) as u8, s[7] as u8);
     match s {

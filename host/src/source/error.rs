@@ -28,8 +28,8 @@ pub enum FetchError {
     },
     /// The egress guard refused an address (invariant 5).
     #[error(
-        "refused to connect to {}: {range} addresses are blocked; an operator can set \
-         SLUICE_ALLOW_PRIVATE_SOURCES=true to allow sources on private networks",
+        "refused to connect to {}: {range} addresses are blocked; an operator can allow the network in the \
+         source setting allowed_private_networks, or every private network with SLUICE_ALLOW_PRIVATE_SOURCES=true",
         destination(host, *address)
     )]
     Refused {
@@ -42,8 +42,8 @@ pub enum FetchError {
     },
     /// The source did not answer in time.
     #[error(
-        "the source did not respond within {limit_ms} ms ({setting}); check that the API is up, or raise the \
-         setting if it is slow"
+        "the source timed out: the fetch took longer than the {limit_ms} ms {setting} limit; check that the API \
+         is up and answers promptly, or ask the operator to raise {setting} if it is slow"
     )]
     Timeout {
         /// The limit that was exceeded, in milliseconds.
@@ -74,6 +74,18 @@ pub enum FetchError {
         /// What failed, with URLs removed.
         reason: String,
     },
+    /// The TLS handshake with an `https://` source failed: the server spoke something other than
+    /// TLS, closed or reset the connection, or presented a certificate that is not trusted.
+    #[error(
+        "the TLS handshake with {origin} failed: {reason}; check that the source serves HTTPS on that port with a \
+         certificate from a public authority"
+    )]
+    Tls {
+        /// The scheme, host and port of the source.
+        origin: String,
+        /// What failed, with URLs removed.
+        reason: String,
+    },
     /// The response started but its body could not be read or decompressed.
     #[error("could not read the response body: {reason}; the connection dropped or the body is corrupt")]
     Body {
@@ -93,7 +105,12 @@ impl FetchError {
     /// false for anything the request itself or the guard decided.
     pub fn is_transient(&self) -> bool {
         match self {
-            FetchError::Timeout { .. } | FetchError::Connect { .. } | FetchError::Body { .. } => true,
+            // A TLS failure may be a server restarting as well as a misconfiguration, so it is
+            // treated like any failed connection.
+            FetchError::Timeout { .. }
+            | FetchError::Connect { .. }
+            | FetchError::Tls { .. }
+            | FetchError::Body { .. } => true,
             FetchError::InvalidRequest(_)
             | FetchError::OffOrigin { .. }
             | FetchError::Refused { .. }
@@ -126,6 +143,9 @@ pub(super) fn from_reqwest(
         return FetchError::Timeout { limit_ms: connect_timeout_ms, setting: "connect_timeout_ms" };
     }
     let reason = describe(&err, secret);
+    if err.is_connect() && origin.starts_with("https:") && failed_in_handshake(&err) {
+        return FetchError::Tls { origin: origin.to_owned(), reason: innermost(&err, secret) };
+    }
     if err.is_body() || err.is_decode() {
         FetchError::Body { reason }
     } else {
@@ -151,8 +171,36 @@ fn find_fetch_error<'a>(err: &'a (dyn StdError + 'static)) -> Option<&'a FetchEr
     None
 }
 
-/// The chain's messages joined with ": ", skipping reqwest's own links (see [`from_reqwest`]).
-fn describe(err: &reqwest::Error, secret: Option<&str>) -> String {
+/// Whether a connection to an `https://` source failed in the TLS handshake rather than in
+/// resolving or dialling.
+///
+/// With no proxy, connecting is DNS, then TCP, then TLS. DNS and TCP failures carry kinds such
+/// as refused, unreachable or timed out; only the handshake reads from the server, so only it
+/// fails with data the client cannot parse (`InvalidData`, which is also how rustls reports an
+/// untrusted certificate or an alert), an early end of stream, or a reset of a connection that
+/// had been established.
+fn failed_in_handshake(err: &(dyn StdError + 'static)) -> bool {
+    let mut current = Some(err);
+    while let Some(link) = current {
+        if let Some(io) = link.downcast_ref::<io::Error>() {
+            use io::ErrorKind::{ConnectionAborted, ConnectionReset, InvalidData, UnexpectedEof};
+            if matches!(io.kind(), InvalidData | UnexpectedEof | ConnectionReset | ConnectionAborted) {
+                return true;
+            }
+            if let Some(inner) = io.get_ref()
+                && failed_in_handshake(inner)
+            {
+                return true;
+            }
+        }
+        current = link.source();
+    }
+    false
+}
+
+/// The chain's messages, outermost first, skipping reqwest's own links (see [`from_reqwest`])
+/// and a link that only repeats the one before it.
+fn messages(err: &reqwest::Error) -> Vec<String> {
     let mut parts: Vec<String> = Vec::new();
     let mut current = err.source();
     while let Some(link) = current {
@@ -164,7 +212,23 @@ fn describe(err: &reqwest::Error, secret: Option<&str>) -> String {
         }
         current = link.source();
     }
-    let mut reason = if parts.is_empty() { "the connection failed".to_owned() } else { parts.join(": ") };
+    parts
+}
+
+/// The chain's messages joined with ": ", with the secret scrubbed.
+fn describe(err: &reqwest::Error, secret: Option<&str>) -> String {
+    scrub(messages(err).join(": "), secret)
+}
+
+/// The last message of the chain, the most specific one, with the secret scrubbed. A handshake
+/// failure reads better without the client's generic wrappers around it.
+fn innermost(err: &reqwest::Error, secret: Option<&str>) -> String {
+    scrub(messages(err).pop().unwrap_or_default(), secret)
+}
+
+/// Replaces the secret, plain or URL-encoded, as a last line of defence.
+fn scrub(reason: String, secret: Option<&str>) -> String {
+    let mut reason = if reason.is_empty() { "the connection failed".to_owned() } else { reason };
     if let Some(secret) = secret.filter(|s| !s.is_empty()) {
         let encoded: String = url::form_urlencoded::byte_serialize(secret.as_bytes()).collect();
         reason = reason.replace(secret, "[redacted]").replace(&encoded, "[redacted]");

@@ -16,30 +16,26 @@ use url::{Host, Url};
 
 use super::FetchError;
 use super::egress::blocked_range;
+use super::network::Network;
 
 /// The egress policy one fetcher applies.
 #[derive(Debug)]
 pub(super) struct Guard {
     /// The operator's `SLUICE_ALLOW_PRIVATE_SOURCES`: when set, nothing is refused.
     allow_private: bool,
-    /// One address let through regardless, so tests can exercise the guard with a live server on
-    /// loopback. Only tests can set it.
-    exempt: Option<IpAddr>,
+    /// The operator's `allowed_private_networks`: blocked addresses in them are let through.
+    allowed: Vec<Network>,
 }
 
 impl Guard {
-    pub(super) fn new(allow_private: bool) -> Self {
-        Self { allow_private, exempt: None }
+    pub(super) fn new(allow_private: bool, allowed: Vec<Network>) -> Self {
+        Self { allow_private, allowed }
     }
 
-    #[cfg(test)]
-    pub(super) fn with_exemption(exempt: IpAddr) -> Self {
-        Self { allow_private: false, exempt: Some(exempt) }
-    }
-
-    /// Refuses `address` (reached for `host`) when it is in a blocked range.
+    /// Refuses `address` (reached for `host`) when it is in a blocked range and in none of the
+    /// networks the operator allowed.
     pub(super) fn check(&self, host: &str, address: IpAddr) -> Result<(), FetchError> {
-        if self.allow_private || self.exempt == Some(address) {
+        if self.allow_private || self.allowed.iter().any(|network| network.contains(address)) {
             return Ok(());
         }
         match blocked_range(address) {

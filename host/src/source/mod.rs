@@ -8,7 +8,8 @@
 //! - The egress guard (invariant 5): unless the operator allows private sources, no request goes
 //!   to a loopback, private, link-local, metadata or otherwise internal address. Host names are
 //!   checked on the addresses they resolve to, IP literals before sending, redirects included
-//!   (`guard.rs`, with the address ranges in `egress.rs`).
+//!   (`guard.rs`, with the address ranges in `egress.rs`). The operator may open chosen private
+//!   networks with `allowed_private_networks` (`network.rs`) and leave the rest closed.
 //! - The origin rule: a request and every redirect it follows stay on the scheme, host and port of
 //!   the project's source URL, so a plugin can page through an API but not point the host
 //!   elsewhere.
@@ -22,6 +23,7 @@
 mod egress;
 mod error;
 mod guard;
+mod network;
 mod response;
 
 #[cfg(test)]
@@ -37,6 +39,7 @@ use reqwest::{Method, Url};
 
 pub use error::FetchError;
 use guard::{Guard, GuardedResolver, origin_of, redirect_policy};
+pub use network::Network;
 
 /// How the daemon fetches sources. Every field has a default, so the section can be left out.
 #[derive(Debug, Clone, serde::Deserialize)]
@@ -54,6 +57,14 @@ pub struct SourceConfig {
     /// Allow sources on loopback, private, link-local and metadata addresses. Off by default;
     /// `SLUICE_ALLOW_PRIVATE_SOURCES` sets it, for tests, demos and private deployments.
     pub allow_private: bool,
+    /// Networks sources may reach even though `allow_private` is off: CIDR blocks or single
+    /// addresses, such as `["10.1.2.0/24", "fd00:1::/64", "127.0.0.2"]`. It suits an operator
+    /// whose tenants poll one known internal API: that API's network opens, and every other
+    /// loopback, private, link-local and metadata address stays refused, redirects included.
+    /// Entries are matched against the addresses a host name resolves to and against IP-literal
+    /// hosts, with an IPv4 address and its IPv6 forms (such as `::ffff:10.1.2.3`) taken as one. A
+    /// bad entry stops the daemon at start-up with the entry named. Empty by default.
+    pub allowed_private_networks: Vec<Network>,
 }
 
 impl Default for SourceConfig {
@@ -64,6 +75,7 @@ impl Default for SourceConfig {
             max_body_bytes: 10 * 1024 * 1024,
             max_redirects: 5,
             allow_private: false,
+            allowed_private_networks: Vec::new(),
         }
     }
 }
@@ -140,18 +152,6 @@ pub struct Fetcher {
 impl Fetcher {
     /// Builds the fetcher and its connection pool, refusing settings that would disable a bound.
     pub fn new(config: SourceConfig) -> anyhow::Result<Self> {
-        let guard = Arc::new(Guard::new(config.allow_private));
-        Self::with_guard(config, guard)
-    }
-
-    /// A fetcher whose guard lets `exempt` through, so tests can reach a loopback server while
-    /// the guard refuses everything else.
-    #[cfg(test)]
-    fn with_exemption(config: SourceConfig, exempt: std::net::IpAddr) -> anyhow::Result<Self> {
-        Self::with_guard(config, Arc::new(Guard::with_exemption(exempt)))
-    }
-
-    fn with_guard(config: SourceConfig, guard: Arc<Guard>) -> anyhow::Result<Self> {
         for (name, value) in [
             ("connect_timeout_ms", config.connect_timeout_ms),
             ("timeout_ms", config.timeout_ms),
@@ -161,6 +161,7 @@ impl Fetcher {
                 bail!("source setting `{name}` must be greater than 0");
             }
         }
+        let guard = Arc::new(Guard::new(config.allow_private, config.allowed_private_networks.clone()));
         let client = reqwest::Client::builder()
             .user_agent(concat!("sluice/", env!("CARGO_PKG_VERSION")))
             .connect_timeout(Duration::from_millis(config.connect_timeout_ms))

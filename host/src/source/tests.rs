@@ -11,7 +11,7 @@ use serde_json::Value;
 use url::Url;
 
 use super::*;
-use server::{GZIP_BOMB, MIB, Server, raw_once};
+use server::{GZIP_BOMB, MIB, Server, hang_up, raw_once, reset_mid_body};
 
 const KEY: &str = "sk-live-7f3a9c1e5b20d4";
 
@@ -336,17 +336,22 @@ async fn private_addresses_are_refused_without_connecting() {
     let err = get(&closed, "http://10.0.0.1/").await.unwrap_err();
     assert_eq!(
         err.to_string(),
-        "refused to connect to 10.0.0.1: private addresses are blocked; an operator can set \
-         SLUICE_ALLOW_PRIVATE_SOURCES=true to allow sources on private networks"
+        "refused to connect to 10.0.0.1: private addresses are blocked; an operator can allow the network in the \
+         source setting allowed_private_networks, or every private network with SLUICE_ALLOW_PRIVATE_SOURCES=true"
     );
+}
+
+/// A guarded fetcher that lets the operator's `allowed` networks through.
+fn allowing(allowed: &[&str]) -> Fetcher {
+    let allowed_private_networks = allowed.iter().map(|entry| entry.parse().unwrap()).collect();
+    Fetcher::new(SourceConfig { allow_private: false, allowed_private_networks, ..open_config() }).unwrap()
 }
 
 #[tokio::test]
 async fn redirects_are_checked_by_the_guard() {
     let server = Server::start().await;
     // The guard refuses everything private except the test server's own address.
-    let config = SourceConfig { allow_private: false, ..open_config() };
-    let guarded = Fetcher::with_exemption(config, Ipv4Addr::LOCALHOST.into()).unwrap();
+    let guarded = allowing(&["127.0.0.1"]);
     assert_eq!(get(&guarded, &server.url("/plain")).await.unwrap().status, 200);
 
     let to = encoded("http://169.254.169.254/latest/meta-data/iam/");
@@ -357,7 +362,59 @@ async fn redirects_are_checked_by_the_guard() {
         range: "link-local (cloud metadata)",
     };
     assert_eq!(err, want);
-    assert_eq!(server.hits(), 2);
+    // Another loopback address is off the origin too, but the guard speaks first: the refusal
+    // says what the target is, not merely that it moved.
+    let to = encoded(&format!("http://127.0.0.2:{}/plain", server.port()));
+    let err = get(&guarded, &server.url(&format!("/redirect?to={to}"))).await.unwrap_err();
+    let FetchError::Refused { address, range: "loopback", .. } = err else { panic!("{err:?}") };
+    assert_eq!(address, Ipv4Addr::new(127, 0, 0, 2));
+    assert_eq!(server.hits(), 3);
+}
+
+#[tokio::test]
+async fn allowed_private_networks_open_those_networks_only() {
+    let server = Server::start().await;
+    let port = server.port();
+    // Resolved names are judged like literals: `localhost` reaches the server through 127.0.0.1.
+    for entry in ["127.0.0.1", "127.0.0.0/8"] {
+        for url in [server.url("/plain"), format!("http://localhost:{port}/plain")] {
+            assert_eq!(get(&allowing(&[entry]), &url).await.unwrap().body, b"hello", "{entry} {url}");
+        }
+    }
+    // A neighbouring network, or another family, opens nothing.
+    for entry in ["127.0.0.2", "127.0.1.0/24", "10.0.0.0/8", "::1"] {
+        let err = get(&allowing(&[entry]), &server.url("/plain")).await.unwrap_err();
+        assert!(matches!(err, FetchError::Refused { range: "loopback", .. }), "{entry}: {err:?}");
+    }
+    assert_eq!(server.hits(), 4);
+}
+
+#[tokio::test]
+async fn a_failed_tls_handshake_is_named() {
+    // A server that answers the ClientHello in plain HTTP, and one that reads it and hangs up.
+    let plain = raw_once("HTTP/1.1 400 Bad Request\r\ncontent-length: 0", Vec::new()).await;
+    let silent = hang_up().await;
+    for (addr, want) in [(plain, "corrupt message"), (silent, "eof")] {
+        let err = get(&open(), &format!("https://{addr}/")).await.unwrap_err();
+        let FetchError::Tls { origin, reason } = &err else { panic!("{addr}: {err:?}") };
+        assert_eq!(origin, &format!("https://{addr}"));
+        assert!(reason.to_lowercase().contains(want), "{reason}");
+        assert!(err.to_string().starts_with(&format!("the TLS handshake with https://{addr} failed: ")), "{err}");
+        assert!(err.is_transient());
+    }
+    // Nothing listening is a failed connection, not a failed handshake.
+    let closed = std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap();
+    let err = get(&open(), &format!("https://{closed}/")).await.unwrap_err();
+    assert!(matches!(err, FetchError::Connect { .. }), "{err:?}");
+}
+
+#[tokio::test]
+async fn a_reset_mid_body_is_a_body_error() {
+    let addr = reset_mid_body().await;
+    let err = get(&open(), &format!("http://{addr}/")).await.unwrap_err();
+    let FetchError::Body { reason } = &err else { panic!("{err:?}") };
+    assert!(reason.contains("Connection reset by peer"), "{reason}");
+    assert!(err.is_transient());
 }
 
 #[test]
@@ -377,4 +434,21 @@ fn config_defaults_and_unknown_fields() {
     assert!(err.to_string().contains("unknown field `timeout`"), "{err}");
     let err = Fetcher::new(SourceConfig { timeout_ms: 0, ..SourceConfig::default() }).err().unwrap();
     assert_eq!(err.to_string(), "source setting `timeout_ms` must be greater than 0");
+}
+
+#[test]
+fn allowed_private_networks_are_read_from_toml_and_bad_entries_named() {
+    let config: SourceConfig =
+        toml::from_str(r#"allowed_private_networks = ["10.1.2.0/24", "127.0.0.2", "fd00:1::/64"]"#).unwrap();
+    let entries: Vec<String> = config.allowed_private_networks.iter().map(ToString::to_string).collect();
+    assert_eq!(entries, ["10.1.2.0/24", "127.0.0.2/32", "fd00:1::/64"]);
+    assert!(SourceConfig::default().allowed_private_networks.is_empty());
+
+    let err =
+        toml::from_str::<SourceConfig>(r#"allowed_private_networks = ["10.1.2.0/24", "10.1.2.3/24"]"#).unwrap_err();
+    assert_eq!(
+        err.message(),
+        "in source.allowed_private_networks, `10.1.2.3/24` has bits set past its /24 prefix; write 10.1.2.0/24, \
+         or 10.1.2.3 alone for that one address"
+    );
 }

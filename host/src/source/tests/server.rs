@@ -164,3 +164,37 @@ pub(super) async fn raw_once(head: &'static str, body: Vec<u8>) -> SocketAddr {
     });
     addr
 }
+
+/// Starts a one-connection server that reads what the client sends first and hangs up without
+/// a word. It reads first because closing a socket with unread data resets the connection.
+pub(super) async fn hang_up() -> SocketAddr {
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    tokio::spawn(async move {
+        let (mut stream, _) = listener.accept().await.unwrap();
+        let mut buf = vec![0; 8192];
+        let _ = stream.read(&mut buf).await;
+        let _ = stream.shutdown().await;
+    });
+    addr
+}
+
+/// Starts a one-connection server that promises 100,000 bytes, sends 1,000, and resets the
+/// connection (a zero linger turns the close into a TCP RST).
+pub(super) async fn reset_mid_body() -> SocketAddr {
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    tokio::spawn(async move {
+        let (mut stream, _) = listener.accept().await.unwrap();
+        let mut buf = vec![0; 8192];
+        let _ = stream.read(&mut buf).await;
+        let _ = stream.write_all(b"HTTP/1.1 200 OK\r\ncontent-length: 100000\r\n\r\n").await;
+        let _ = stream.write_all(&[b'a'; 1000]).await;
+        // The client must have the head and part of the body before the reset, or it would be a
+        // failed connection rather than a broken body.
+        tokio::time::sleep(Duration::from_millis(200)).await;
+        stream.set_zero_linger().unwrap();
+        drop(stream);
+    });
+    addr
+}
