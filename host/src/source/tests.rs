@@ -295,6 +295,37 @@ async fn total_timeout_covers_a_slow_response() {
     assert!(elapsed >= Duration::from_millis(200) && elapsed < Duration::from_millis(1_500), "{elapsed:?}");
 }
 
+/// A listener whose accept queue is full: Linux then drops new connections' SYNs, so a connect
+/// neither completes nor is refused. It is the one way to make a connect hang on loopback, where
+/// tests must stay.
+async fn full_listener() -> (tokio::net::TcpListener, Vec<tokio::net::TcpStream>, std::net::SocketAddr) {
+    let socket = tokio::net::TcpSocket::new_v4().unwrap();
+    socket.bind((Ipv4Addr::LOCALHOST, 0).into()).unwrap();
+    let listener = socket.listen(1).unwrap();
+    let addr = listener.local_addr().unwrap();
+    let mut queued = Vec::new();
+    for _ in 0..16 {
+        match tokio::time::timeout(Duration::from_millis(200), tokio::net::TcpStream::connect(addr)).await {
+            Ok(Ok(stream)) => queued.push(stream),
+            _ => break,
+        }
+    }
+    (listener, queued, addr)
+}
+
+#[tokio::test]
+async fn connect_timeout_bounds_a_source_that_never_accepts() {
+    let (_listener, queued, addr) = full_listener().await;
+    assert!(!queued.is_empty() && queued.len() < 16, "the accept queue filled after {} connections", queued.len());
+    let fetcher = Fetcher::new(SourceConfig { connect_timeout_ms: 300, timeout_ms: 10_000, ..open_config() }).unwrap();
+    let started = Instant::now();
+    let err = get(&fetcher, &format!("http://{addr}/plain")).await.unwrap_err();
+    let elapsed = started.elapsed();
+    assert_eq!(err, FetchError::Timeout { limit_ms: 300, setting: "connect_timeout_ms" });
+    assert!(err.is_transient());
+    assert!(elapsed >= Duration::from_millis(300) && elapsed < Duration::from_millis(2_000), "{elapsed:?}");
+}
+
 #[tokio::test]
 async fn retry_after_is_read_in_both_forms() {
     let server = Server::start().await;
