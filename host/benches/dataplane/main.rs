@@ -18,6 +18,9 @@
 //! - `bare`: the ratio's baseline: C concurrent loops of reqwest GET of the source and
 //!   aws-sdk-kinesis `PutRecords` of the body through one default client, closed-loop (as fast as
 //!   it goes) or paced at a fixed rate. No scheduler, plugin, outbox or store.
+//! - `apiload`: a load generator for the API a `sluice` child serves on loopback, started by that
+//!   child after its warm-up (`apiload.rs`): a fixed mix of tenant and operator requests,
+//!   open-loop at a fixed rate, latency measured from each request's due time.
 //! - `store` and `clients`, probes of where the time and memory go: the store's calls of one
 //!   successful run alone, closed loop (`probes.rs`); and the memory and connections of one
 //!   Kinesis client per assumed-role session, each with its own HTTP client (the SDK's default)
@@ -38,10 +41,21 @@
 //! Settings (environment): `SLUICE_BENCH_DATAPLANE_N` (sizes, default `1000,10000`),
 //! `SLUICE_BENCH_WINDOW_S` (measured window, default 20), `SLUICE_BENCH_CONCURRENCY` (the
 //! scheduler's global and per-tenant caps, and the bare loop's concurrency, default 64),
-//! `SLUICE_BENCH_SIDES` (which scenarios: `bare,sluice,shipped,store,clients`),
+//! `SLUICE_BENCH_SIDES` (which scenarios: `bare,sluice,shipped,store,clients` by default; also
+//! `noisy` and `control`, issue 6's "under load" pairs, see `hostile.rs`),
 //! `SLUICE_BENCH_PERF` (a directory: record a `perf` CPU profile of each measured window there)
 //! and `SLUICE_BENCH_LAGS` (a path prefix: write each Sluice window's runs as "ms into the window,
 //! lag ms" lines).
+//!
+//! The `sluice` child generalises to several tenants (`SLUICE_BENCH_TENANTS`, projects dealt out
+//! in turn), a noisy tenant whose `SLUICE_BENCH_NOISY` projects run the hostile fixture and arrive
+//! when the window starts, the API served on loopback (`SLUICE_BENCH_API=1`) and a load generator
+//! at `SLUICE_BENCH_API_RATE` requests/s. The `noisy` and `control` scenarios set these; their own
+//! sizes are `SLUICE_BENCH_NOISY` (50), `SLUICE_BENCH_NOISY_TENANTS` (4),
+//! `SLUICE_BENCH_NOISY_WELL_PER_TENANT` (50), `SLUICE_BENCH_NOISY_WINDOW_S` (120),
+//! `SLUICE_BENCH_NOISY_OUTPUT_MB` (100), `SLUICE_BENCH_CONTROL_N` (`1000,2000`),
+//! `SLUICE_BENCH_CONTROL_TENANTS` (10), `SLUICE_BENCH_API_RATE` (500) and
+//! `SLUICE_BENCH_CONTROL_WINDOW_S` (30).
 
 use std::collections::{BTreeMap, HashMap};
 use std::io::{BufRead, BufReader, Write};
@@ -60,7 +74,7 @@ use serde::Deserialize;
 use serde_json::{Value, json};
 use sluice::aws::{Aws, AwsConfig};
 use sluice::metrics::Metrics;
-use sluice::run::{DataPlane, LoadedPlugins, Parts, RunConfig};
+use sluice::run::{DataPlane, Parts, RunConfig};
 use sluice::runtime::{Runtime, RuntimeConfig};
 use sluice::scheduler::{Clock, ProjectKey, Scheduler, SchedulerConfig};
 use sluice::source::{Fetcher, SourceConfig};
@@ -88,13 +102,19 @@ fn plugin_path(name: &str) -> std::path::PathBuf {
     dir.join(format!("{name}.wasm"))
 }
 
+mod apiload;
 mod bare;
+mod fleet;
+mod history;
+mod hostile;
 mod measure;
 mod peer;
 mod probes;
 mod sluice_side;
 
+use apiload::apiload_side;
 use bare::*;
+use fleet::project;
 use measure::*;
 use peer::*;
 use probes::*;
@@ -107,6 +127,7 @@ fn main() {
         Ok("bare") => child(bare_side()),
         Ok("store") => child(store_side()),
         Ok("clients") => child(clients_side()),
+        Ok("apiload") => child(apiload_side()),
         _ => orchestrate(),
     }
 }
@@ -132,6 +153,13 @@ fn run_scenario(peer: &str, peer_pid: u32, scenario: &Scenario) -> Value {
         .env("AWS_EC2_METADATA_DISABLED", "true")
         .env("AWS_CONFIG_FILE", "/nonexistent/sluice-bench")
         .env("AWS_SHARED_CREDENTIALS_FILE", "/nonexistent/sluice-bench")
+        // The fleet's shape defaults to one tenant and no API, whatever the orchestrator's own
+        // environment says: each scenario sets what it needs.
+        .env("SLUICE_BENCH_TENANTS", "1")
+        .env("SLUICE_BENCH_NOISY", "0")
+        .env("SLUICE_BENCH_API", "0")
+        .env("SLUICE_BENCH_API_RATE", "0")
+        .env("SLUICE_BENCH_KIND", "fleet")
         .envs(scenario.env.iter().map(|(k, v)| (*k, v.as_str())))
         .stdout(Stdio::piped())
         .stderr(Stdio::inherit());
@@ -247,18 +275,30 @@ fn orchestrate() {
             ],
         });
     }
+    scenarios.extend(hostile::scenarios(&sides));
     let results: Vec<Value> = scenarios.iter().map(|s| run_scenario(&addr, peer.id(), s)).collect();
     drop(peer.stdin.take());
     let _ = peer.kill();
     let _ = peer.wait();
 
     print_table(&scenarios, &results);
+    hostile::print(&results);
 }
 
 fn print_table(scenarios: &[Scenario], results: &[Value]) {
     let f = |v: &Value, k: &str| v[k].as_f64().unwrap_or(f64::NAN);
     let bare_closed = results.iter().find(|r| r["side"] == "bare" && r["offered_per_s"] == 0);
     let bare_at = |rate: f64| results.iter().find(|r| r["side"] == "bare" && f(r, "offered_per_s") == rate);
+    // The noisy and control scenarios have tables of their own (`hostile.rs`).
+    let rows = || {
+        scenarios
+            .iter()
+            .zip(results)
+            .filter(|(_, r)| r["side"] == "bare" || r["side"] == "sluice" && r["kind"] == "fleet")
+    };
+    if rows().next().is_none() {
+        return print_probes(scenarios, results);
+    }
     println!();
     println!("Data plane, 2 cores shared with the peer (source + STS + Kinesis in one other process)");
     println!(
@@ -269,7 +309,6 @@ fn print_table(scenarios: &[Scenario], results: &[Value]) {
         "| {:<28} | {:>8} | {:>9} | {:>8} | {:>8} | {:>9} | {:>9} | {:>9} | {:>10} | {:>5} |",
         "", "/s", "", "ms", "ms", "µs", "closed", "same rate", "projects", ""
     );
-    let rows = || scenarios.iter().zip(results).filter(|(_, r)| r["side"] == "bare" || r["side"] == "sluice");
     for (scenario, r) in rows() {
         let cpu = f(r, "cpu_us_per_poll");
         let ratio = |b: Option<&Value>| b.map_or("-".into(), |b| format!("{:.2}", cpu / f(b, "cpu_us_per_poll")));
@@ -354,6 +393,11 @@ fn print_table(scenarios: &[Scenario], results: &[Value]) {
             println!("  errors: {}; RSS {:.0} MiB", r["errors"], f(r, "rss_end_mib"));
         }
     }
+    print_probes(scenarios, results);
+}
+
+fn print_probes(scenarios: &[Scenario], results: &[Value]) {
+    let f = |v: &Value, k: &str| v[k].as_f64().unwrap_or(f64::NAN);
     for (scenario, r) in scenarios.iter().zip(results) {
         if r["side"] == "store" {
             println!("{}:", scenario.label);

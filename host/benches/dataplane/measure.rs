@@ -13,30 +13,52 @@ pub fn cpu_seconds(pid: &str) -> f64 {
     (ticks(11) + ticks(12)) / TICKS_PER_SECOND
 }
 
-/// Resident set size of this process, in bytes.
-pub fn rss_bytes() -> u64 {
+/// A size field of this process's `/proc/self/status` (`VmRSS`, `VmHWM`), in bytes.
+fn status_bytes(field: &str) -> u64 {
     let status = std::fs::read_to_string("/proc/self/status").unwrap_or_default();
     status
         .lines()
-        .find_map(|l| l.strip_prefix("VmRSS:"))
+        .find_map(|l| l.strip_prefix(field)?.strip_prefix(':'))
         .and_then(|v| v.trim().trim_end_matches("kB").trim().parse::<u64>().ok())
         .unwrap_or(0)
         * 1024
 }
+
+/// Resident set size of this process, in bytes.
+pub fn rss_bytes() -> u64 {
+    status_bytes("VmRSS")
+}
+
+/// The peak resident set size of this process since it started or since [`reset_peak_rss`].
+pub fn peak_rss_bytes() -> u64 {
+    status_bytes("VmHWM")
+}
+
+/// Resets `VmHWM` to the current RSS (Linux's `clear_refs` value 5), so that the peak read at the
+/// end of a window is the window's own and not the warm-up's. Returns whether the kernel took it.
+pub fn reset_peak_rss() -> bool {
+    std::fs::write("/proc/self/clear_refs", "5").is_ok()
+}
+
+/// The pid of another process the bench started beside the measured one (the API load
+/// generator), whose CPU is neither the measured process's nor "other processes'"; 0 when none.
+pub static HELPER_PID: std::sync::atomic::AtomicU32 = std::sync::atomic::AtomicU32::new(0);
 
 /// Open file descriptors of a process (sockets, mostly).
 pub fn open_fds(pid: &str) -> usize {
     std::fs::read_dir(format!("/proc/{pid}/fd")).map_or(0, |dir| dir.count())
 }
 
-/// (busy, total) jiffies of the whole machine.
-pub fn machine_jiffies() -> (f64, f64) {
+/// (busy, total, iowait) jiffies of the whole machine. Time waiting for the disk counts as idle
+/// in `busy`; it is the third value, to spot windows where disk writes stalled.
+pub fn machine_jiffies() -> (f64, f64, f64) {
     let stat = std::fs::read_to_string("/proc/stat").unwrap_or_default();
     let values: Vec<f64> =
         stat.lines().next().unwrap_or("").split_whitespace().skip(1).filter_map(|v| v.parse().ok()).collect();
     let total: f64 = values.iter().take(8).sum();
-    let idle = values.get(3).copied().unwrap_or(0.0) + values.get(4).copied().unwrap_or(0.0);
-    (total - idle, total)
+    let iowait = values.get(4).copied().unwrap_or(0.0);
+    let idle = values.get(3).copied().unwrap_or(0.0) + iowait;
+    (total - idle, total, iowait)
 }
 
 /// (write requests, sectors written) summed over the machine's whole disks (not partitions).
@@ -64,14 +86,37 @@ pub struct Sample {
     at: Instant,
     own: f64,
     peer: f64,
-    machine: (f64, f64),
+    helper: f64,
+    machine: (f64, f64, f64),
     disk: (f64, f64),
 }
 
 impl Sample {
     pub fn now() -> Self {
         let peer = std::env::var(PEER_PID).map_or(0.0, |pid| cpu_seconds(&pid));
-        Self { at: Instant::now(), own: cpu_seconds("self"), peer, machine: machine_jiffies(), disk: disk_writes() }
+        let helper = match HELPER_PID.load(Ordering::Relaxed) {
+            0 => 0.0,
+            pid => cpu_seconds(&pid.to_string()),
+        };
+        let (own, machine, disk) = (cpu_seconds("self"), machine_jiffies(), disk_writes());
+        Self { at: Instant::now(), own, peer, helper, machine, disk }
+    }
+
+    /// (this process's cores, other processes' cores) from `earlier` to this sample. Other
+    /// processes are the machine's busy time less this process, the peer and the helper.
+    pub fn cores_since(&self, earlier: &Sample) -> (f64, f64) {
+        let wall = self.at.duration_since(earlier.at).as_secs_f64().max(1e-9);
+        let own = self.own - earlier.own;
+        let busy = (self.machine.0 - earlier.machine.0) / TICKS_PER_SECOND;
+        let others = busy - own - (self.peer - earlier.peer) - (self.helper - earlier.helper);
+        (own / wall, others.max(0.0) / wall)
+    }
+
+    /// Cores' worth of time the machine sat idle waiting for the disk, from `earlier` to this
+    /// sample.
+    pub fn iowait_since(&self, earlier: &Sample) -> f64 {
+        let wall = self.at.duration_since(earlier.at).as_secs_f64().max(1e-9);
+        (self.machine.2 - earlier.machine.2) / TICKS_PER_SECOND / wall
     }
 }
 
@@ -90,7 +135,8 @@ pub fn window_report(start: Sample, end: Sample, polls: u64) -> Value {
         "machine_busy": if total > 0.0 { busy / total } else { 0.0 },
         // Other processes on this shared machine (builds, tests): a window where this is not
         // near zero was measured on a busy machine.
-        "others_cores": (busy / TICKS_PER_SECOND - (end.own - start.own) - (end.peer - start.peer)).max(0.0) / wall,
+        "helper_cores": (end.helper - start.helper) / wall,
+        "others_cores": end.cores_since(&start).1,
         // Whole-machine disk writes (sectors are 512 bytes), per poll.
         "disk_writes_per_poll": if polls == 0 { 0.0 } else { (end.disk.0 - start.disk.0) / polls as f64 },
         "disk_kib_per_poll": if polls == 0 { 0.0 } else { (end.disk.1 - start.disk.1) / 2.0 / polls as f64 },

@@ -1,33 +1,15 @@
-//! The Sluice side: N projects through the real scheduler and data plane.
+//! The Sluice side: N well-behaved projects of one or more tenants through the real scheduler and
+//! data plane; optionally a noisy tenant's hostile projects arriving when the window starts, or
+//! the API on loopback under load from a separate process.
 
 use super::*;
 
-/// A project as the API would create it: pending, its own external id.
-pub fn project(tenant: &str, plugin_id: &str, source_url: &str, n: usize) -> Project {
-    let now = now_rfc3339();
-    Project {
-        id: format!("prj_{}", random_hex(8)),
-        tenant_id: tenant.into(),
-        name: format!("project-{n}"),
-        schedule: "rate(1 second)".into(),
-        timezone: "UTC".into(),
-        source: Source { url: source_url.into(), method: "GET".into(), headers: BTreeMap::new(), api_key: None },
-        plugin_id: plugin_id.into(),
-        plugin_settings: BTreeMap::new(),
-        target: Target { stream_arn: STREAM_ARN.into(), role_arn: ROLE_ARN.into() },
-        max_pages: 10,
-        status: ProjectStatus::Pending,
-        status_message: "waiting for the first successful AssumeRole".into(),
-        consecutive_failures: 0,
-        backoff_until: None,
-        onboarding: Onboarding {
-            platform_principal_arn: "arn:aws:iam::111111111111:role/sluice".into(),
-            external_id: random_hex(16),
-        },
-        created_at: now.clone(),
-        updated_at: now,
-    }
-}
+use std::io::Lines;
+use std::process::ChildStdout;
+
+use apiload::{Plan, PlanTenant};
+use fleet::{Fleet, Settings, noisy_mode};
+use history::{History, Tally, runs_by_outcome, slice_count, slice_of, transform_s};
 
 /// Starts `perf record` on this process for `seconds`, if `SLUICE_BENCH_PERF` names a directory.
 pub fn start_perf(name: &str, seconds: f64) -> Option<Child> {
@@ -52,72 +34,117 @@ pub fn start_perf(name: &str, seconds: f64) -> Option<Child> {
     }
 }
 
-pub async fn sluice_side() -> Value {
-    let n: usize = env_or("SLUICE_BENCH_N", 1000);
-    let concurrency: usize = env_or("SLUICE_BENCH_CONCURRENCY", 64);
-    let per_tenant: usize = env_or("SLUICE_BENCH_PER_TENANT", concurrency);
-    let warmup = Duration::from_secs(env_or("SLUICE_BENCH_WARMUP_S", 5));
-    let window = Duration::from_secs(env_or("SLUICE_BENCH_WINDOW_S", 20));
-    let source_url = format!("http://{}/items", std::env::var(PEER).unwrap());
+/// Slices the window is cut into for the timelines.
+const SLICE_MS: i64 = 10_000;
+/// How often the history is read during a long window: the store keeps only the last 100 runs
+/// (skips included) of each project.
+const HARVEST_EVERY: Duration = Duration::from_secs(30);
 
-    let dir = tempfile::tempdir().unwrap();
-    let store = Store::open(&dir.path().join("db")).unwrap();
-    let (tenant, _key) = store.create_tenant("bench", Tier::Premium).await.unwrap();
-    assert!(tenant.quotas().max_projects as usize >= n && tenant.quotas().min_interval_seconds <= 1);
-    let runtime =
-        Runtime::new(RuntimeConfig { cache_dir: Some(dir.path().join("compiled")), ..Default::default() }).unwrap();
-    let wasm = std::fs::read(plugin_path("passthrough")).expect("build the plugins first: cargo xtask plugins");
-    let plugin = runtime.load(&wasm).unwrap();
-    let plugin_id = plugin.id().to_string();
-    let meta = PluginMeta {
-        id: plugin_id.clone(),
-        name: "passthrough".into(),
-        size_bytes: wasm.len() as u64,
-        created_at: now_rfc3339(),
-    };
-    let created = store.create_plugin(&tenant.id, meta, &wasm, 10).await.unwrap();
-    assert!(matches!(created, CreatePlugin::Created(_)));
-    let plugins: LoadedPlugins = Arc::new(Mutex::new(HashMap::from([(plugin_id.clone(), plugin)])));
-    let aws = Aws::from_env(AwsConfig::default()).await;
-    let fetcher = Fetcher::new(SourceConfig { allow_private: true, ..SourceConfig::default() }).unwrap();
-    let metrics = Arc::new(Metrics::default());
-    let config = SchedulerConfig {
-        max_concurrent_runs: concurrency,
-        max_concurrent_runs_per_tenant: per_tenant,
-        ..SchedulerConfig::default()
-    };
-    let scheduler = Scheduler::new(config.clone(), Clock::system());
-    let rss_before = rss_bytes();
+/// The API load generator, a child process of this side.
+struct Load {
+    child: Child,
+    lines: Lines<BufReader<ChildStdout>>,
+}
 
-    // N projects, created the way the API does (one transaction and a flush each), 64 at a time.
-    let created_at = Instant::now();
-    let mut keys = Vec::with_capacity(n);
-    let mut tasks = tokio::task::JoinSet::new();
-    for i in 0..n {
-        let (store, project) = (store.clone(), project(&tenant.id, &plugin_id, &source_url, i));
-        keys.push(ProjectKey::new(tenant.id.as_str(), project.id.as_str()));
-        tasks.spawn(async move { store.create_project(project, u32::MAX).await.unwrap() });
-        if tasks.len() >= 64 {
-            assert!(matches!(tasks.join_next().await.unwrap().unwrap(), CreateProject::Created(_)));
+impl Load {
+    /// Writes the plan, starts the generator and returns once its measured window begins. The
+    /// blocking reads run off the runtime's workers, which are busy with runs meanwhile.
+    async fn start(fleet: &Fleet, dir: &std::path::Path, rate: f64, window: Duration) -> Self {
+        let plan = Plan {
+            base: format!("http://{}", fleet.api.expect("the API is served")),
+            operator_token: fleet::ADMIN_TOKEN.into(),
+            tenants: fleet
+                .members
+                .iter()
+                .map(|m| PlanTenant {
+                    id: m.tenant.id.clone(),
+                    token: m.token.clone(),
+                    plugin_id: m.plugin_id.clone(),
+                    projects: m.projects.iter().map(|k| k.project.to_string()).collect(),
+                })
+                .collect(),
+            rate,
+            warmup_s: 3.0,
+            window_s: window.as_secs_f64(),
+        };
+        let path = dir.join("api-plan.json");
+        std::fs::write(&path, serde_json::to_vec(&plan).unwrap()).unwrap();
+        tokio::task::spawn_blocking(move || {
+            let mut child = Command::new(std::env::current_exe().unwrap())
+                .env(ROLE, "apiload")
+                .env("SLUICE_BENCH_API_PLAN", &path)
+                .stdout(Stdio::piped())
+                .stderr(Stdio::inherit())
+                .spawn()
+                .expect("cannot start the API load generator");
+            HELPER_PID.store(child.id(), Ordering::Relaxed);
+            let mut lines = BufReader::new(child.stdout.take().unwrap()).lines();
+            let window = lines.by_ref().map_while(Result::ok).find(|l| l == "WINDOW");
+            assert!(window.is_some(), "the load generator stopped before its window");
+            Load { child, lines }
+        })
+        .await
+        .unwrap()
+    }
+
+    /// Waits for the generator's result.
+    async fn finish(self) -> Value {
+        tokio::task::spawn_blocking(move || {
+            let Load { mut child, mut lines } = self;
+            let line = lines.by_ref().map_while(Result::ok).find_map(|l| l.strip_prefix("RESULT ").map(String::from));
+            let _ = child.wait();
+            serde_json::from_str(&line.expect("the load generator printed no result")).unwrap()
+        })
+        .await
+        .unwrap()
+    }
+}
+
+/// VmRSS and CPU every half second until `stop` is set, as (ms since `from`, bytes, CPU).
+fn sample_rss(from: Instant, stop: Arc<AtomicBool>) -> tokio::task::JoinHandle<Vec<(i64, u64, Sample)>> {
+    tokio::spawn(async move {
+        let mut samples = Vec::new();
+        let mut tick = tokio::time::interval(Duration::from_millis(500));
+        while !stop.load(Ordering::Relaxed) {
+            tick.tick().await;
+            samples.push((from.elapsed().as_millis() as i64, rss_bytes(), Sample::now()));
         }
-    }
-    while let Some(result) = tasks.join_next().await {
-        assert!(matches!(result.unwrap(), CreateProject::Created(_)));
-    }
-    eprintln!("  {n} projects created in {:.1} s", created_at.elapsed().as_secs_f64());
+        samples
+    })
+}
 
-    let plane = DataPlane::new(Parts {
-        store: store.clone(),
-        runtime,
-        plugins,
-        aws: aws.clone(),
-        fetcher,
-        metrics,
-        scheduler: scheduler.clone(),
-        config: RunConfig::default(),
-    });
+/// Per slice of the window: the largest VmRSS sampled, and this process's and other processes'
+/// CPU (cores), so that a slice disturbed by the rest of the machine can be told apart.
+fn machine_slices(samples: &[(i64, u64, Sample)], window_ms: i64) -> Vec<Value> {
+    let mut previous = samples.first().map(|(_, _, sample)| *sample);
+    (0..slice_count(window_ms, SLICE_MS))
+        .map(|i| {
+            let in_slice: Vec<&(i64, u64, Sample)> =
+                samples.iter().filter(|(at, _, _)| slice_of(*at, window_ms, SLICE_MS) == i).collect();
+            let rss = in_slice.iter().map(|(_, rss, _)| *rss).max().unwrap_or(0);
+            let ((own, others), iowait) = match (previous, in_slice.last()) {
+                (Some(earlier), Some((_, _, last))) => (last.cores_since(&earlier), last.iowait_since(&earlier)),
+                _ => ((f64::NAN, f64::NAN), f64::NAN),
+            };
+            previous = in_slice.last().map(|(_, _, sample)| *sample).or(previous);
+            json!({"rss_max_mib": mib(rss), "own_cores": own, "others_cores": others, "iowait_cores": iowait})
+        })
+        .collect()
+}
+
+fn mib(bytes: u64) -> f64 {
+    bytes as f64 / 1048576.0
+}
+
+pub async fn sluice_side() -> Value {
+    let settings = Settings::from_env();
+    let (window, warmup) = (settings.window, settings.warmup);
+    let rss_before = rss_bytes();
+    let mut fleet = Fleet::build(&settings).await;
+    let keys = fleet.well_keys();
+    let n = keys.len();
     let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
-    let running = tokio::spawn(plane.run(async move {
+    let running = tokio::spawn(fleet.plane.clone().run(async move {
         let _ = stopped.await;
     }));
 
@@ -128,7 +155,7 @@ pub async fn sluice_side() -> Value {
         tokio::time::sleep(Duration::from_millis(20)).await;
         for key in &keys {
             if !offsets.contains_key(&*key.project)
-                && let Some(tick) = scheduler.next_tick(key)
+                && let Some(tick) = fleet.scheduler.next_tick(key)
             {
                 let offset = tick.due_at.duration_since(tick.scheduled_at).as_millis() as i64;
                 offsets.insert(key.project.to_string(), offset);
@@ -140,110 +167,187 @@ pub async fn sluice_side() -> Value {
     // The warm-up lasts until every project has run once (one AssumeRole each: every project has
     // its own external id, so its own session; at most 3 minutes), then `warmup` more to settle.
     let warming = Instant::now();
-    while aws.counters().assume_role_calls < n as u64 && warming.elapsed() < Duration::from_secs(180) {
+    while fleet.aws.counters().assume_role_calls < n as u64 && warming.elapsed() < Duration::from_secs(180) {
         tokio::time::sleep(Duration::from_millis(100)).await;
     }
     tokio::time::sleep(warmup).await;
     let warmup_s = warming.elapsed().as_secs_f64();
-    let sessions = aws.counters().assume_role_calls;
+    let sessions = fleet.aws.counters().assume_role_calls;
     eprintln!("  warm-up {warmup_s:.1} s, {sessions} sessions");
     let rss_after = rss_bytes();
+    let load = if settings.api_rate > 0.0 {
+        Some(Load::start(&fleet, fleet.dir.path(), settings.api_rate, window).await)
+    } else {
+        None
+    };
+
     let peer_before = peer_counters().await;
-    let calls_before = aws.counters();
+    let calls_before = fleet.aws.counters();
+    let outcomes_before = runs_by_outcome(&fleet.metrics);
+    let peak_reset = reset_peak_rss();
     let perf = start_perf(&format!("sluice-{n}"), window.as_secs_f64());
     let start = Sample::now();
-    let wall_start = Timestamp::now();
-    tokio::time::sleep(window).await;
+    let (wall_start, started) = (Timestamp::now(), Instant::now());
+    let sampling = Arc::new(AtomicBool::new(false));
+    let rss_samples = sample_rss(started, sampling.clone());
+    // The noisy tenant's projects arrive now, so the window sees their burst and their backoff.
+    let noisy_keys = fleet.add_noisy(settings.noisy).await;
+    let all_keys: Vec<ProjectKey> = keys.iter().chain(&noisy_keys).cloned().collect();
+    let mut history = History::default();
+    loop {
+        let left = window.saturating_sub(started.elapsed());
+        if left <= HARVEST_EVERY + Duration::from_secs(5) {
+            tokio::time::sleep(left).await;
+            break;
+        }
+        tokio::time::sleep(HARVEST_EVERY).await;
+        history.harvest(&fleet.store, &all_keys).await;
+    }
     let end = Sample::now();
     let wall_end = Timestamp::now();
-    let calls_after = aws.counters();
+    sampling.store(true, Ordering::Relaxed);
+    let calls_after = fleet.aws.counters();
+    let outcomes_after = runs_by_outcome(&fleet.metrics);
     let peer_after = peer_counters().await;
-    let rss_end = rss_bytes();
+    let (rss_end, rss_peak) = (rss_bytes(), peak_rss_bytes());
     let (own_fds, peer_fds) = (open_fds("self"), std::env::var(PEER_PID).map_or(0, |pid| open_fds(&pid)));
+    let api = match load {
+        Some(load) => load.finish().await,
+        None => Value::Null,
+    };
     if let Some(mut perf) = perf {
         let _ = perf.wait();
     }
+    let statuses: Vec<Project> =
+        noisy_keys.iter().filter_map(|k| fleet.store.project(&k.tenant, &k.project).unwrap()).collect();
     let _ = stop.send(());
     running.await.unwrap().unwrap();
+    history.harvest(&fleet.store, &all_keys).await;
+    let rss_samples = rss_samples.await.unwrap();
 
-    // Every run that started inside the window, from the projects' run history.
-    let (mut lags, mut stages): (Vec<f64>, BTreeMap<String, f64>) = (Vec::new(), BTreeMap::new());
-    let (mut succeeded, mut failed, mut skipped, mut catch_up, mut run_ms) = (0u64, 0u64, 0u64, 0u64, 0.0);
-    let mut errors: BTreeMap<String, u64> = BTreeMap::new();
-    let mut timeline: Vec<(i64, i64)> = Vec::new();
-    for key in &keys {
-        for run in store.runs(&tenant.id, &key.project, sluice::store::RUNS_KEPT).unwrap() {
-            let started: Timestamp = run.started_at.parse().unwrap();
-            if started < wall_start || started >= wall_end {
-                continue;
-            }
-            match run.outcome {
-                RunOutcome::Skipped => {
-                    skipped += 1;
-                    continue;
-                }
-                RunOutcome::Failed => {
-                    failed += 1;
-                    let error = run.error.as_ref().map_or("?".into(), |e| format!("{}: {}", e.stage, e.message));
-                    *errors.entry(error.chars().take(160).collect()).or_default() += 1;
-                }
-                RunOutcome::Succeeded => succeeded += 1,
-            }
-            catch_up += u64::from(run.trigger == RunTrigger::CatchUp);
-            let scheduled: Timestamp = run.scheduled_at.parse().unwrap();
-            let due_ms = scheduled.as_millisecond() + offsets[&run.project_id];
-            lags.push((started.as_millisecond() - due_ms) as f64);
-            timeline.push((started.as_millisecond() - wall_start.as_millisecond(), started.as_millisecond() - due_ms));
-            let finished: Timestamp = run.finished_at.parse().unwrap();
-            run_ms += (finished.as_millisecond() - started.as_millisecond()) as f64;
-            for (stage, ms) in &run.stage_ms {
-                *stages.entry(stage.clone()).or_default() += ms;
-            }
-        }
-    }
+    let well_ids: HashMap<String, usize> = keys.iter().enumerate().map(|(i, k)| (k.project.to_string(), i)).collect();
+    let well = history.tally(&well_ids, &offsets, wall_start, wall_end);
     if let Some(path) = std::env::var_os("SLUICE_BENCH_LAGS") {
         // (ms into the window, lag ms) per run, for plotting lag over time.
-        timeline.sort();
-        let text: String = timeline.iter().map(|(at, lag)| format!("{at} {lag}\n")).collect();
-        std::fs::write(format!("{}-{n}-{per_tenant}.txt", path.to_string_lossy()), text).unwrap();
+        let text: String = well.points.iter().filter_map(|p| Some(format!("{} {}\n", p.at_ms, p.lag_ms?))).collect();
+        let suffix = if settings.noisy > 0 { format!("-noisy{}", settings.noisy) } else { String::new() };
+        let api_suffix = if settings.api_rate > 0.0 { format!("-api{}", settings.api_rate) } else { String::new() };
+        let name = format!("{}-{n}-{}{suffix}{api_suffix}.txt", path.to_string_lossy(), settings.per_tenant);
+        std::fs::write(name, text).unwrap();
     }
-    let ran = (succeeded + failed).max(1) as f64;
-    for ms in stages.values_mut() {
-        *ms /= ran;
-    }
-    lags.sort_by(f64::total_cmp);
+    let window_ms = wall_end.as_millisecond() - wall_start.as_millisecond();
     let counter = |v: &Value, name: &str| v[name].as_u64().unwrap_or(0);
-    let mut report = window_report(start, end, succeeded);
+    let outcome_delta =
+        |name: &str| outcomes_after.get(name).copied().unwrap_or(0) - outcomes_before.get(name).copied().unwrap_or(0);
+    let rss_values: Vec<u64> = rss_samples.iter().map(|(_, rss, _)| *rss).collect();
+    let mut report = window_report(start, end, well.succeeded);
     let extra = json!({
         "side": "sluice",
+        "kind": std::env::var("SLUICE_BENCH_KIND").unwrap_or_else(|_| "fleet".into()),
         "n": n,
-        "concurrency": concurrency,
-        "per_tenant": per_tenant,
-        "jitter_window_ms": config.jitter_window_ms,
+        "tenants": settings.tenants,
+        "concurrency": settings.concurrency,
+        "per_tenant": settings.per_tenant,
+        "jitter_window_ms": fleet.config.jitter_window_ms,
         "warmup_s": warmup_s,
         "sessions_after_warmup": sessions,
         "offered_per_s": n as f64,
-        "lag_p50_ms": percentile(&lags, 0.50),
-        "lag_p99_ms": percentile(&lags, 0.99),
-        "lag_max_ms": lags.last().copied().unwrap_or(f64::NAN),
-        "succeeded": succeeded,
-        "failed": failed,
-        "skipped": skipped,
-        "catch_up": catch_up,
-        "errors": errors,
-        "run_ms_mean": run_ms / ran,
-        "stage_ms_mean": stages,
-        "rss_before_mib": rss_before as f64 / 1048576.0,
-        "rss_after_warmup_mib": rss_after as f64 / 1048576.0,
-        "rss_end_mib": rss_end as f64 / 1048576.0,
-        "rss_per_1000_mib": (rss_after.saturating_sub(rss_before)) as f64 / 1048576.0 / (n as f64 / 1000.0),
+        "lag_p50_ms": percentile(&well.lags, 0.50),
+        "lag_p99_ms": percentile(&well.lags, 0.99),
+        "lag_max_ms": well.lags.last().copied().unwrap_or(f64::NAN),
+        "succeeded": well.succeeded,
+        "failed": well.failed,
+        "skipped": well.skipped,
+        "catch_up": well.catch_up,
+        "errors": well.errors,
+        "run_ms_mean": well.run_ms / well.ran().max(1) as f64,
+        "stage_ms_mean": well.stage_means(),
+        "slices": well.slices(window_ms, SLICE_MS),
+        "lag_p99_median_slice_ms": well.median_slice_p99(window_ms, SLICE_MS),
+        // Every skipped tick of every project, from the metrics (the history may keep only the
+        // first of a streak).
+        "skipped_ticks": outcome_delta("skipped"),
+        "rss_before_mib": mib(rss_before),
+        "rss_after_warmup_mib": mib(rss_after),
+        "rss_end_mib": mib(rss_end),
+        "rss_window_min_mib": mib(rss_values.iter().copied().min().unwrap_or(0)),
+        "rss_window_max_mib": mib(rss_values.iter().copied().max().unwrap_or(0)),
+        "machine_slices": machine_slices(&rss_samples, window_ms),
+        // The kernel updates VmHWM lazily (when RSS is about to shrink), so a sample taken in
+        // between can exceed it: the peak is the larger of the two.
+        "rss_peak_mib": mib(rss_peak.max(rss_values.iter().copied().max().unwrap_or(0))),
+        "rss_peak_is_window": peak_reset,
+        "rss_per_1000_mib": mib(rss_after.saturating_sub(rss_before)) / (n as f64 / 1000.0),
         "assume_role_calls": calls_after.assume_role_calls - calls_before.assume_role_calls,
         "put_records_calls": calls_after.put_records_calls - calls_before.put_records_calls,
         "peer_records": counter(&peer_after, "records") - counter(&peer_before, "records"),
         "peer_gets": counter(&peer_after, "gets") - counter(&peer_before, "gets"),
         "own_fds": own_fds,
         "peer_fds": peer_fds,
+        "noisy": noisy_report(&history, &noisy_keys, &statuses, wall_start, wall_end),
+        "api": api,
     });
     report.as_object_mut().unwrap().extend(extra.as_object().unwrap().clone());
     report
+}
+
+/// What happened to the noisy tenant's projects: their runs and errors by mode, how many runs each
+/// got (backoff at work), and their status at the end of the window.
+fn noisy_report(history: &History, keys: &[ProjectKey], statuses: &[Project], from: Timestamp, to: Timestamp) -> Value {
+    if keys.is_empty() {
+        return Value::Null;
+    }
+    let ids = |mode: Option<&str>| -> HashMap<String, usize> {
+        keys.iter()
+            .enumerate()
+            .filter(|(i, _)| mode.is_none_or(|m| noisy_mode(*i) == m))
+            .map(|(i, k)| (k.project.to_string(), i))
+            .collect()
+    };
+    let window_ms = to.as_millisecond() - from.as_millisecond();
+    let none = HashMap::new();
+    let summary = |tally: &Tally, projects: &HashMap<String, usize>| {
+        let (min, median, max) = tally.runs_per_project(projects.keys());
+        json!({
+            "projects": projects.len(),
+            "ran": tally.ran(),
+            "succeeded": tally.succeeded,
+            "failed": tally.failed,
+            "skipped_recorded": tally.skipped,
+            "runs_per_project": [min, median, max],
+            "errors": tally.errors,
+            "transform_s": transform_s(tally.points.iter()),
+        })
+    };
+    let modes: serde_json::Map<String, Value> = fleet::NOISY_MODES
+        .iter()
+        .map(|&mode| {
+            let projects = ids(Some(mode));
+            (mode.to_string(), summary(&history.tally(&projects, &none, from, to), &projects))
+        })
+        .collect();
+    let all = ids(None);
+    let tally = history.tally(&all, &none, from, to);
+    let mut by_status: BTreeMap<String, u64> = BTreeMap::new();
+    for project in statuses {
+        *by_status.entry(format!("{:?}", project.status).to_lowercase()).or_default() += 1;
+    }
+    let failures: Vec<u32> = statuses.iter().map(|p| p.consecutive_failures).collect();
+    let backoff_s: Vec<f64> = statuses
+        .iter()
+        .filter_map(|p| p.backoff_until.as_deref()?.parse::<Timestamp>().ok())
+        .map(|until| (until.as_millisecond() - to.as_millisecond()) as f64 / 1000.0)
+        .collect();
+    let range =
+        |v: &[f64]| json!([v.iter().copied().fold(f64::NAN, f64::min), v.iter().copied().fold(f64::NAN, f64::max)]);
+    json!({
+        "all": summary(&tally, &all),
+        "modes": modes,
+        "slices": tally.slices(window_ms, SLICE_MS),
+        "status_at_end": by_status,
+        "consecutive_failures_at_end": [failures.iter().min(), failures.iter().max()],
+        "backed_off_at_end": backoff_s.len(),
+        "backoff_left_s_at_end": range(&backoff_s),
+        "status_message_example": statuses.first().map(|p| p.status_message.clone()),
+    })
 }

@@ -1,0 +1,274 @@
+//! The fleet a Sluice side runs: its tenants, their plugins and projects, and the daemon's parts
+//! wired as `sluice serve` wires them (`server.rs`), optionally with the API on loopback.
+
+use super::*;
+
+use sluice::api::{self, AppState};
+use sluice::runtime::Plugin;
+use sluice::store::Tenant;
+
+/// The operator token of the API a Sluice side serves.
+pub const ADMIN_TOKEN: &str = "bench-admin-token-0123456789";
+
+/// What the environment asks the Sluice side to build.
+pub struct Settings {
+    /// Well-behaved (passthrough) projects, spread evenly over `tenants`.
+    pub n: usize,
+    pub tenants: usize,
+    /// Projects of one more tenant running the hostile fixture, added when the window starts.
+    pub noisy: usize,
+    pub concurrency: usize,
+    pub per_tenant: usize,
+    /// Serve the API on loopback.
+    pub api: bool,
+    /// Requests per second from a separate load-generator process; 0 for none.
+    pub api_rate: f64,
+    pub warmup: Duration,
+    pub window: Duration,
+}
+
+impl Settings {
+    pub fn from_env() -> Self {
+        let concurrency: usize = env_or("SLUICE_BENCH_CONCURRENCY", 64);
+        let api_rate: f64 = env_or("SLUICE_BENCH_API_RATE", 0.0);
+        Self {
+            n: env_or("SLUICE_BENCH_N", 1000),
+            tenants: env_or("SLUICE_BENCH_TENANTS", 1usize).max(1),
+            noisy: env_or("SLUICE_BENCH_NOISY", 0),
+            concurrency,
+            per_tenant: env_or("SLUICE_BENCH_PER_TENANT", concurrency),
+            // A load generator needs something to talk to.
+            api: env_or("SLUICE_BENCH_API", 0u8) == 1 || api_rate > 0.0,
+            api_rate,
+            warmup: Duration::from_secs(env_or("SLUICE_BENCH_WARMUP_S", 5)),
+            window: Duration::from_secs(env_or("SLUICE_BENCH_WINDOW_S", 20)),
+        }
+    }
+}
+
+/// One tenant of the fleet, with what a client of the API needs to act as it.
+pub struct Member {
+    pub tenant: Tenant,
+    pub token: String,
+    pub plugin_id: String,
+    pub projects: Vec<ProjectKey>,
+}
+
+/// The hostile fixture's behaviours the noisy tenant's projects cycle through: spinning until the
+/// deadline, growing memory until the cap refuses it, and returning `output_mb` records of 1 MiB
+/// (more than the output cap).
+pub const NOISY_MODES: [&str; 3] = ["busy-loop", "memory-bomb", "big-output"];
+
+/// The mode a noisy project runs, by its index in the noisy tenant.
+pub fn noisy_mode(i: usize) -> &'static str {
+    NOISY_MODES[i % NOISY_MODES.len()]
+}
+
+/// The plugin settings of the noisy project with index `i`. `SLUICE_BENCH_NOISY_OUTPUT_MB`
+/// (default 100) sizes `big-output`: 100 MiB of records outgrow the 64 MiB memory cap before
+/// they reach the 16 MiB output cap, so a value under about 60 is what exercises the latter.
+fn noisy_settings(i: usize) -> BTreeMap<String, String> {
+    let mut settings = BTreeMap::from([("mode".to_string(), noisy_mode(i).to_string())]);
+    if noisy_mode(i) == "big-output" {
+        settings.insert("output_mb".into(), env_or("SLUICE_BENCH_NOISY_OUTPUT_MB", 100u32).to_string());
+    }
+    settings
+}
+
+pub struct Fleet {
+    /// The store's directory (removed when the fleet is dropped); other files of the side go here.
+    pub dir: tempfile::TempDir,
+    pub store: Store,
+    pub members: Vec<Member>,
+    /// The noisy tenant, created up front; its projects are created by [`Fleet::add_noisy`].
+    pub noisy: Option<Member>,
+    pub plane: DataPlane,
+    pub control: sluice::run::Control,
+    pub scheduler: Scheduler,
+    pub aws: Aws,
+    pub metrics: Arc<Metrics>,
+    pub config: SchedulerConfig,
+    /// Where the API listens, if it is served.
+    pub api: Option<std::net::SocketAddr>,
+    source_url: String,
+}
+
+/// A project as the API would create it: pending, its own external id.
+pub fn project(tenant: &str, plugin_id: &str, source_url: &str, n: usize) -> Project {
+    let now = now_rfc3339();
+    Project {
+        id: format!("prj_{}", random_hex(8)),
+        tenant_id: tenant.into(),
+        name: format!("project-{n}"),
+        schedule: "rate(1 second)".into(),
+        timezone: "UTC".into(),
+        source: Source { url: source_url.into(), method: "GET".into(), headers: BTreeMap::new(), api_key: None },
+        plugin_id: plugin_id.into(),
+        plugin_settings: BTreeMap::new(),
+        target: Target { stream_arn: STREAM_ARN.into(), role_arn: ROLE_ARN.into() },
+        max_pages: 10,
+        status: ProjectStatus::Pending,
+        status_message: "waiting for the first successful AssumeRole".into(),
+        consecutive_failures: 0,
+        backoff_until: None,
+        onboarding: Onboarding {
+            platform_principal_arn: "arn:aws:iam::111111111111:role/sluice".into(),
+            external_id: random_hex(16),
+        },
+        created_at: now.clone(),
+        updated_at: now,
+    }
+}
+
+/// Creates projects the way the API does (one transaction and a flush each), 64 at a time, and
+/// tells the scheduler about each if `control` is given.
+pub async fn create_projects(store: &Store, projects: Vec<Project>, control: Option<&sluice::run::Control>) {
+    let mut tasks = tokio::task::JoinSet::new();
+    for project in projects {
+        let (store, control) = (store.clone(), control.cloned());
+        tasks.spawn(async move {
+            let CreateProject::Created(project) = store.create_project(project, u32::MAX).await.unwrap() else {
+                panic!("the project was refused");
+            };
+            if let Some(control) = control {
+                control.project_changed(&project);
+            }
+        });
+        if tasks.len() >= 64 {
+            tasks.join_next().await.unwrap().unwrap();
+        }
+    }
+    while let Some(result) = tasks.join_next().await {
+        result.unwrap();
+    }
+}
+
+/// Loads a fixture component and stores it as `tenant`'s plugin.
+async fn add_plugin(store: &Store, runtime: &Runtime, tenant: &Tenant, name: &str) -> Plugin {
+    let wasm = std::fs::read(plugin_path(name)).expect("build the plugins first: cargo xtask plugins");
+    let plugin = runtime.load(&wasm).unwrap();
+    let meta = PluginMeta {
+        id: plugin.id().to_string(),
+        name: name.into(),
+        size_bytes: wasm.len() as u64,
+        created_at: now_rfc3339(),
+    };
+    let created = store.create_plugin(&tenant.id, meta, &wasm, 10).await.unwrap();
+    assert!(matches!(created, CreatePlugin::Created(_)));
+    plugin
+}
+
+async fn add_tenant(store: &Store, name: &str, need: usize) -> (Tenant, String) {
+    let (tenant, key) = store.create_tenant(name, Tier::Premium).await.unwrap();
+    assert!(tenant.quotas().max_projects as usize >= need && tenant.quotas().min_interval_seconds <= 1);
+    (tenant, key.expose().to_string())
+}
+
+impl Fleet {
+    /// The store, the tenants with their well-behaved projects, the noisy tenant (without its
+    /// projects yet), and the data plane and API wired as `server::run` wires them, with the
+    /// shipped runtime and run settings. Nothing runs until the caller spawns `plane.run`.
+    pub async fn build(settings: &Settings) -> Self {
+        let source_url = format!("http://{}/items", std::env::var(PEER).unwrap());
+        let dir = tempfile::tempdir().unwrap();
+        let store = Store::open(&dir.path().join("db")).unwrap();
+        let runtime =
+            Runtime::new(RuntimeConfig { cache_dir: Some(dir.path().join("compiled")), ..Default::default() }).unwrap();
+        let defaults = sluice::config::Config::default();
+        let limits = api::Limits {
+            max_json_bytes: defaults.max_json_bytes as usize,
+            max_plugin_bytes: defaults.max_plugin_bytes as usize,
+        };
+        let state =
+            AppState::new(store.clone(), runtime.clone(), ADMIN_TOKEN, limits, "arn:aws:iam::111111111111:role/sluice");
+
+        let per_tenant_projects = settings.n.div_ceil(settings.tenants);
+        let mut members = Vec::with_capacity(settings.tenants);
+        for t in 0..settings.tenants {
+            let (tenant, token) = add_tenant(&store, &format!("bench-{t}"), per_tenant_projects).await;
+            let plugin = add_plugin(&store, &runtime, &tenant, "passthrough").await;
+            // Compiled once in this process, as the API would have left it after the upload.
+            state.plugins().lock().unwrap().insert(plugin.id().to_string(), plugin.clone());
+            members.push(Member { tenant, token, plugin_id: plugin.id().to_string(), projects: Vec::new() });
+        }
+        let noisy = if settings.noisy > 0 {
+            let (tenant, token) = add_tenant(&store, "noisy", settings.noisy).await;
+            let plugin = add_plugin(&store, &runtime, &tenant, "hostile").await;
+            state.plugins().lock().unwrap().insert(plugin.id().to_string(), plugin.clone());
+            Some(Member { tenant, token, plugin_id: plugin.id().to_string(), projects: Vec::new() })
+        } else {
+            None
+        };
+
+        // Project i belongs to tenant i mod T, so every tenant's projects spread over the run.
+        let created_at = Instant::now();
+        let mut projects = Vec::with_capacity(settings.n);
+        for i in 0..settings.n {
+            let member = &mut members[i % settings.tenants];
+            let project = project(&member.tenant.id, &member.plugin_id, &source_url, i);
+            member.projects.push(ProjectKey::new(project.tenant_id.as_str(), project.id.as_str()));
+            projects.push(project);
+        }
+        create_projects(&store, projects, None).await;
+        eprintln!(
+            "  {} projects of {} tenants created in {:.1} s",
+            settings.n,
+            settings.tenants,
+            created_at.elapsed().as_secs_f64()
+        );
+
+        let config = SchedulerConfig {
+            max_concurrent_runs: settings.concurrency,
+            max_concurrent_runs_per_tenant: settings.per_tenant,
+            ..SchedulerConfig::default()
+        };
+        let scheduler = Scheduler::new(config.clone(), Clock::system());
+        let aws = Aws::from_env(AwsConfig::default()).await;
+        let fetcher = Fetcher::new(SourceConfig { allow_private: true, ..SourceConfig::default() }).unwrap();
+        let metrics = state.metrics();
+        let plane = DataPlane::new(Parts {
+            store: store.clone(),
+            runtime,
+            plugins: state.plugins(),
+            aws: aws.clone(),
+            fetcher,
+            metrics: metrics.clone(),
+            scheduler: scheduler.clone(),
+            config: RunConfig::default(),
+        });
+        let control = plane.control();
+        let state = state.with_control(control.clone());
+        let api = if settings.api {
+            let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+            let addr = listener.local_addr().unwrap();
+            tokio::spawn(async move { axum::serve(listener, api::app(state)).await.unwrap() });
+            eprintln!("  API on http://{addr}");
+            Some(addr)
+        } else {
+            None
+        };
+        Self { dir, store, members, noisy, plane, control, scheduler, aws, metrics, config, api, source_url }
+    }
+
+    /// Every well-behaved project.
+    pub fn well_keys(&self) -> Vec<ProjectKey> {
+        self.members.iter().flat_map(|m| m.projects.iter().cloned()).collect()
+    }
+
+    /// Creates the noisy tenant's `count` projects, cycling through [`NOISY_MODES`], and registers
+    /// them with the scheduler as the API does for a new project. Returns their keys.
+    pub async fn add_noisy(&mut self, count: usize) -> Vec<ProjectKey> {
+        let Some(member) = self.noisy.as_mut() else { return Vec::new() };
+        let projects: Vec<Project> = (0..count)
+            .map(|i| {
+                let mut project = project(&member.tenant.id, &member.plugin_id, &self.source_url, i);
+                project.name = format!("noisy-{}-{i}", noisy_mode(i));
+                project.plugin_settings = noisy_settings(i);
+                project
+            })
+            .collect();
+        member.projects = projects.iter().map(|p| ProjectKey::new(p.tenant_id.as_str(), p.id.as_str())).collect();
+        create_projects(&self.store, projects, Some(&self.control)).await;
+        member.projects.clone()
+    }
+}

@@ -1,0 +1,284 @@
+//! The "under load" scenarios of issue 6, on the orchestrator's side: which children to run, and
+//! their tables.
+//!
+//! - `noisy`: well-behaved passthrough projects of several tenants, without and then with one more
+//!   tenant whose projects run the hostile fixture (busy loop, memory bomb, oversized output),
+//!   all on the shipped scheduler, run and runtime settings.
+//! - `control`: a fleet polling at `rate(1 second)` with the API served on loopback, without and
+//!   then with a separate process sending a mix of API requests open-loop.
+
+use super::*;
+
+fn f(v: &Value, key: &str) -> f64 {
+    v[key].as_f64().unwrap_or(f64::NAN)
+}
+
+/// The noisy and control scenarios that `sides` asks for, each as a pair: baseline, then loaded.
+pub fn scenarios(sides: &str) -> Vec<Scenario> {
+    let shipped = SchedulerConfig::default();
+    let caps = [
+        ("SLUICE_BENCH_CONCURRENCY", shipped.max_concurrent_runs.to_string()),
+        ("SLUICE_BENCH_PER_TENANT", shipped.max_concurrent_runs_per_tenant.to_string()),
+        ("SLUICE_BENCH_WARMUP_S", "5".into()),
+    ];
+    let mut scenarios = Vec::new();
+    if sides.contains("noisy") {
+        let noisy: usize = env_or("SLUICE_BENCH_NOISY", 50);
+        let tenants: usize = env_or("SLUICE_BENCH_NOISY_TENANTS", 4);
+        let per_tenant: usize = env_or("SLUICE_BENCH_NOISY_WELL_PER_TENANT", 50);
+        let window: u64 = env_or("SLUICE_BENCH_NOISY_WINDOW_S", 120);
+        let n = tenants * per_tenant;
+        for with in [0, noisy] {
+            let mut env = vec![
+                (ROLE, "sluice".to_string()),
+                ("SLUICE_BENCH_KIND", "noisy".into()),
+                ("SLUICE_BENCH_N", n.to_string()),
+                ("SLUICE_BENCH_TENANTS", tenants.to_string()),
+                ("SLUICE_BENCH_NOISY", with.to_string()),
+                ("SLUICE_BENCH_WINDOW_S", window.to_string()),
+            ];
+            env.extend(caps.iter().cloned());
+            scenarios.push(Scenario {
+                short: if with == 0 { "baseline".into() } else { format!("with {with} noisy") },
+                label: format!(
+                    "{tenants} tenants x {per_tenant} passthrough projects at rate(1 second), shipped settings, {}",
+                    if with == 0 {
+                        "alone".to_string()
+                    } else {
+                        format!("beside a tenant with {with} hostile projects")
+                    }
+                ),
+                env,
+            });
+        }
+    }
+    if sides.contains("control") {
+        // Fleet sizes, each measured as a pair: "1000,2000" shows the API beside a data plane that
+        // holds its schedule and beside one that is saturated.
+        let sizes: Vec<usize> = std::env::var("SLUICE_BENCH_CONTROL_N")
+            .unwrap_or_else(|_| "1000,2000".into())
+            .split(',')
+            .filter_map(|s| s.trim().parse().ok())
+            .collect();
+        let tenants: usize = env_or("SLUICE_BENCH_CONTROL_TENANTS", 10);
+        let rate: f64 = env_or("SLUICE_BENCH_API_RATE", 500.0);
+        let window: u64 = env_or("SLUICE_BENCH_CONTROL_WINDOW_S", 30);
+        for (n, with) in sizes.iter().flat_map(|&n| [(n, 0.0), (n, rate)]) {
+            let mut env = vec![
+                (ROLE, "sluice".to_string()),
+                ("SLUICE_BENCH_KIND", "control".into()),
+                ("SLUICE_BENCH_N", n.to_string()),
+                ("SLUICE_BENCH_TENANTS", tenants.to_string()),
+                ("SLUICE_BENCH_API", "1".into()),
+                ("SLUICE_BENCH_API_RATE", with.to_string()),
+                ("SLUICE_BENCH_WINDOW_S", window.to_string()),
+            ];
+            env.extend(caps.iter().cloned());
+            scenarios.push(Scenario {
+                short: if with == 0.0 { "no API load".into() } else { format!("API {with:.0} req/s") },
+                label: format!(
+                    "{n} projects of {tenants} tenants at rate(1 second), shipped settings, API on loopback, {}",
+                    if with == 0.0 { "idle".to_string() } else { format!("{with:.0} requests/s from another process") }
+                ),
+                env,
+            });
+        }
+    }
+    scenarios
+}
+
+/// A row of a baseline/loaded comparison: the label, both values, and their ratio.
+fn row(label: &str, base: f64, loaded: f64, digits: usize) {
+    let ratio = if base.is_finite() && base != 0.0 { format!("{:.2}x", loaded / base) } else { "-".into() };
+    println!("| {label:<44} | {base:>12.digits$} | {loaded:>12.digits$} | {ratio:>7} |");
+}
+
+fn comparison_rows(base: &Value, loaded: &Value) {
+    row("well-behaved polls/s", f(base, "polls_per_s"), f(loaded, "polls_per_s"), 0);
+    row("schedule lag p50, ms", f(base, "lag_p50_ms"), f(loaded, "lag_p50_ms"), 0);
+    row("schedule lag p99, ms", f(base, "lag_p99_ms"), f(loaded, "lag_p99_ms"), 0);
+    row("schedule lag max, ms", f(base, "lag_max_ms"), f(loaded, "lag_max_ms"), 0);
+    row(
+        "lag p99 of the median 10-s slice, ms",
+        f(base, "lag_p99_median_slice_ms"),
+        f(loaded, "lag_p99_median_slice_ms"),
+        0,
+    );
+    row("well-behaved run wall mean, ms", f(base, "run_ms_mean"), f(loaded, "run_ms_mean"), 1);
+    for stage in ["prepare", "transform", "outbox"] {
+        let (b, l) = (f(&base["stage_ms_mean"], stage), f(&loaded["stage_ms_mean"], stage));
+        row(&format!("  of which {stage}, ms"), b, l, 1);
+    }
+    row("well-behaved runs failed", f(base, "failed"), f(loaded, "failed"), 0);
+    row("skipped ticks (all projects)", f(base, "skipped_ticks"), f(loaded, "skipped_ticks"), 0);
+    row("Sluice CPU, cores", f(base, "cpu_cores"), f(loaded, "cpu_cores"), 2);
+    row("VmRSS in window, min MiB", f(base, "rss_window_min_mib"), f(loaded, "rss_window_min_mib"), 0);
+    row("VmRSS in window, max MiB", f(base, "rss_window_max_mib"), f(loaded, "rss_window_max_mib"), 0);
+    row("VmHWM (peak), MiB", f(base, "rss_peak_mib"), f(loaded, "rss_peak_mib"), 0);
+    row("VmRSS at the end, MiB", f(base, "rss_end_mib"), f(loaded, "rss_end_mib"), 0);
+    row("other processes, cores", f(base, "others_cores"), f(loaded, "others_cores"), 2);
+}
+
+fn header(title: &str, base: &str, loaded: &str) {
+    println!();
+    println!("{title}");
+    println!("| {:<44} | {base:>12} | {loaded:>12} | {:>7} |", "", "ratio");
+}
+
+/// The two windows side by side per 10 s: lag, the slowest outbox flush, Sluice's CPU, other
+/// processes' CPU and disk wait (to tell this process's doing from the shared machine's), and for
+/// the noisy scenario its tenant's runs, their wasm time and the RSS.
+fn slice_table(base: &Value, loaded: &Value, name: &str) {
+    let noisy = !loaded["noisy"].is_null();
+    println!();
+    println!(
+        "Per 10 s, baseline | {name}: well-behaved lag p99 (and p50, max) and slowest outbox flush in ms; \
+         CPU cores of Sluice, of other processes, and idle waiting for disk{}",
+        if noisy { "; noisy runs started, their wasm seconds, and the largest RSS sampled" } else { "" }
+    );
+    let columns = [
+        "slice s", "p99", "outbox", "own", "others", "iowait", "|", "p50", "p99", "max", "outbox", "own", "others",
+        "iowait",
+    ];
+    let extra = if noisy { " noisy |  wasm s |     RSS |" } else { "" };
+    println!("| {} |{extra}", columns.map(|c| format!("{c:>7}")).join(" | "));
+    let empty = Vec::new();
+    for (i, slice) in loaded["slices"].as_array().unwrap_or(&empty).iter().enumerate() {
+        let (b, bm, lm) = (&base["slices"][i], &base["machine_slices"][i], &loaded["machine_slices"][i]);
+        let cells = [
+            format!("{:>3.0}-{:<3.0}", f(slice, "from_s"), f(slice, "to_s")),
+            format!("{:.0}", f(b, "lag_p99_ms")),
+            format!("{:.0}", f(b, "outbox_max_ms")),
+            format!("{:.2}", f(bm, "own_cores")),
+            format!("{:.2}", f(bm, "others_cores")),
+            format!("{:.2}", f(bm, "iowait_cores")),
+            "|".into(),
+            format!("{:.0}", f(slice, "lag_p50_ms")),
+            format!("{:.0}", f(slice, "lag_p99_ms")),
+            format!("{:.0}", f(slice, "lag_max_ms")),
+            format!("{:.0}", f(slice, "outbox_max_ms")),
+            format!("{:.2}", f(lm, "own_cores")),
+            format!("{:.2}", f(lm, "others_cores")),
+            format!("{:.2}", f(lm, "iowait_cores")),
+        ];
+        let extra = if noisy {
+            let n = &loaded["noisy"]["slices"][i];
+            format!(
+                " {:>5} | {:>7.1} | {:>3.0} MiB |",
+                n["runs"].as_u64().unwrap_or(0),
+                f(n, "transform_s"),
+                f(lm, "rss_max_mib")
+            )
+        } else {
+            String::new()
+        };
+        println!("| {} |{extra}", cells.map(|c| format!("{c:>7}")).join(" | "));
+    }
+}
+
+fn print_noisy(base: &Value, loaded: &Value) {
+    header("Noisy neighbours (shipped settings)", "baseline", "with noisy");
+    comparison_rows(base, loaded);
+    let peak = if loaded["rss_peak_is_window"] == true { "peak over the window" } else { "peak since start" };
+    println!("  (VmHWM: {peak}; window {:.0} s)", f(loaded, "window_s"));
+    slice_table(base, loaded, "with noisy");
+    let noisy = &loaded["noisy"];
+    println!();
+    println!("Noisy projects over the window:");
+    for (mode, m) in noisy["modes"].as_object().into_iter().flatten() {
+        println!(
+            "  {mode}: {} projects, {} runs ({} failed, {} succeeded), runs per project min/median/max {}, {} skips recorded",
+            m["projects"], m["ran"], m["failed"], m["succeeded"], m["runs_per_project"], m["skipped_recorded"]
+        );
+        for (error, count) in m["errors"].as_object().into_iter().flatten() {
+            println!("    {count} x {error}");
+        }
+    }
+    println!(
+        "  at the end: status {}, consecutive failures {}, {} backed off with {} s left; e.g. \"{}\"",
+        noisy["status_at_end"],
+        noisy["consecutive_failures_at_end"],
+        noisy["backed_off_at_end"],
+        noisy["backoff_left_s_at_end"],
+        noisy["status_message_example"].as_str().unwrap_or("")
+    );
+    for (label, r) in [("baseline", base), ("with noisy", loaded)] {
+        println!(
+            "  {label}: {} well-behaved runs ({} failed), {} skips recorded, run wall mean {:.1} ms; machine {:.0}% busy, peer {:.2} cores-equivalent",
+            f(r, "succeeded") + f(r, "failed"),
+            r["failed"],
+            r["skipped"],
+            f(r, "run_ms_mean"),
+            f(r, "machine_busy") * 100.0,
+            f(r, "peer_cpu_us_per_poll") * f(r, "polls_per_s") / 1e6,
+        );
+        if f(r, "failed") > 0.0 {
+            println!("    errors: {}", r["errors"]);
+        }
+    }
+}
+
+fn print_control(base: &Value, loaded: &Value) {
+    let api = &loaded["api"];
+    header(
+        &format!("Control plane under load: {} projects, API at {:.0} req/s", loaded["n"], f(api, "offered_per_s")),
+        "no API load",
+        "API load",
+    );
+    comparison_rows(base, loaded);
+    row("load generator, cores (another process)", f(base, "helper_cores"), f(loaded, "helper_cores"), 2);
+    slice_table(base, loaded, "API load");
+    println!();
+    println!(
+        "API over {:.0} s: {} requests, {:.0}/s achieved of {:.0}/s offered; p50 {:.1} ms, p99 {:.1} ms, max {:.0} ms; \
+         {} errors, {} dropped, {} unfinished; sender late p99 {:.1} ms",
+        f(api, "window_s"),
+        api["completed"],
+        f(api, "achieved_per_s"),
+        f(api, "offered_per_s"),
+        f(api, "p50_ms"),
+        f(api, "p99_ms"),
+        f(api, "max_ms"),
+        api["errors"],
+        api["dropped"],
+        api["unfinished"],
+        f(api, "late_p99_ms"),
+    );
+    println!(
+        "| {:<46} | {:>5} | {:>6} | {:>8} | {:>8} | {:>8} | {:>11} | {:>6} |",
+        "request", "share", "count", "p50 ms", "p99 ms", "max ms", "svc p99 ms", "errors"
+    );
+    for kind in api["kinds"].as_array().into_iter().flatten() {
+        let errors: u64 = kind["errors"].as_object().map_or(0, |e| e.values().filter_map(Value::as_u64).sum());
+        println!(
+            "| {:<46} | {:>4}% | {:>6} | {:>8.1} | {:>8.1} | {:>8.0} | {:>11.1} | {:>6} |",
+            kind["kind"].as_str().unwrap_or("?"),
+            kind["share"].as_u64().unwrap_or(0),
+            kind["count"].as_u64().unwrap_or(0),
+            f(kind, "p50_ms"),
+            f(kind, "p99_ms"),
+            f(kind, "max_ms"),
+            f(kind, "service_p99_ms"),
+            errors
+        );
+        if errors > 0 {
+            println!("    {}", kind["errors"]);
+        }
+        if kind["skipped"].as_u64().unwrap_or(0) > 0 {
+            println!("    {} not sent: no project created earlier had come back yet", kind["skipped"]);
+        }
+    }
+}
+
+/// Prints the noisy and control comparisons among `results`, which come in (baseline, loaded)
+/// pairs.
+pub fn print(results: &[Value]) {
+    for (kind, print) in [("noisy", print_noisy as fn(&Value, &Value)), ("control", print_control)] {
+        let runs: Vec<&Value> = results.iter().filter(|r| r["kind"] == kind).collect();
+        for pair in runs.chunks(2) {
+            if let [base, loaded] = pair {
+                print(base, loaded);
+            }
+        }
+    }
+}
