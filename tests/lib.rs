@@ -5,12 +5,16 @@
 
 pub mod fault_proxy;
 pub mod hostile_source;
+pub mod secrets;
 pub mod source;
 pub mod tenant_account;
 pub mod world;
 
 use std::path::PathBuf;
 use std::sync::{Arc, Mutex, OnceLock};
+
+use secrets::observe_response;
+pub use secrets::{assert_no_secrets, canary, leaked_secrets, register_secret, wire_log_lines};
 
 use sluice::run::Control;
 use sluice::scheduler::{Clock, Outcome, Runner, Scheduler, SchedulerConfig, Tick};
@@ -185,12 +189,14 @@ impl TestApi {
         if let Some(content_type) = content_type {
             request = request.header("content-type", content_type);
         }
+        let sent = body.clone();
         let request = request.body(axum::body::Body::from(body)).unwrap();
         let response = self.app.clone().oneshot(request).await.unwrap();
         let status = response.status().as_u16();
         let content_type =
             response.headers().get("content-type").map(|v| v.to_str().expect("an ASCII content type").to_string());
         let body = response.into_body().collect().await.unwrap().to_bytes().to_vec();
+        observe_response(path, &sent, &format!("the response to {method} {path}"), &String::from_utf8_lossy(&body));
         RawResponse { status, content_type, body }
     }
 
@@ -240,9 +246,45 @@ impl Default for TestApi {
 }
 
 /// A running `sluice serve`, killed when dropped.
+///
+/// Its stdout and stderr (its log, at `SLUICE_LOG=info,sluice=debug` unless a test sets another
+/// level) are captured and echoed as the test's own output, which the harness shows when the test
+/// fails. When dropped, it checks that no registered secret (see [`register_secret`]) is in the
+/// log or, while the daemon still runs, in `/metrics`.
 pub struct Daemon {
     pub child: std::process::Child,
     pub addr: std::net::SocketAddr,
+    log: Arc<Mutex<String>>,
+    /// One message per output stream once it reaches its end.
+    drained: std::sync::mpsc::Receiver<()>,
+}
+
+/// The daemon's log level in tests: its own debug messages (an AWS error's full context, among
+/// others) are the ones most likely to carry what must not leak, and it says little at info.
+const TEST_LOG: &str = "info,sluice=debug";
+
+/// Copies one output stream of the daemon into `log` and the test's output, line by line, and
+/// hands each line to `on_line` (for the address the daemon prints).
+fn capture(
+    stream: impl std::io::Read + Send + 'static,
+    log: Arc<Mutex<String>>,
+    drained: std::sync::mpsc::Sender<()>,
+    mut on_line: impl FnMut(&str) + Send + 'static,
+) {
+    use std::io::BufRead;
+    // Spawned threads inherit the test's output capture, so the echo shows only on failure.
+    std::thread::spawn(move || {
+        let mut reader = std::io::BufReader::new(stream);
+        let mut raw = Vec::new();
+        while reader.read_until(b'\n', &mut raw).is_ok_and(|n| n > 0) {
+            let line = String::from_utf8_lossy(&raw).into_owned();
+            eprint!("[sluice] {line}");
+            on_line(line.trim_end());
+            log.lock().unwrap_or_else(|e| e.into_inner()).push_str(&line);
+            raw.clear();
+        }
+        let _ = drained.send(());
+    });
 }
 
 impl Daemon {
@@ -260,7 +302,6 @@ impl Daemon {
     /// Like [`Daemon::start_with`], with a TOML configuration file holding `config` (none when
     /// empty), kept in the data directory.
     pub fn start_configured(data_dir: &std::path::Path, env: &[(&str, String)], config: &str) -> Self {
-        use std::io::BufRead;
         let mut command = std::process::Command::new(sluice_bin());
         command.arg("serve");
         if !config.is_empty() {
@@ -273,7 +314,9 @@ impl Daemon {
             .env("SLUICE_LISTEN", "127.0.0.1:0")
             .env("SLUICE_DATA_DIR", data_dir)
             .env("SLUICE_ADMIN_TOKEN", ADMIN_TOKEN)
-            .env("SLUICE_LOG", "warn")
+            .env("SLUICE_LOG", TEST_LOG)
+            // Plain text: colour codes in the log would only get in the way of reading it.
+            .env("NO_COLOR", "1")
             .env_remove("SLUICE_PLATFORM_PRINCIPAL_ARN")
             // Unless a test points it at moto, AWS goes to a closed loopback port: a test must
             // never reach the real AWS, and a project that runs fails fast instead.
@@ -284,19 +327,44 @@ impl Daemon {
             .env("AWS_EC2_METADATA_DISABLED", "true")
             .envs(env.iter().map(|(k, v)| (*k, v.as_str())))
             .stdout(std::process::Stdio::piped())
+            .stderr(std::process::Stdio::piped())
             .spawn()
             .expect("sluice starts");
-        let stdout = child.stdout.take().unwrap();
+        let log = Arc::new(Mutex::new(String::new()));
+        let (drained_tx, drained) = std::sync::mpsc::channel();
         let (tx, rx) = std::sync::mpsc::channel();
-        std::thread::spawn(move || {
-            for line in std::io::BufReader::new(stdout).lines().map_while(Result::ok) {
-                if let Some(addr) = line.strip_prefix("sluice listening on http://") {
-                    let _ = tx.send(addr.parse::<std::net::SocketAddr>().unwrap());
-                }
+        capture(child.stdout.take().unwrap(), log.clone(), drained_tx.clone(), move |line| {
+            if let Some(addr) = line.strip_prefix("sluice listening on http://") {
+                let _ = tx.send(addr.parse::<std::net::SocketAddr>().unwrap());
             }
         });
-        let addr = rx.recv_timeout(std::time::Duration::from_secs(30)).expect("sluice printed its address");
-        Self { child, addr }
+        capture(child.stderr.take().unwrap(), log.clone(), drained_tx, |_| {});
+        let addr = match rx.recv_timeout(std::time::Duration::from_secs(30)) {
+            Ok(addr) => addr,
+            Err(_) => {
+                let _ = child.kill();
+                let _ = child.wait();
+                panic!("sluice did not print its address within 30 s; its output:\n{}", log.lock().unwrap());
+            }
+        };
+        Self { child, addr, log, drained }
+    }
+
+    /// The daemon's peak resident memory so far (`VmHWM` in `/proc/<pid>/status`), in MiB.
+    pub fn peak_rss_mib(&self) -> u64 {
+        let status =
+            std::fs::read_to_string(format!("/proc/{}/status", self.child.id())).expect("the daemon's /proc status");
+        let kib: u64 = status
+            .lines()
+            .find_map(|line| line.strip_prefix("VmHWM:"))
+            .and_then(|rest| rest.trim().trim_end_matches("kB").trim().parse().ok())
+            .expect("VmHWM in /proc/<pid>/status");
+        kib / 1024
+    }
+
+    /// Everything the daemon has printed so far, stdout and stderr.
+    pub fn log(&self) -> String {
+        self.log.lock().unwrap_or_else(|e| e.into_inner()).clone()
     }
 
     /// Sends one HTTP/1.1 request and returns the status and JSON body (`null` when empty).
@@ -327,8 +395,22 @@ impl Daemon {
 
 impl Drop for Daemon {
     fn drop(&mut self) {
+        // Everything is gathered, and the process is gone, before anything can panic.
+        let running = matches!(self.child.try_wait(), Ok(None));
+        let timeout = std::time::Duration::from_secs(5);
+        let metrics = running.then(|| http_exchange_within(self.addr, "GET", "/metrics", None, "", b"", timeout).ok());
         let _ = self.child.kill();
         let _ = self.child.wait();
+        // Both streams end with the process; waiting for them makes the log complete.
+        let complete = (0..2).all(|_| self.drained.recv_timeout(timeout).is_ok());
+        if std::thread::panicking() {
+            return;
+        }
+        if let Some(Some((_, text))) = metrics {
+            assert_no_secrets("the daemon's /metrics", &text);
+        }
+        assert_no_secrets("the daemon's log", &self.log());
+        assert!(complete, "the daemon's output did not end within {timeout:?} of its exit");
     }
 }
 
@@ -365,7 +447,8 @@ pub fn http_text(addr: std::net::SocketAddr, path: &str) -> (u16, String) {
     http_exchange(addr, "GET", path, None, "", b"")
 }
 
-/// One HTTP/1.1 exchange; returns the status and the body as text.
+/// One HTTP/1.1 exchange; returns the status and the body as text, which must hold no registered
+/// secret beyond a key the response issues.
 fn http_exchange(
     addr: std::net::SocketAddr,
     method: &str,
@@ -374,9 +457,27 @@ fn http_exchange(
     content_type: &str,
     body: &[u8],
 ) -> (u16, String) {
+    let timeout = std::time::Duration::from_secs(30);
+    let (status, text) = http_exchange_within(addr, method, path, token, content_type, body, timeout)
+        .unwrap_or_else(|e| panic!("{method} {path} on the daemon at {addr}: {e}"));
+    observe_response(path, body, &format!("the response to {method} {path}"), &text);
+    (status, text)
+}
+
+/// Like [`http_exchange`] with a read timeout and without the check, failing with a message.
+fn http_exchange_within(
+    addr: std::net::SocketAddr,
+    method: &str,
+    path: &str,
+    token: Option<&str>,
+    content_type: &str,
+    body: &[u8],
+    timeout: std::time::Duration,
+) -> Result<(u16, String), String> {
     use std::io::{Read, Write};
-    let mut stream = std::net::TcpStream::connect(addr).expect("connects to the daemon");
-    stream.set_read_timeout(Some(std::time::Duration::from_secs(30))).unwrap();
+    let fail = |e: std::io::Error| e.to_string();
+    let mut stream = std::net::TcpStream::connect_timeout(&addr, timeout).map_err(fail)?;
+    stream.set_read_timeout(Some(timeout)).map_err(fail)?;
     let mut request = format!("{method} {path} HTTP/1.1\r\nhost: {addr}\r\nconnection: close\r\n");
     if let Some(token) = token {
         request.push_str(&format!("authorization: Bearer {token}\r\n"));
@@ -385,15 +486,15 @@ fn http_exchange(
         request.push_str(&format!("content-type: {content_type}\r\n"));
     }
     request.push_str(&format!("content-length: {}\r\n\r\n", body.len()));
-    stream.write_all(request.as_bytes()).unwrap();
-    stream.write_all(body).unwrap();
+    stream.write_all(request.as_bytes()).map_err(fail)?;
+    stream.write_all(body).map_err(fail)?;
     let mut response = Vec::new();
-    stream.read_to_end(&mut response).unwrap();
+    stream.read_to_end(&mut response).map_err(fail)?;
     let text = String::from_utf8_lossy(&response);
-    let (head, rest) = text.split_once("\r\n\r\n").expect("a complete HTTP response");
-    let status = head.split_whitespace().nth(1).and_then(|s| s.parse().ok()).expect("a status code");
+    let (head, rest) = text.split_once("\r\n\r\n").ok_or("an incomplete HTTP response")?;
+    let status = head.split_whitespace().nth(1).and_then(|s| s.parse().ok()).ok_or("no status code")?;
     // Responses from axum here are small and sent with content-length, not chunked.
-    (status, rest.to_string())
+    Ok((status, rest.to_string()))
 }
 
 /// moto's server on a free loopback port, the local AWS for tests; stopped when dropped.

@@ -59,12 +59,19 @@ impl TenantAccount {
 
     /// Creates a one-shard stream and returns its ARN.
     pub async fn stream(&self, name: &str) -> String {
-        self.kinesis.create_stream().stream_name(name).shard_count(1).send().await.unwrap();
+        self.stream_with_shards(name, 1).await
+    }
+
+    /// Creates a stream with `shards` shards and returns its ARN.
+    pub async fn stream_with_shards(&self, name: &str, shards: i32) -> String {
+        self.kinesis.create_stream().stream_name(name).shard_count(shards).send().await.unwrap();
         format!("arn:aws:kinesis:eu-central-1:{}:stream/{name}", self.account)
     }
 
-    /// Creates a secret and returns its ARN.
+    /// Creates a secret and returns its ARN. The value is registered as a secret that the
+    /// daemon must never repeat (see [`crate::register_secret`]).
     pub async fn secret(&self, name: &str, value: &str) -> String {
+        crate::register_secret(value);
         let created = self.secrets.create_secret().name(name).secret_string(value).send().await.unwrap();
         created.arn().unwrap().to_string()
     }

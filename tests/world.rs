@@ -50,23 +50,35 @@ impl World {
 
     /// Like [`World::start`]; with `allow_private` false the egress guard refuses the source.
     pub fn start_with(allow_private: bool) -> Self {
+        Self::start_configured(allow_private, FAST, &[])
+    }
+
+    /// Like [`World::start_with`], with the daemon's configuration file and extra environment.
+    pub fn start_configured(allow_private: bool, config: &str, env: &[(&'static str, String)]) -> Self {
         let moto = Moto::start();
         let proxy = FaultProxy::start(&moto.endpoint);
         let source = TestSource::start();
         let dir = tempfile::tempdir().unwrap();
         let mut world = Self { moto, proxy, source, dir, daemon: None, allow_private };
-        world.restart();
+        world.restart_with(config, env);
         world
     }
 
     /// Starts the daemon (again) on the same data directory.
     pub fn restart(&mut self) {
-        let env = [
+        self.restart_with(FAST, &[]);
+    }
+
+    /// Like [`World::restart`], with the daemon's configuration file and extra environment
+    /// (e.g. `SLUICE_LOG`), which a test that restarts passes each time.
+    pub fn restart_with(&mut self, config: &str, extra_env: &[(&'static str, String)]) {
+        let mut env = vec![
             ("AWS_ENDPOINT_URL", self.proxy.endpoint.clone()),
             ("SLUICE_ALLOW_PRIVATE_SOURCES", self.allow_private.to_string()),
             ("SLUICE_PLATFORM_PRINCIPAL_ARN", PLATFORM_PRINCIPAL.to_string()),
         ];
-        self.daemon = Some(Daemon::start_configured(self.dir.path(), &env, FAST));
+        env.extend(extra_env.iter().cloned());
+        self.daemon = Some(Daemon::start_configured(self.dir.path(), &env, config));
     }
 
     /// `kill -9` of the daemon.

@@ -185,6 +185,8 @@ async fn demo() -> Result<bool> {
         ("AWS_SECRET_ACCESS_KEY", platform.secret_access_key().to_string()),
         ("AWS_SESSION_TOKEN", platform.session_token().to_string()),
         ("SLUICE_ALLOW_PRIVATE_SOURCES", "true".to_string()),
+        // Warnings and errors only: the demo's own output tells the story.
+        ("SLUICE_LOG", "warn".to_string()),
     ];
     let mut daemon = Daemon::start_configured(data_dir.path(), &env, "");
     info(format!("sluice (pid {}) listening on http://{} ({})", daemon.child.id(), daemon.addr, elapsed()));

@@ -199,3 +199,141 @@ async fn metrics_count_requests_by_route_template_in_prometheus_format() {
     assert!(response.contains("sluice_tenants 1"));
     assert!(!response.contains(&id), "ids never become label values");
 }
+
+// Hostile input found by the schemathesis run (`e2e/schemathesis.rs`) or while probing around
+// it. Each case here answered with something the OpenAPI document does not describe before it was
+// fixed.
+
+const STREAM: &str = "arn:aws:kinesis:eu-central-1:123456789012:stream/weather";
+const ROLE: &str = "arn:aws:iam::123456789012:role/sluice-delivery";
+
+/// serde builds a struct from an array of its fields too; the document promises objects only.
+/// `{"quotas": [null, null]}` used to clear a tenant's overrides, and `"target": [stream, role]`
+/// used to create a project.
+#[tokio::test]
+async fn an_array_is_never_taken_for_an_object() {
+    let api = TestApi::new();
+    let (id, key) = api.tenant("acme").await;
+    let tenant = format!("/v1/tenants/{id}");
+    let (status, _) = api.call("PATCH", &tenant, Some(ADMIN_TOKEN), Some(r#"{"quotas": {"max_projects": 7}}"#)).await;
+    assert_eq!(status, 200);
+    let (status, response) = api.call("PATCH", &tenant, Some(ADMIN_TOKEN), Some(r#"{"quotas": [null, null]}"#)).await;
+    assert_error(status, &response, 400, "invalid_request");
+    assert!(response["error"]["message"].as_str().unwrap().contains("invalid type: sequence"), "{response}");
+    let (_, shown) = api.call("GET", &tenant, Some(ADMIN_TOKEN), None).await;
+    assert_eq!(shown["quota_overrides"], json!({"max_projects": 7}), "the refused request changed nothing");
+
+    let (_, plugin) = api.upload(&key, "json-split").await;
+    let project = |target: Value| {
+        json!({
+            "name": "weather", "schedule": "rate(1 hour)", "source": {"url": "https://api.example.com/v1/obs"},
+            "plugin_id": plugin["id"], "target": target,
+        })
+        .to_string()
+    };
+    let (status, response) = api.call("POST", "/v1/projects", Some(&key), Some(&project(json!([STREAM, ROLE])))).await;
+    assert_error(status, &response, 400, "invalid_request");
+    let (status, created) = api
+        .call("POST", "/v1/projects", Some(&key), Some(&project(json!({"stream_arn": STREAM, "role_arn": ROLE}))))
+        .await;
+    assert_eq!(status, 201, "the object form still works: {created}");
+}
+
+/// Quota overrides are documented as `int32` (counts) and `int64` (seconds, bytes); the API took
+/// any `u32` and `u64`, and answered 200 with numbers outside the formats it documents.
+#[tokio::test]
+async fn quota_overrides_stay_within_their_documented_integer_formats() {
+    let api = TestApi::new();
+    let (id, _) = api.tenant("acme").await;
+    let tenant = format!("/v1/tenants/{id}");
+    for quotas in [
+        r#"{"min_interval_seconds": 9223372036854775808}"#,
+        r#"{"max_plugin_bytes": 18446744073709551615}"#,
+        r#"{"max_projects": 2147483648}"#,
+        r#"{"max_plugins": 4294967295}"#,
+    ] {
+        let body = format!(r#"{{"quotas": {quotas}}}"#);
+        let (status, response) = api.call("PATCH", &tenant, Some(ADMIN_TOKEN), Some(&body)).await;
+        assert_error(status, &response, 400, "invalid_request");
+        assert!(response["error"]["message"].as_str().unwrap().contains("must be at most"), "{quotas}: {response}");
+    }
+    let (_, shown) = api.call("GET", &tenant, Some(ADMIN_TOKEN), None).await;
+    assert_eq!(shown["quota_overrides"], json!({}), "the refused requests changed nothing");
+    let largest = r#"{"quotas": {"max_projects": 2147483647, "max_plugins": 2147483647,
+        "min_interval_seconds": 9223372036854775807, "max_plugin_bytes": 9223372036854775807}}"#;
+    let (status, changed) = api.call("PATCH", &tenant, Some(ADMIN_TOKEN), Some(largest)).await;
+    assert_eq!(status, 200, "{changed}");
+    assert_eq!(changed["quotas"]["min_interval_seconds"], i64::MAX);
+}
+
+/// A dry run's `response.status` is documented as an HTTP status, 100 to 999; the API took any
+/// `u16`, and refused the larger integers the document allowed with a message about `u16`.
+#[tokio::test]
+async fn a_dry_run_takes_a_three_digit_status() {
+    let api = TestApi::new();
+    let (_, key) = api.tenant("acme").await;
+    let (_, plugin) = api.upload(&key, "json-split").await;
+    let path = format!("/v1/plugins/{}/test", plugin["id"].as_str().unwrap());
+    let body = |status: u64| json!({"response": {"status": status, "body": {"text": "[]"}}}).to_string();
+    for status in [0, 99, 1000, 65_535] {
+        let (code, response) = api.call("POST", &path, Some(&key), Some(&body(status))).await;
+        assert_error(code, &response, 400, "invalid_request");
+        assert!(response["error"]["message"].as_str().unwrap().contains("response.status"), "{status}: {response}");
+    }
+    // Beyond `u16` the body does not fit at all; the document no longer offers such numbers.
+    let (code, response) = api.call("POST", &path, Some(&key), Some(&body(2_147_483_646))).await;
+    assert_error(code, &response, 400, "invalid_request");
+    for status in [100, 599, 999] {
+        let (code, report) = api.call("POST", &path, Some(&key), Some(&body(status))).await;
+        assert_eq!(code, 200, "{status}: {report}");
+    }
+}
+
+/// A percent-encoded id that is not UTF-8 named nothing but got axum's plain-text 400, which no
+/// operation documents; it is a 404 with the error body, like any other unknown id.
+#[tokio::test]
+async fn an_id_that_is_not_utf8_is_404_with_the_error_body() {
+    let api = TestApi::new();
+    let (_, key) = api.tenant("acme").await;
+    let cases = [
+        ("GET", "/v1/tenants/%FF", ADMIN_TOKEN),
+        ("POST", "/v1/tenants/%C3%28/keys", ADMIN_TOKEN),
+        ("GET", "/v1/plugins/sha256%3A%FF", key.as_str()),
+        ("DELETE", "/v1/projects/prj_%FE", key.as_str()),
+        ("GET", "/v1/projects/%FF/runs", key.as_str()),
+    ];
+    for (method, path, token) in cases {
+        let response = api.send(method, path, Some(token), None, vec![]).await;
+        assert_eq!(response.content_type.as_deref(), Some("application/json"), "{method} {path}");
+        assert_error(response.status, &response.json(), 404, "not_found");
+    }
+}
+
+/// A method a path does not take got an empty 405; it gets the error body too, and axum's
+/// `Allow` header still lists the methods the path takes.
+#[tokio::test]
+async fn a_method_the_path_does_not_take_is_405_with_the_error_body_and_allow() {
+    use http_body_util::BodyExt;
+    use tower::ServiceExt;
+    let api = TestApi::new();
+    for (method, path, allowed) in [
+        ("PUT", "/v1/tenants", "POST,GET,HEAD"),
+        ("DELETE", "/healthz", "GET,HEAD"),
+        ("GET", "/v1/projects/p/run", "POST"),
+    ] {
+        let request = axum::http::Request::builder()
+            .method(method)
+            .uri(path)
+            .header("authorization", format!("Bearer {ADMIN_TOKEN}"))
+            .body(axum::body::Body::empty())
+            .unwrap();
+        let response = api.app.clone().oneshot(request).await.unwrap();
+        let allow = response.headers().get("allow").map(|v| v.to_str().unwrap().to_string());
+        assert_eq!(allow.as_deref(), Some(allowed), "{method} {path}");
+        assert_eq!(response.headers()["content-type"], "application/json", "{method} {path}");
+        let status = response.status().as_u16();
+        let body: Value = serde_json::from_slice(&response.into_body().collect().await.unwrap().to_bytes()).unwrap();
+        assert_error(status, &body, 405, "method_not_allowed");
+        assert!(body["error"]["message"].as_str().unwrap().contains(path), "{body}");
+    }
+}

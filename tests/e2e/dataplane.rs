@@ -5,6 +5,7 @@ use std::collections::BTreeSet;
 use std::time::Duration;
 
 use serde_json::{Value, json};
+use sluice_tests::wire_log_lines;
 use sluice_tests::world::{World, wait_for};
 
 const SECRET_KEY: &str = "k-1";
@@ -81,6 +82,12 @@ async fn example_plugins_deliver_to_their_streams_with_their_partition_keys() {
     assert_eq!(last.query.get("since").map(String::as_str), Some("2026-01-01T00:00:00.249Z"));
     let records = stream(&tenant, &incr_arn).await;
     assert_eq!((records.len(), ids(&records).len()), (260, 260), "no duplicates without faults");
+
+    // At the test's `info,sluice=debug` the SDK and HTTP crates stay at info: the daemon's cap on
+    // them only ever lowers their level, it never raises it to debug.
+    let log = world.daemon().log();
+    let chatty = wire_log_lines(&log, "DEBUG");
+    assert!(chatty.is_empty(), "{} debug lines from the SDK or HTTP crates, first: {:?}", chatty.len(), chatty.first());
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -235,4 +242,37 @@ async fn a_sources_retry_after_holds_back_the_next_run() {
     let waited = time(&next, "started_at").duration_since(time(&refused, "finished_at"));
     assert!(waited >= jiff::SignedDuration::from_millis(3900), "the next run came {waited:?} after the 429: {next}");
     assert_eq!(next["outcome"], "succeeded", "{next}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_run_longer_than_its_interval_records_its_streak_of_skipped_ticks_once() {
+    let world = World::start();
+    let tenant = world.tenant("acme", "111111111111").await;
+    let arn = tenant.aws.stream("events").await;
+    // The source takes 3 s to answer, so each run of a 1 s schedule makes two or three ticks skip.
+    let project = world.project(&tenant, "passthrough", "/leak/slow", &arn, json!({"schedule": "rate(1 second)"}));
+    let id = project["id"].as_str().unwrap();
+    let runs = wait_for(Duration::from_secs(40), "three slow runs", || {
+        let runs = world.runs(&tenant, id);
+        (runs.iter().filter(|r| r["outcome"] == "succeeded").count() >= 3).then_some(runs)
+    });
+    let ticks = world.metric("sluice_runs_total{trigger=\"schedule\",outcome=\"skipped\"}");
+    let time = |run: &Value, field: &str| run[field].as_str().unwrap().parse::<jiff::Timestamp>().unwrap();
+    let skipped: Vec<&Value> = runs.iter().filter(|r| r["outcome"] == "skipped").collect();
+    let succeeded: Vec<&Value> = runs.iter().filter(|r| r["outcome"] == "succeeded").collect();
+    for run in &succeeded {
+        let during = skipped
+            .iter()
+            .filter(|s| (time(run, "started_at")..=time(run, "finished_at")).contains(&time(s, "started_at")))
+            .count();
+        assert!(during <= 1, "{during} history entries for the ticks skipped during one run: {runs:#?}");
+    }
+    assert!(!skipped.is_empty(), "no skipped tick was recorded: {runs:#?}");
+    assert!(
+        ticks >= 2.0 * (succeeded.len() - 1) as f64,
+        "the metric counts every skipped tick: {ticks} for {} runs",
+        succeeded.len()
+    );
+    let message = skipped[0]["error"]["message"].as_str().unwrap();
+    assert!(message.contains("ticks after it until that run ends"), "{message}");
 }

@@ -16,11 +16,9 @@ use std::time::Duration;
 
 use jiff::Timestamp;
 use serde_json::{Value, json};
-use sluice_tests::fault_proxy::FaultProxy;
 use sluice_tests::hostile_source::{BOMB, HostileSource};
-use sluice_tests::source::TestSource;
 use sluice_tests::world::{FAST, Tenant, World, wait_for};
-use sluice_tests::{ADMIN_TOKEN, Daemon, Moto, PLATFORM_PRINCIPAL, sluice_bin};
+use sluice_tests::{ADMIN_TOKEN, sluice_bin};
 
 /// Small limits, so that every hostile source meets one within a couple of seconds.
 const LIMITS: &str = r#"
@@ -42,22 +40,6 @@ const FAILURES: usize = 3;
 /// The daemon's peak resident memory must stay below this, in MiB: the sources send gibibytes,
 /// the daemon may hold only a few capped bodies at once.
 const MAX_PEAK_RSS_MIB: u64 = 300;
-
-/// moto, the fault proxy and the test source as `World::start` makes them, with the daemon
-/// configured with `FAST`, [`LIMITS`] and private sources off.
-fn world() -> World {
-    let moto = Moto::start();
-    let proxy = FaultProxy::start(&moto.endpoint);
-    let source = TestSource::start();
-    let dir = tempfile::tempdir().unwrap();
-    let env = [
-        ("AWS_ENDPOINT_URL", proxy.endpoint.clone()),
-        ("SLUICE_ALLOW_PRIVATE_SOURCES", "false".to_string()),
-        ("SLUICE_PLATFORM_PRINCIPAL_ARN", PLATFORM_PRINCIPAL.to_string()),
-    ];
-    let daemon = Daemon::start_configured(dir.path(), &env, &format!("{FAST}{LIMITS}"));
-    World { moto, proxy, source, dir, daemon: Some(daemon), allow_private: false }
-}
 
 /// The hostile cases: name, source URL, and what every failed run's message must contain.
 fn cases(hostile: &HostileSource, world: &World) -> Vec<(&'static str, String, Vec<String>)> {
@@ -111,17 +93,6 @@ fn millis(run: &Value, from: &str, to: &str) -> i64 {
     time(run, to).duration_since(time(run, from)).as_millis() as i64
 }
 
-/// The daemon's peak resident memory (`VmHWM`), in MiB.
-fn peak_rss_mib(world: &World) -> u64 {
-    let status = std::fs::read_to_string(format!("/proc/{}/status", world.daemon().child.id())).unwrap();
-    let kib: u64 = status
-        .lines()
-        .find_map(|line| line.strip_prefix("VmHWM:"))
-        .and_then(|rest| rest.trim().trim_end_matches("kB").trim().parse().ok())
-        .expect("VmHWM in /proc/<pid>/status");
-    kib / 1024
-}
-
 /// A project's runs that did run (not skipped because the previous one was still going).
 fn ran(world: &World, tenant: &Tenant, id: &str) -> Vec<Value> {
     world.runs(tenant, id).into_iter().filter(|run| run["outcome"] != "skipped").collect()
@@ -129,7 +100,8 @@ fn ran(world: &World, tenant: &Tenant, id: &str) -> Vec<Value> {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn hostile_sources_fail_at_their_limits_without_touching_other_projects() {
-    let world = world();
+    // Private sources off, with 127.0.0.2 the one exception (see the module doc).
+    let world = World::start_configured(false, &format!("{FAST}{LIMITS}"), &[]);
     let hostile = HostileSource::start(Ipv4Addr::new(127, 0, 0, 2));
     // The bomb is smaller than the cap on the wire: only its decoded size can fail it.
     assert!(BOMB.len() < 1_048_576 && BOMB.len() > 1_000_000, "{} bytes", BOMB.len());
@@ -144,7 +116,7 @@ async fn hostile_sources_fail_at_their_limits_without_touching_other_projects() 
     wait_for(Duration::from_secs(30), "the well-behaved project's first run", || {
         ran(&world, &good, &good_id).iter().any(|run| run["outcome"] == "succeeded").then_some(())
     });
-    let baseline_rss = peak_rss_mib(&world);
+    let baseline_rss = world.daemon().peak_rss_mib();
 
     let evil = world.tenant("evil", "222222222222").await;
     let evil_arn = evil.aws.stream("events").await;
@@ -161,7 +133,7 @@ async fn hostile_sources_fail_at_their_limits_without_touching_other_projects() 
     });
     let to = Timestamp::now();
     let elapsed = started.elapsed();
-    let peak_rss = peak_rss_mib(&world);
+    let peak_rss = world.daemon().peak_rss_mib();
 
     // Every hostile run failed in the fetch stage, within its limit, saying why.
     for (name, id, want) in &projects {

@@ -66,17 +66,6 @@ fn percentile(sorted: &[i64], p: f64) -> i64 {
     sorted[((sorted.len() - 1) as f64 * p).round() as usize]
 }
 
-/// The daemon's peak resident memory, from `/proc`, in MiB.
-fn peak_rss_mib(world: &World) -> u64 {
-    let status = std::fs::read_to_string(format!("/proc/{}/status", world.daemon().child.id())).unwrap();
-    let kib: u64 = status
-        .lines()
-        .find_map(|line| line.strip_prefix("VmHWM:"))
-        .and_then(|rest| rest.trim().trim_end_matches("kB").trim().parse().ok())
-        .expect("VmHWM in /proc/<pid>/status");
-    kib / 1024
-}
-
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn noisy_plugins_fail_and_back_off_while_the_others_keep_their_schedule() {
     let world = World::start();
@@ -132,7 +121,7 @@ async fn noisy_plugins_fail_and_back_off_while_the_others_keep_their_schedule() 
     let beside_noise = runs_between(&world, &good, noisy_from, noisy_to);
     let (baseline_lags, noisy_lags) = (lags(&baseline, &offsets), lags(&beside_noise, &offsets));
     let (p99_base, p99_noisy) = (percentile(&baseline_lags, 0.99), percentile(&noisy_lags, 0.99));
-    let peak = peak_rss_mib(&world);
+    let peak = world.daemon().peak_rss_mib();
     eprintln!(
         "well-behaved lag p50/p99: alone {}/{p99_base} ms over {} runs, beside the noisy tenant {}/{p99_noisy} ms over \
          {} runs; daemon peak RSS {peak} MiB",

@@ -6,7 +6,8 @@
 //! - `demo`: install what is missing, build the plugins and the daemon, and run the whole flow on
 //!   a local AWS emulator, printing records as they arrive in Kinesis.
 //! - `bench`: build the plugins and run the benchmarks in release mode (`runtime`, `api`,
-//!   `dataplane`; all of them without an argument).
+//!   `dataplane`; all of them without an argument). `hostile` runs the data-plane benchmark's
+//!   "under load" scenarios instead (noisy neighbours, control plane under load).
 //!
 //! Each step prints what it runs; a failing step stops the command with its exit code.
 
@@ -24,7 +25,7 @@ fn main() -> ExitCode {
         Some("bench") => bench(&args[1..]),
         _ => {
             eprintln!(
-                "usage: cargo xtask <plugins | test | demo | bench [runtime | api | dataplane | passthrough | json-split]>"
+                "usage: cargo xtask <plugins | test | demo | bench [runtime | api | dataplane | hostile | passthrough | json-split]>"
             );
             return ExitCode::from(2);
         }
@@ -88,19 +89,34 @@ fn ensure_wasm_target() -> Result<()> {
     run(cmd).context("installing the wasm32-wasip2 target failed; install rustup, or add the target by hand")
 }
 
+/// The schemathesis release the hostile-input test (`tests/e2e/schemathesis.rs`) was written
+/// against: its command line and report format change between releases, so it is pinned.
+const SCHEMATHESIS_VERSION: &str = "4.32.5";
+
 /// Installs the Python tools the tests use where they are missing: moto's server as the local
 /// AWS, the OpenAPI validators (`openapi-spec-validator` brings `openapi-schema-validator`,
-/// which the conformance test imports too), and cfn-lint for the tenant stack's template.
+/// which the conformance test imports too), cfn-lint for the tenant stack's template, and
+/// schemathesis, which fuzzes the API from its OpenAPI document.
 fn ensure_python_tools() -> Result<()> {
     let moto = which("moto_server").is_some();
     let cfn_lint = which("cfn-lint").is_some();
+    let schemathesis = Command::new("schemathesis").arg("--version").output().is_ok_and(|out| {
+        String::from_utf8_lossy(&out.stdout).trim_end().ends_with(&format!("version {SCHEMATHESIS_VERSION}"))
+    });
+    let schemathesis_package = format!("schemathesis=={SCHEMATHESIS_VERSION}");
     let openapi = Command::new("python3")
         .args(["-c", "import openapi_spec_validator, openapi_schema_validator"])
         .stdout(std::process::Stdio::null())
         .stderr(std::process::Stdio::null())
         .status()
         .is_ok_and(|status| status.success());
-    for (present, package) in [(moto, "moto[server]"), (openapi, "openapi-spec-validator"), (cfn_lint, "cfn-lint")] {
+    let tools = [
+        (moto, "moto[server]"),
+        (openapi, "openapi-spec-validator"),
+        (cfn_lint, "cfn-lint"),
+        (schemathesis, schemathesis_package.as_str()),
+    ];
+    for (present, package) in tools {
         if present {
             continue;
         }
@@ -249,12 +265,15 @@ fn host_target() -> Result<String> {
 }
 
 /// Runs the benchmarks: `runtime` (narrowed by `passthrough` or `json-split`), `api` and
-/// `dataplane`. With no argument, all of them.
+/// `dataplane`. With no argument, all of them. `hostile` is the data-plane benchmark with only
+/// its noisy-neighbour and control-plane-under-load scenarios (`SLUICE_BENCH_SIDES`), which are
+/// long and so not part of the default run.
 fn bench(filter: &[String]) -> Result<()> {
     build_plugins()?;
-    const OTHERS: [&str; 2] = ["api", "dataplane"];
+    const OTHERS: [&str; 3] = ["api", "dataplane", "hostile"];
     let run_api = filter.is_empty() || filter.iter().any(|f| f == "api");
-    let run_dataplane = filter.is_empty() || filter.iter().any(|f| f == "dataplane");
+    let hostile = filter.iter().any(|f| f == "hostile");
+    let run_dataplane = filter.is_empty() || hostile || filter.iter().any(|f| f == "dataplane");
     let run_runtime = filter.is_empty() || filter.iter().any(|f| !OTHERS.contains(&f.as_str()));
     let runtime_filter: Vec<&String> =
         filter.iter().filter(|f| !OTHERS.contains(&f.as_str()) && *f != "runtime").collect();
@@ -268,6 +287,15 @@ fn bench(filter: &[String]) -> Result<()> {
         cmd.args(["bench", "-p", "sluice-host", "--bench", name, "--"])
             .args(args)
             .env("SLUICE_PLUGINS_DIR", plugin_artifacts());
+        // `hostile` alone narrows the data-plane bench to its under-load scenarios; asked for
+        // beside `dataplane`, or with SLUICE_BENCH_SIDES already set, it leaves the choice alone.
+        if name == "dataplane"
+            && hostile
+            && !filter.iter().any(|f| f == "dataplane")
+            && std::env::var_os("SLUICE_BENCH_SIDES").is_none()
+        {
+            cmd.env("SLUICE_BENCH_SIDES", "noisy,control");
+        }
         run(cmd)?;
     }
     Ok(())

@@ -24,6 +24,9 @@ pub enum ApiError {
     /// 404: absent, or another tenant's (the two are never told apart).
     #[error("{0}")]
     NotFound(String),
+    /// 405: the path exists but does not take this method; axum adds the `Allow` header.
+    #[error("{0}")]
+    MethodNotAllowed(String),
     /// 409: the request conflicts with the current state.
     #[error("{0}")]
     Conflict(String),
@@ -50,6 +53,7 @@ impl ApiError {
             ApiError::Unauthorized(_) => (StatusCode::UNAUTHORIZED, "unauthorized"),
             ApiError::Forbidden { code, .. } => (StatusCode::FORBIDDEN, code),
             ApiError::NotFound(_) => (StatusCode::NOT_FOUND, "not_found"),
+            ApiError::MethodNotAllowed(_) => (StatusCode::METHOD_NOT_ALLOWED, "method_not_allowed"),
             ApiError::Conflict(_) => (StatusCode::CONFLICT, "conflict"),
             ApiError::TooLarge(_) => (StatusCode::PAYLOAD_TOO_LARGE, "too_large"),
             ApiError::Unavailable(_) => (StatusCode::SERVICE_UNAVAILABLE, "unavailable"),
@@ -70,7 +74,8 @@ pub struct ErrorBody {
 #[derive(Debug, Serialize, ToSchema)]
 pub struct ErrorDetail {
     /// A stable snake_case code: `invalid_request`, `invalid_plugin`, `unauthorized`, `forbidden`,
-    /// `tenant_disabled`, `quota_exceeded`, `not_found`, `conflict`, `too_large` or `internal`.
+    /// `tenant_disabled`, `quota_exceeded`, `not_found`, `method_not_allowed`, `conflict`,
+    /// `too_large`, `unavailable` or `internal`.
     #[schema(examples("not_found"))]
     pub code: &'static str,
     /// What was wrong and how to fix it.

@@ -1,11 +1,13 @@
 //! Extractors whose rejections use the API's error body instead of axum's plain text: JSON
-//! bodies, raw bodies and query strings.
+//! bodies, raw bodies, query strings and path parameters.
 //!
-//! Every request body of this API is a JSON object. serde would also build a struct from an
-//! array of its fields in order, so the body is checked to be an object before it is decoded.
+//! Every request body of this API is a JSON object, and so is every struct inside one. serde
+//! would also build a struct from an array of its fields in order, so the body is checked to be
+//! an object and decoded through [`Strict`], which refuses that form at any depth.
 
 use axum::body::Bytes;
-use axum::extract::rejection::BytesRejection;
+use axum::extract::path::ErrorKind;
+use axum::extract::rejection::{BytesRejection, PathRejection};
 use axum::extract::{FromRequest, FromRequestParts, Request};
 use axum::http::StatusCode;
 use axum::http::header::CONTENT_TYPE;
@@ -13,6 +15,7 @@ use axum::http::request::Parts;
 use serde::de::DeserializeOwned;
 
 use super::error::ApiError;
+use super::strict::Strict;
 
 /// Like `axum::Json`, but a bad body answers with [`ApiError`].
 pub struct Json<T>(pub T);
@@ -34,7 +37,9 @@ impl<S: Send + Sync, T: DeserializeOwned> FromRequest<S> for Json<T> {
         if !value.is_object() {
             return Err(ApiError::invalid("the body must be a JSON object, such as {\"name\": \"acme\"}"));
         }
-        T::deserialize(value).map(Json).map_err(|e| ApiError::invalid(format!("the body does not fit this route: {e}")))
+        T::deserialize(Strict(value))
+            .map(Json)
+            .map_err(|e| ApiError::invalid(format!("the body does not fit this route: {e}")))
     }
 }
 
@@ -70,5 +75,32 @@ impl<S: Send + Sync, T: DeserializeOwned> FromRequestParts<S> for Query<T> {
             .await
             .map(|axum::extract::Query(value)| Query(value))
             .map_err(|e| ApiError::invalid(format!("the query string does not fit this route: {}", e.body_text())))
+    }
+}
+
+/// Like `axum::extract::Path`, but a segment that cannot be decoded answers with [`ApiError`].
+///
+/// Ids are ASCII, so a segment that is not valid UTF-8 once percent-decoded (`/v1/projects/%FF`)
+/// names nothing: it answers 404 like any other unknown id, which every route with an id
+/// documents, rather than axum's plain-text 400.
+pub struct Path<T>(pub T);
+
+impl<S: Send + Sync, T: DeserializeOwned + Send> FromRequestParts<S> for Path<T> {
+    type Rejection = ApiError;
+
+    async fn from_request_parts(parts: &mut Parts, state: &S) -> Result<Self, Self::Rejection> {
+        match axum::extract::Path::<T>::from_request_parts(parts, state).await {
+            Ok(axum::extract::Path(value)) => Ok(Path(value)),
+            Err(PathRejection::FailedToDeserializePathParams(e)) => match e.into_kind() {
+                ErrorKind::InvalidUtf8InPathParam { key } => Err(ApiError::NotFound(format!(
+                    "nothing has this `{key}`: it is not valid UTF-8 once percent-decoded; use an id as \
+                     the list routes show it (GET /v1/tenants, /v1/plugins or /v1/projects)"
+                ))),
+                // Every path parameter of this API is a string, so anything else is a route whose
+                // template and extractor disagree: a bug in the daemon, not in the request.
+                other => Err(ApiError::Internal(format!("path parameters do not fit the route: {other}"))),
+            },
+            Err(other) => Err(ApiError::Internal(format!("path parameters are missing: {}", other.body_text()))),
+        }
     }
 }

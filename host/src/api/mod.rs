@@ -17,12 +17,14 @@ mod openapi;
 mod plugins;
 mod project_input;
 mod projects;
+mod strict;
 mod tenants;
 
 use std::sync::Arc;
 use std::sync::atomic::AtomicBool;
 
 use axum::extract::{DefaultBodyLimit, MatchedPath, Request, State};
+use axum::http::{Method, Uri};
 use axum::middleware::{self, Next};
 use axum::response::Response;
 use axum::{Extension, Router};
@@ -130,10 +132,21 @@ pub fn app(state: AppState) -> Router {
         .merge(openapi::routes())
         .split_for_parts();
     router
+        // After every route is in: the fallback applies to the routes registered before it.
+        .method_not_allowed_fallback(method_not_allowed)
         .layer(Extension(openapi::Document::new(&doc)))
         .fallback(|| async { ApiError::NotFound("no such route; see GET /openapi.json for the API".into()) })
         .layer(middleware::from_fn_with_state(state.clone(), track))
         .with_state(state)
+}
+
+/// A method a path does not take answers with the API's error body, like every other failure;
+/// axum still adds the `Allow` header with the methods the path takes.
+async fn method_not_allowed(method: Method, uri: Uri) -> ApiError {
+    ApiError::MethodNotAllowed(format!(
+        "{method} is not served on {}; the Allow header lists the methods it takes, and GET /openapi.json documents them",
+        uri.path()
+    ))
 }
 
 /// Counts every request by its route template (never the raw path, which holds ids).

@@ -4,7 +4,7 @@
 use std::collections::BTreeMap;
 
 use axum::body::Bytes;
-use axum::extract::{Path, State};
+use axum::extract::State;
 use axum::http::header::CONTENT_TYPE;
 use axum::http::{HeaderMap, StatusCode};
 use base64::Engine as _;
@@ -17,7 +17,7 @@ use utoipa_axum::routes;
 use super::AppState;
 use super::auth::Caller;
 use super::error::{ApiError, ErrorBody};
-use super::extract::{Json, Query, RawBody};
+use super::extract::{Json, Path, Query, RawBody};
 use super::openapi::{INTERNAL, TENANT_ONLY, TOO_LARGE, UNAUTHORIZED};
 use crate::runtime::{self, CallError, LogLine, Plugin, Poll, Response, plugin_id};
 use crate::store::{CreatePlugin, DeletePlugin, PluginMeta, now_rfc3339};
@@ -321,9 +321,9 @@ struct TestRequest {
 #[schema(as = PluginTestResponse)]
 #[serde(deny_unknown_fields)]
 struct TestResponse {
-    /// The HTTP status (default 200).
+    /// The HTTP status (default 200): three digits, as a real source could answer.
     #[serde(default = "ok_status")]
-    #[schema(default = 200)]
+    #[schema(default = 200, minimum = 100, maximum = 999)]
     status: u16,
     /// Response headers; names are lowercased before the plugin sees them.
     #[serde(default)]
@@ -459,6 +459,13 @@ async fn test(
 ) -> Result<axum::Json<TestReport>, ApiError> {
     if state.store.plugin(&tenant.id, &id)?.is_none() {
         return Err(not_found(&id));
+    }
+    // The document promises a three-digit status, and a run never hands a plugin anything else.
+    if !(100..=999).contains(&request.response.status) {
+        return Err(ApiError::invalid(format!(
+            "`response.status` is {}; use an HTTP status from 100 to 999",
+            request.response.status
+        )));
     }
     let plugin = loaded(&state, &id).await?;
     let poll = Poll {

@@ -15,8 +15,8 @@ use crate::store::{ApiKeySource, Quotas, Source, Target};
 #[derive(Debug, Clone, Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct ProjectInput {
-    /// A display name, 1 to 100 characters.
-    #[schema(examples("weather-berlin"))]
+    /// A display name, 1 to 100 characters without control characters.
+    #[schema(min_length = 1, max_length = 100, examples("weather-berlin"))]
     pub name: String,
     /// An EventBridge schedule expression: `rate(5 minutes)`, `cron(0 12 * * ? *)`.
     #[schema(examples("rate(5 minutes)"))]
@@ -51,6 +51,7 @@ fn default_max_pages() -> u32 {
 #[derive(Debug, Clone, Default, Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct ProjectPatch {
+    #[schema(min_length = 1, max_length = 100)]
     pub name: Option<String>,
     pub schedule: Option<String>,
     pub timezone: Option<String>,

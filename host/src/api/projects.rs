@@ -1,7 +1,7 @@
 //! Tenant routes for projects: create, list, show, change, delete, pause, resume and run now; run
 //! history and the tenant's usage.
 
-use axum::extract::{Path, State};
+use axum::extract::State;
 use axum::http::StatusCode;
 use serde::{Deserialize, Serialize};
 use utoipa::{IntoParams, ToSchema};
@@ -11,7 +11,7 @@ use utoipa_axum::routes;
 use super::AppState;
 use super::auth::Caller;
 use super::error::{ApiError, ErrorBody};
-use super::extract::{Json, Query};
+use super::extract::{Json, Path, Query};
 use super::openapi::{INTERNAL, TENANT_ONLY, TOO_LARGE, UNAUTHORIZED};
 use super::project_input::{ProjectInput, ProjectPatch};
 use crate::scheduler::RunNowError;

@@ -1,6 +1,6 @@
 //! Operator routes: onboard, list, change, rotate and remove tenants.
 
-use axum::extract::{Path, State};
+use axum::extract::State;
 use axum::http::StatusCode;
 use serde::{Deserialize, Serialize};
 use utoipa::ToSchema;
@@ -10,7 +10,7 @@ use utoipa_axum::routes;
 use super::AppState;
 use super::auth::{Caller, Operator};
 use super::error::{ApiError, ErrorBody};
-use super::extract::Json;
+use super::extract::{Json, Path};
 use super::openapi::{BAD_JSON, INTERNAL, OPERATOR_ONLY, TENANT_ONLY, TOO_LARGE, UNAUTHORIZED};
 use crate::store::{QuotaOverrides, Quotas, Tenant, TenantStatus, Tier};
 
@@ -97,6 +97,24 @@ fn check_name(name: &str) -> Result<(), ApiError> {
         return Err(ApiError::invalid(
             "`name` must be 1 to 100 characters without control characters, for example \"acme-weather\"",
         ));
+    }
+    Ok(())
+}
+
+/// Quota overrides within the integer formats the document gives them (`int32` for counts,
+/// `int64` for seconds and bytes), so that every client can read back what it set.
+fn check_quotas(quotas: &QuotaOverrides) -> Result<(), ApiError> {
+    let counts = [("max_projects", quotas.max_projects), ("max_plugins", quotas.max_plugins)];
+    for (field, value) in counts {
+        if value.is_some_and(|v| v > i32::MAX as u32) {
+            return Err(ApiError::invalid(format!("`quotas.{field}` must be at most {}", i32::MAX)));
+        }
+    }
+    let sizes = [("min_interval_seconds", quotas.min_interval_seconds), ("max_plugin_bytes", quotas.max_plugin_bytes)];
+    for (field, value) in sizes {
+        if value.is_some_and(|v| v > i64::MAX as u64) {
+            return Err(ApiError::invalid(format!("`quotas.{field}` must be at most {}", i64::MAX)));
+        }
     }
     Ok(())
 }
@@ -213,6 +231,9 @@ async fn update(
 ) -> Result<axum::Json<TenantBody>, ApiError> {
     if let Some(name) = &body.name {
         check_name(name)?;
+    }
+    if let Some(quotas) = &body.quotas {
+        check_quotas(quotas)?;
     }
     let tenant = state
         .store

@@ -58,8 +58,42 @@ pub fn main() -> ExitCode {
     }
 }
 
+/// Crates that log whole requests and responses at trace level: signed requests with session
+/// tokens, Secrets Manager answers with secret values, sources' answers with API keys. They are
+/// held at debug whatever `SLUICE_LOG` asks for, so that no log level prints a secret. Targets
+/// match by prefix, so `hyper` covers `hyper::proto::h1` as well.
+pub const WIRE_LOGGERS: [&str; 13] = [
+    "aws_config",
+    "aws_credential_types",
+    "aws_runtime",
+    "aws_sigv4",
+    "aws_smithy_http",
+    "aws_smithy_http_client",
+    "aws_smithy_runtime",
+    "aws_smithy_runtime_api",
+    "h2",
+    "hyper",
+    "hyper_util",
+    "reqwest",
+    "rustls",
+];
+
 fn init_tracing() {
-    let filter = tracing_subscriber::EnvFilter::try_from_env("SLUICE_LOG")
+    use tracing_subscriber::filter::{LevelFilter, Targets};
+    use tracing_subscriber::layer::SubscriberExt;
+    use tracing_subscriber::util::SubscriberInitExt;
+
+    let requested = tracing_subscriber::EnvFilter::try_from_env("SLUICE_LOG")
         .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
-    let _ = tracing_subscriber::fmt().with_env_filter(filter).with_writer(std::io::stderr).try_init();
+    // A second filter, not a directive added to the first: a directive would replace the
+    // operator's level for these crates, turning `SLUICE_LOG=warn` into debug for them. Both
+    // filters must let an event through, so the cap only ever lowers a level.
+    let wire_cap = WIRE_LOGGERS.iter().fold(Targets::new().with_default(LevelFilter::TRACE), |cap, target| {
+        cap.with_target(*target, LevelFilter::DEBUG)
+    });
+    let _ = tracing_subscriber::registry()
+        .with(requested)
+        .with(wire_cap)
+        .with(tracing_subscriber::fmt::layer().with_writer(std::io::stderr))
+        .try_init();
 }

@@ -12,6 +12,7 @@
 //!   what a run could not deliver.
 //! - `status.rs`: `pending` → `active` → `failing` and back, with exponential backoff.
 //! - `control.rs`: what the API calls when projects and tenants change.
+//! - `redact.rs`: keeps the source's API key out of failure messages that quote the source.
 //!
 //! The pipeline holds no state of its own that matters across a crash: the outbox, the committed
 //! state and the run history are all in the store.
@@ -19,6 +20,7 @@
 mod control;
 mod deliver;
 mod pipeline;
+mod redact;
 mod status;
 
 use std::collections::HashMap;

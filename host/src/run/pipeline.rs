@@ -29,6 +29,8 @@ pub(super) struct Tally {
     pub bytes_fetched: u64,
     pub bytes_delivered: u64,
     pub plugin_time: Duration,
+    /// The API keys the run read, to be redacted from whatever it reports (see `redact.rs`).
+    pub keys: Vec<String>,
 }
 
 impl Tally {
@@ -81,7 +83,7 @@ impl Inner {
             return Outcome::default();
         };
         let mut tally = Tally { run_id: format!("run_{}", random_hex(8)), ..Tally::default() };
-        let result = self.execute(&project, &tick, &mut tally).await;
+        let result = self.execute(&project, &tick, &mut tally).await.map_err(|failure| failure.redacted(&tally.keys));
         let finished_at = self.scheduler.clock().now();
         let (outcome, error) = match &result {
             Ok(()) => (RunOutcome::Succeeded, None),
@@ -193,6 +195,7 @@ impl Inner {
             Some(_) => Some(tally.time("secret", self.read_secret(&session, project, false)).await?),
             None => None,
         };
+        tally.keys.extend(api_key.clone());
         let plugin = tally.time("load_plugin", self.plugin(&project.plugin_id)).await?;
 
         let origin = url::Url::parse(&project.source.url)
@@ -337,6 +340,7 @@ impl Inner {
             if refused && api_key.is_some() && !reread {
                 reread = true;
                 *api_key = Some(tally.time("secret", self.read_secret(session, project, true)).await?);
+                tally.keys.extend(api_key.clone());
                 continue;
             }
             if refused && let Some(key) = &project.source.api_key {

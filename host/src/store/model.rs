@@ -59,12 +59,16 @@ pub struct Quotas {
 #[serde(deny_unknown_fields)]
 pub struct QuotaOverrides {
     #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schema(maximum = 2147483647)]
     pub max_projects: Option<u32>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schema(maximum = 2147483647)]
     pub max_plugins: Option<u32>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schema(maximum = 9223372036854775807_i64)]
     pub min_interval_seconds: Option<u64>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schema(maximum = 9223372036854775807_i64)]
     pub max_plugin_bytes: Option<u64>,
 }
 
