@@ -166,6 +166,12 @@ impl Config {
                 "exceeds runtime.max_memory_bytes; raise that or lower this",
             ));
         }
+        if self.runtime.memory_budget_bytes < self.runtime.max_memory_bytes {
+            return Err(error(
+                "runtime.memory_budget_bytes",
+                "is less than runtime.max_memory_bytes, so a call could wait forever; raise this or lower that",
+            ));
+        }
         if self.runtime.max_concurrent_calls == 0 {
             return Err(error("runtime.max_concurrent_calls", "must be at least 1"));
         }

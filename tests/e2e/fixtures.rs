@@ -256,3 +256,76 @@ async fn a_plugin_sleeping_inside_wasi_is_cut_off_at_its_deadline() {
     assert!(elapsed < limits.deadline() + CONTAINMENT_SLACK, "took {elapsed:?}");
     assert_healthy_after(runtime).await;
 }
+
+/// A runtime whose calls may each grow to 64 MiB, and all of them together to `budget_mib`.
+fn budgeted_runtime(budget_mib: u64) -> Runtime {
+    let config = sluice::runtime::RuntimeConfig {
+        max_memory_bytes: 64 << 20,
+        memory_budget_bytes: budget_mib << 20,
+        ..sluice::runtime::RuntimeConfig::default()
+    };
+    Runtime::new(config).unwrap()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn memory_bombs_side_by_side_stay_within_the_memory_budget() {
+    let runtime = budgeted_runtime(96);
+    let plugin = load(&runtime, "hostile");
+    let bombs: Vec<_> = (0..4)
+        .map(|_| {
+            let (runtime, plugin) = (runtime.clone(), plugin.clone());
+            tokio::spawn(async move {
+                let bomb = poll(&[("mode", "memory-bomb")]);
+                runtime.transform(&plugin, &Limits::default(), &bomb, &response("")).await.result
+            })
+        })
+        .collect();
+    // A bomb meets its own cap, or the budget if the others hold it; never a wait for each other.
+    let mut capped = 0;
+    for bomb in bombs {
+        match bomb.await.unwrap().unwrap_err() {
+            CallError::Memory { limit_bytes } if limit_bytes == 64 << 20 => capped += 1,
+            CallError::MemoryBudget { budget_bytes } if budget_bytes == 96 << 20 => {}
+            other => panic!("a bomb ended with {other:?}"),
+        }
+    }
+    assert!(capped >= 1, "at least the first bomb grew to its own cap");
+    let peak = runtime.memory_peak_bytes();
+    assert!(peak >= 60 << 20, "a bomb's growth to its cap was counted: peak {peak} bytes");
+    assert!(peak <= 96 << 20, "four bombs held {peak} bytes at once, past the 96 MiB budget");
+    assert_eq!(runtime.memory_in_use_bytes(), 0, "every call gave its memory back");
+    assert_healthy_after(&runtime).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn growth_past_the_memory_budget_is_refused_at_once_with_an_error_naming_it() {
+    let runtime = budgeted_runtime(64);
+    let plugin = load(&runtime, "hostile");
+    let hog = poll(&[("mode", "memory-hog"), ("hog_mb", "40")]);
+    let first = {
+        let (runtime, plugin, hog) = (runtime.clone(), plugin.clone(), hog.clone());
+        tokio::spawn(async move { runtime.transform(&plugin, &Limits::default(), &hog, &response("")).await.result })
+    };
+    // Bounded: the first hog holds its 40 MiB within a few milliseconds of starting.
+    for _ in 0..200 {
+        if runtime.memory_in_use_bytes() >= 40 << 20 {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+    assert!(runtime.memory_in_use_bytes() >= 40 << 20, "the first hog holds its memory");
+
+    // A second hog fits its own cap but not the budget beside the first, which holds its memory
+    // until its 2 s deadline: the second starts, and its growth is refused without waiting.
+    let (result, elapsed) = run_mode(&runtime, &Limits::default(), &[("mode", "memory-hog"), ("hog_mb", "40")]).await;
+    let error = result.unwrap_err();
+    assert_eq!(error, CallError::MemoryBudget { budget_bytes: 64 << 20 });
+    assert_eq!(
+        error.to_string(),
+        "plugin could not get memory: the host's plugin memory budget of 64 MiB was in use by other calls"
+    );
+    assert!(elapsed < Duration::from_secs(1), "refused at once, not at a deadline: took {elapsed:?}");
+    assert_eq!(first.await.unwrap().unwrap_err(), CallError::Deadline { limit: Limits::default().deadline() });
+    assert_eq!(runtime.memory_in_use_bytes(), 0, "both hogs gave their memory back");
+    assert_healthy_after(&runtime).await;
+}

@@ -101,6 +101,21 @@ async fn metrics(State(state): State<AppState>) -> ([(axum::http::HeaderName, &'
         ("sluice_plugins_loaded", "Plugins compiled and pre-linked in this process.", loaded),
         ("sluice_ready", "1 while the daemon accepts traffic, 0 while it shuts down.", ready),
         (
+            "sluice_plugin_memory_bytes",
+            "Linear memory plugin calls hold now, out of runtime.memory_budget_bytes.",
+            state.runtime.memory_in_use_bytes() as f64,
+        ),
+        (
+            "sluice_plugin_memory_peak_bytes",
+            "The most linear memory plugin calls have held at once since the daemon started.",
+            state.runtime.memory_peak_bytes() as f64,
+        ),
+        (
+            "sluice_plugin_memory_budget_bytes",
+            "The host-wide budget of plugin linear memory (runtime.memory_budget_bytes).",
+            state.runtime.memory_budget_bytes() as f64,
+        ),
+        (
             "sluice_outbox_depth",
             "Runs whose records wait in the outbox for Kinesis.",
             state.store.outbox_depth() as f64,

@@ -404,6 +404,8 @@ fn plugin_failure(stage: &'static str, error: CallError) -> Failure {
     match error {
         CallError::Rejected(message) => Failure::tenant(stage, format!("the plugin rejected the response: {message}")),
         CallError::Retry(message) => Failure::new(stage, format!("the plugin asked to retry later: {message}")),
+        // Other tenants' calls held the host's memory: nothing for this tenant to fix.
+        starved @ CallError::MemoryBudget { .. } => Failure::new(stage, format!("the plugin could not run: {starved}")),
         other => Failure::tenant(stage, format!("the plugin failed: {other}")),
     }
 }

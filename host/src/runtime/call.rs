@@ -80,8 +80,8 @@ async fn call_here(
     let started = Instant::now();
     let deadline = started + limits.deadline();
 
-    let mut store = Store::new(runtime.engine(), State::new(&limits));
-    store.limiter(|state| &mut state.memory);
+    let mut store = Store::new(runtime.engine(), State::new(&limits, runtime.budget()));
+    store.limiter_async(|state| &mut state.memory);
     let fuel = limits.output_bytes + u64::from(limits.output_records) * RECORD_OVERHEAD_BYTES + (64 << 10);
     store.set_hostcall_fuel(usize::try_from(fuel).unwrap_or(usize::MAX));
     // Check the clock at every epoch tick: interrupt past the deadline, otherwise yield so that
@@ -106,10 +106,14 @@ async fn call_here(
         tokio::time::timeout(limits.deadline() + BACKSTOP_GRACE, run).await;
     let duration = started.elapsed();
     let memory_refused = store.data().memory.refused;
+    let starved = store.data().memory.starved;
+    let waited_out = store.data().memory.share.waiting;
     let logs = store.data_mut().take_logs();
 
     let result = match outcome {
+        Err(_elapsed) if waited_out => Err(CallError::MemoryBudget { budget_bytes: runtime.memory_budget_bytes() }),
         Err(_elapsed) => Err(CallError::Deadline { limit: limits.deadline() }),
+        Ok(Err(_)) if starved => Err(CallError::MemoryBudget { budget_bytes: runtime.memory_budget_bytes() }),
         Ok(Err(error)) => Err(classify(&error, memory_refused, &limits, &logs)),
         Ok(Ok(Err(GuestError::Rejected(message)))) => Err(CallError::Rejected(message)),
         Ok(Ok(Err(GuestError::Retry(message)))) => Err(CallError::Retry(message)),

@@ -47,6 +47,17 @@ pub enum CallError {
         /// The memory cap in bytes.
         limit_bytes: u64,
     },
+    /// The plugin could not get memory within its cap because other calls held the host's
+    /// plugin memory budget: refused growth, or a deadline that passed while the call waited to
+    /// start. Not the plugin's fault; a later run may well succeed.
+    #[error(
+        "plugin could not get memory: the host's plugin memory budget of {} was in use by other calls",
+        human_bytes(*.budget_bytes)
+    )]
+    MemoryBudget {
+        /// The host-wide budget in bytes.
+        budget_bytes: u64,
+    },
     /// The plugin's result was larger than the output cap.
     #[error("plugin output exceeded {}", human_bytes(*.limit_bytes))]
     OutputTooLarge {
@@ -83,6 +94,7 @@ impl CallError {
             CallError::Retry(_) => "retry",
             CallError::Deadline { .. } => "deadline",
             CallError::Memory { .. } => "memory",
+            CallError::MemoryBudget { .. } => "memory_budget",
             CallError::OutputTooLarge { .. } => "output_too_large",
             CallError::TooManyRecords { .. } => "too_many_records",
             CallError::StackOverflow => "stack_overflow",

@@ -10,6 +10,7 @@
 //! out.
 
 pub mod bindings;
+mod budget;
 mod call;
 mod capture;
 mod engine;
@@ -46,6 +47,10 @@ pub struct RuntimeConfig {
     pub max_concurrent_calls: u32,
     /// The largest linear memory any call may be given, in bytes.
     pub max_memory_bytes: u64,
+    /// The linear memory all calls together may hold, in bytes: a call that would grow past it
+    /// waits until others give memory back, and fails only if its deadline passes first. At
+    /// least `max_memory_bytes`, so that any one call can always run.
+    pub memory_budget_bytes: u64,
     /// Threads that run plugin code, apart from the threads that schedule runs, fetch sources and
     /// serve the API, so that plugins spinning until their deadline delay only other plugin calls.
     /// 0 means one per CPU core.
@@ -62,6 +67,7 @@ impl Default for RuntimeConfig {
         Self {
             max_concurrent_calls: 128,
             max_memory_bytes: 256 << 20,
+            memory_budget_bytes: 1 << 30,
             threads: 0,
             limits: Limits::default(),
             cache_dir: None,
@@ -106,6 +112,7 @@ struct Inner {
     engine: wasmtime::Engine,
     linker: wasmtime::component::Linker<State>,
     slots: Semaphore,
+    budget: Arc<budget::Budget>,
     config: RuntimeConfig,
     pool: Pool,
     _ticker: Ticker,
@@ -170,8 +177,9 @@ impl Runtime {
                 .map_err(|e| anyhow::anyhow!("cannot create the plugin cache directory {}: {e}", dir.display()))?;
         }
         let slots = Semaphore::new(config.max_concurrent_calls as usize);
+        let budget = budget::Budget::new(config.memory_budget_bytes);
         let pool = Pool::start(config.threads)?;
-        Ok(Self { inner: Arc::new(Inner { engine, linker, slots, config, pool, _ticker: ticker }) })
+        Ok(Self { inner: Arc::new(Inner { engine, linker, slots, budget, config, pool, _ticker: ticker }) })
     }
 
     /// The limits every call gets unless the caller passes others.
@@ -215,6 +223,25 @@ impl Runtime {
             Returned::Output(output) => Some(output),
             Returned::Request(_) => None,
         })
+    }
+
+    /// Linear memory that plugin calls hold right now, in bytes.
+    pub fn memory_in_use_bytes(&self) -> u64 {
+        self.inner.budget.in_use_bytes()
+    }
+
+    /// The most linear memory plugin calls have held at once since the runtime started, in bytes.
+    pub fn memory_peak_bytes(&self) -> u64 {
+        self.inner.budget.peak_bytes()
+    }
+
+    /// The host-wide budget of plugin linear memory, in bytes.
+    pub fn memory_budget_bytes(&self) -> u64 {
+        self.inner.budget.total_bytes()
+    }
+
+    pub(crate) fn budget(&self) -> Arc<budget::Budget> {
+        self.inner.budget.clone()
     }
 
     pub(crate) fn engine(&self) -> &wasmtime::Engine {

@@ -1,10 +1,13 @@
 //! What a plugin's store holds: an empty WASI context, the memory cap, and the call's log.
 
-use wasmtime::ResourceLimiter;
+use std::sync::Arc;
+
+use wasmtime::ResourceLimiterAsync;
 use wasmtime::component::ResourceTable;
 use wasmtime_wasi::{WasiCtx, WasiCtxView, WasiView};
 
 use super::bindings::{Level, sluice};
+use super::budget::{Budget, Share};
 use super::capture::Capture;
 use super::limits::Limits;
 use super::logs::{LogBuffer, LogSource, Logs};
@@ -20,7 +23,7 @@ pub struct State {
 }
 
 impl State {
-    pub(crate) fn new(limits: &Limits) -> Self {
+    pub(crate) fn new(limits: &Limits, budget: Arc<Budget>) -> Self {
         let stdout = Capture::new(limits.stdio_bytes as usize);
         let stderr = Capture::new(limits.stdio_bytes as usize);
         // Nothing is granted: no preopened directories, no environment, no arguments, and the
@@ -30,7 +33,12 @@ impl State {
         Self {
             wasi,
             table: ResourceTable::new(),
-            memory: MemoryCap { limit_bytes: limits.memory_bytes, refused: false },
+            memory: MemoryCap {
+                limit_bytes: limits.memory_bytes,
+                refused: false,
+                starved: false,
+                share: Share::new(budget),
+            },
             log: LogBuffer::new(limits),
             stdout,
             stderr,
@@ -63,25 +71,45 @@ impl sluice::plugin::host::Host for State {
 impl sluice::plugin::types::Host for State {}
 
 /// Caps linear memory growth and remembers a refusal, so that the trap that usually follows
-/// (a Rust guest aborts when allocation fails) can be reported as the memory limit it is.
+/// (a Rust guest aborts when allocation fails) can be reported as the memory limit it is. Growth
+/// within the cap is also taken out of the host-wide budget, which may make the call wait.
 pub(crate) struct MemoryCap {
     limit_bytes: u64,
     pub(crate) refused: bool,
+    /// Set when growth within the cap was refused because other calls held the budget.
+    pub(crate) starved: bool,
+    pub(crate) share: Share,
 }
 
 /// Tables hold function references; a plugin has no reason for more than this many.
 const MAX_TABLE_ELEMENTS: usize = 100_000;
 
-impl ResourceLimiter for MemoryCap {
-    fn memory_growing(&mut self, _current: usize, desired: usize, _maximum: Option<usize>) -> wasmtime::Result<bool> {
+#[async_trait::async_trait]
+impl ResourceLimiterAsync for MemoryCap {
+    async fn memory_growing(
+        &mut self,
+        current: usize,
+        desired: usize,
+        _maximum: Option<usize>,
+    ) -> wasmtime::Result<bool> {
         if desired as u64 > self.limit_bytes {
             self.refused = true;
+            return Ok(false);
+        }
+        // Only the first memory, at instantiation, may wait (see `budget.rs`).
+        if !self.share.grow_to(desired, current == 0).await {
+            self.starved = true;
             return Ok(false);
         }
         Ok(true)
     }
 
-    fn table_growing(&mut self, _current: usize, desired: usize, _maximum: Option<usize>) -> wasmtime::Result<bool> {
+    async fn table_growing(
+        &mut self,
+        _current: usize,
+        desired: usize,
+        _maximum: Option<usize>,
+    ) -> wasmtime::Result<bool> {
         Ok(desired <= MAX_TABLE_ELEMENTS)
     }
 }
