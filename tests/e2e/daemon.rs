@@ -22,6 +22,21 @@ fn a_bad_setting_exits_64_naming_it_before_binding() {
     let out = Command::new(sluice_bin()).arg("serve").env_remove("SLUICE_ADMIN_TOKEN").output().unwrap();
     assert_eq!(out.status.code(), Some(64));
     assert!(String::from_utf8_lossy(&out.stderr).contains("SLUICE_ADMIN_TOKEN"));
+
+    // A memory budget smaller than one call's largest memory would let that call wait forever.
+    let dir = tempfile::tempdir().unwrap();
+    let config = dir.path().join("sluice.toml");
+    std::fs::write(&config, "[runtime]\nmax_memory_bytes = 268435456\nmemory_budget_bytes = 67108864\n").unwrap();
+    let out = Command::new(sluice_bin())
+        .args(["serve", "--config"])
+        .arg(&config)
+        .env("SLUICE_ADMIN_TOKEN", ADMIN_TOKEN)
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(64));
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(stderr.contains("runtime.memory_budget_bytes") && stderr.contains("raise this"), "{stderr}");
+    assert!(out.stdout.is_empty(), "nothing was bound");
 }
 
 #[test]
