@@ -7,7 +7,7 @@
 //!   a local AWS emulator, printing records as they arrive in Kinesis.
 //! - `bench`: build the plugins and run the benchmarks in release mode (`runtime`, `api`,
 //!   `dataplane`; all of them without an argument). `hostile` runs the data-plane benchmark's
-//!   "under load" scenarios instead (noisy neighbours, control plane under load).
+//!   "under load" scenarios instead (noisy neighbours, the memory budget, control plane under load).
 //!
 //! Each step prints what it runs; a failing step stops the command with its exit code.
 
@@ -266,7 +266,8 @@ fn host_target() -> Result<String> {
 
 /// Runs the benchmarks: `runtime` (narrowed by `passthrough` or `json-split`), `api` and
 /// `dataplane`. With no argument, all of them. `hostile` is the data-plane benchmark with only
-/// its noisy-neighbour and control-plane-under-load scenarios (`SLUICE_BENCH_SIDES`), which are
+/// its noisy-neighbour, memory-budget and control-plane-under-load scenarios
+/// (`SLUICE_BENCH_SIDES`), which are
 /// long and so not part of the default run.
 fn bench(filter: &[String]) -> Result<()> {
     build_plugins()?;
@@ -294,7 +295,7 @@ fn bench(filter: &[String]) -> Result<()> {
             && !filter.iter().any(|f| f == "dataplane")
             && std::env::var_os("SLUICE_BENCH_SIDES").is_none()
         {
-            cmd.env("SLUICE_BENCH_SIDES", "noisy,control");
+            cmd.env("SLUICE_BENCH_SIDES", "noisy,budget,control");
         }
         run(cmd)?;
     }

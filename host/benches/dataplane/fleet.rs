@@ -15,8 +15,12 @@ pub struct Settings {
     /// Well-behaved (passthrough) projects, spread evenly over `tenants`.
     pub n: usize,
     pub tenants: usize,
-    /// Projects of one more tenant running the hostile fixture, added when the window starts.
+    /// Projects running the hostile fixture, added when the window starts, spread over
+    /// `noisy_tenants` more tenants.
     pub noisy: usize,
+    pub noisy_tenants: usize,
+    /// The runtime's host-wide plugin memory budget; the shipped one when `None`.
+    pub memory_budget_bytes: Option<u64>,
     pub concurrency: usize,
     pub per_tenant: usize,
     /// Serve the API on loopback.
@@ -35,6 +39,11 @@ impl Settings {
             n: env_or("SLUICE_BENCH_N", 1000),
             tenants: env_or("SLUICE_BENCH_TENANTS", 1usize).max(1),
             noisy: env_or("SLUICE_BENCH_NOISY", 0),
+            noisy_tenants: env_or("SLUICE_BENCH_NOISY_HOSTILE_TENANTS", 1usize).max(1),
+            memory_budget_bytes: std::env::var("SLUICE_BENCH_MEMORY_BUDGET_MIB")
+                .ok()
+                .and_then(|v| v.parse::<u64>().ok())
+                .map(|mib| mib << 20),
             concurrency,
             per_tenant: env_or("SLUICE_BENCH_PER_TENANT", concurrency),
             // A load generator needs something to talk to.
@@ -54,23 +63,39 @@ pub struct Member {
     pub projects: Vec<ProjectKey>,
 }
 
-/// The hostile fixture's behaviours the noisy tenant's projects cycle through: spinning until the
-/// deadline, growing memory until the cap refuses it, and returning `output_mb` records of 1 MiB
-/// (more than the output cap).
-pub const NOISY_MODES: [&str; 3] = ["busy-loop", "memory-bomb", "big-output"];
+/// The hostile fixture's behaviours the noisy projects cycle through, from
+/// `SLUICE_BENCH_NOISY_MODES` (comma-separated). The default: spinning until the deadline,
+/// growing memory until the cap refuses it, and returning `output_mb` records of 1 MiB (more than
+/// the output cap). `memory-hog` holds `hog_mb` MiB until the deadline.
+pub fn noisy_modes() -> &'static [String] {
+    static MODES: std::sync::OnceLock<Vec<String>> = std::sync::OnceLock::new();
+    MODES.get_or_init(|| {
+        let modes =
+            std::env::var("SLUICE_BENCH_NOISY_MODES").unwrap_or_else(|_| "busy-loop,memory-bomb,big-output".into());
+        modes.split(',').map(|m| m.trim().to_string()).filter(|m| !m.is_empty()).collect()
+    })
+}
 
-/// The mode a noisy project runs, by its index in the noisy tenant.
+/// The mode a noisy project runs, by its index among the noisy projects.
 pub fn noisy_mode(i: usize) -> &'static str {
-    NOISY_MODES[i % NOISY_MODES.len()]
+    let modes = noisy_modes();
+    &modes[i % modes.len()]
 }
 
 /// The plugin settings of the noisy project with index `i`. `SLUICE_BENCH_NOISY_OUTPUT_MB`
 /// (default 100) sizes `big-output`: 100 MiB of records outgrow the 64 MiB memory cap before
 /// they reach the 16 MiB output cap, so a value under about 60 is what exercises the latter.
+/// `SLUICE_BENCH_NOISY_HOG_MB` (default 48) sizes `memory-hog`.
 fn noisy_settings(i: usize) -> BTreeMap<String, String> {
     let mut settings = BTreeMap::from([("mode".to_string(), noisy_mode(i).to_string())]);
-    if noisy_mode(i) == "big-output" {
-        settings.insert("output_mb".into(), env_or("SLUICE_BENCH_NOISY_OUTPUT_MB", 100u32).to_string());
+    match noisy_mode(i) {
+        "big-output" => {
+            settings.insert("output_mb".into(), env_or("SLUICE_BENCH_NOISY_OUTPUT_MB", 100u32).to_string());
+        }
+        "memory-hog" => {
+            settings.insert("hog_mb".into(), env_or("SLUICE_BENCH_NOISY_HOG_MB", 48u32).to_string());
+        }
+        _ => {}
     }
     settings
 }
@@ -80,8 +105,10 @@ pub struct Fleet {
     pub dir: tempfile::TempDir,
     pub store: Store,
     pub members: Vec<Member>,
-    /// The noisy tenant, created up front; its projects are created by [`Fleet::add_noisy`].
-    pub noisy: Option<Member>,
+    /// The noisy tenants, created up front; their projects are created by [`Fleet::add_noisy`].
+    pub noisy: Vec<Member>,
+    /// For the plugin memory gauges.
+    pub runtime: Runtime,
     pub plane: DataPlane,
     pub control: sluice::run::Control,
     pub scheduler: Scheduler,
@@ -165,15 +192,21 @@ async fn add_tenant(store: &Store, name: &str, need: usize) -> (Tenant, String) 
 }
 
 impl Fleet {
-    /// The store, the tenants with their well-behaved projects, the noisy tenant (without its
+    /// The store, the tenants with their well-behaved projects, the noisy tenants (without their
     /// projects yet), and the data plane and API wired as `server::run` wires them, with the
-    /// shipped runtime and run settings. Nothing runs until the caller spawns `plane.run`.
+    /// shipped runtime (but for a memory budget from `SLUICE_BENCH_MEMORY_BUDGET_MIB`) and run
+    /// settings. Nothing runs until the caller spawns `plane.run`.
     pub async fn build(settings: &Settings) -> Self {
         let source_url = format!("http://{}/items", std::env::var(PEER).unwrap());
         let dir = tempfile::tempdir().unwrap();
         let store = Store::open(&dir.path().join("db")).unwrap();
-        let runtime =
-            Runtime::new(RuntimeConfig { cache_dir: Some(dir.path().join("compiled")), ..Default::default() }).unwrap();
+        let shipped = RuntimeConfig::default();
+        let runtime = Runtime::new(RuntimeConfig {
+            cache_dir: Some(dir.path().join("compiled")),
+            memory_budget_bytes: settings.memory_budget_bytes.unwrap_or(shipped.memory_budget_bytes),
+            ..shipped
+        })
+        .unwrap();
         let defaults = sluice::config::Config::default();
         let limits = api::Limits {
             max_json_bytes: defaults.max_json_bytes as usize,
@@ -191,14 +224,13 @@ impl Fleet {
             state.plugins().lock().unwrap().insert(plugin.id().to_string(), plugin.clone());
             members.push(Member { tenant, token, plugin_id: plugin.id().to_string(), projects: Vec::new() });
         }
-        let noisy = if settings.noisy > 0 {
-            let (tenant, token) = add_tenant(&store, "noisy", settings.noisy).await;
+        let mut noisy = Vec::new();
+        for t in 0..if settings.noisy > 0 { settings.noisy_tenants } else { 0 } {
+            let (tenant, token) = add_tenant(&store, &format!("noisy-{t}"), settings.noisy).await;
             let plugin = add_plugin(&store, &runtime, &tenant, "hostile").await;
             state.plugins().lock().unwrap().insert(plugin.id().to_string(), plugin.clone());
-            Some(Member { tenant, token, plugin_id: plugin.id().to_string(), projects: Vec::new() })
-        } else {
-            None
-        };
+            noisy.push(Member { tenant, token, plugin_id: plugin.id().to_string(), projects: Vec::new() });
+        }
 
         // Project i belongs to tenant i mod T, so every tenant's projects spread over the run.
         let created_at = Instant::now();
@@ -228,7 +260,7 @@ impl Fleet {
         let metrics = state.metrics();
         let plane = DataPlane::new(Parts {
             store: store.clone(),
-            runtime,
+            runtime: runtime.clone(),
             plugins: state.plugins(),
             aws: aws.clone(),
             fetcher,
@@ -247,7 +279,7 @@ impl Fleet {
         } else {
             None
         };
-        Self { dir, store, members, noisy, plane, control, scheduler, aws, metrics, config, api, source_url }
+        Self { dir, store, members, noisy, runtime, plane, control, scheduler, aws, metrics, config, api, source_url }
     }
 
     /// Every well-behaved project.
@@ -255,20 +287,29 @@ impl Fleet {
         self.members.iter().flat_map(|m| m.projects.iter().cloned()).collect()
     }
 
-    /// Creates the noisy tenant's `count` projects, cycling through [`NOISY_MODES`], and registers
-    /// them with the scheduler as the API does for a new project. Returns their keys.
+    /// Creates `count` noisy projects, cycling through [`noisy_modes`] and, project i, belonging to
+    /// noisy tenant i mod T, and registers them with the scheduler as the API does for a new
+    /// project. Returns their keys, in index order.
     pub async fn add_noisy(&mut self, count: usize) -> Vec<ProjectKey> {
-        let Some(member) = self.noisy.as_mut() else { return Vec::new() };
+        if self.noisy.is_empty() {
+            return Vec::new();
+        }
+        let tenants = self.noisy.len();
         let projects: Vec<Project> = (0..count)
             .map(|i| {
+                let member = &self.noisy[i % tenants];
                 let mut project = project(&member.tenant.id, &member.plugin_id, &self.source_url, i);
                 project.name = format!("noisy-{}-{i}", noisy_mode(i));
                 project.plugin_settings = noisy_settings(i);
                 project
             })
             .collect();
-        member.projects = projects.iter().map(|p| ProjectKey::new(p.tenant_id.as_str(), p.id.as_str())).collect();
+        let keys: Vec<ProjectKey> =
+            projects.iter().map(|p| ProjectKey::new(p.tenant_id.as_str(), p.id.as_str())).collect();
+        for (i, key) in keys.iter().enumerate() {
+            self.noisy[i % tenants].projects.push(key.clone());
+        }
         create_projects(&self.store, projects, Some(&self.control)).await;
-        member.projects.clone()
+        keys
     }
 }

@@ -4,6 +4,9 @@
 //! - `noisy`: well-behaved passthrough projects of several tenants, without and then with one more
 //!   tenant whose projects run the hostile fixture (busy loop, memory bomb, oversized output),
 //!   all on the shipped scheduler, run and runtime settings.
+//! - `budget`: the same well-behaved projects beside several hostile tenants whose projects hold
+//!   memory until their deadline (`memory-hog`), without a plugin memory budget to speak of (one
+//!   as large as every run in flight at its memory limit), then with the shipped budget.
 //! - `control`: a fleet polling at `rate(1 second)` with the API served on loopback, without and
 //!   then with a separate process sending a mix of API requests open-loop.
 
@@ -47,6 +50,40 @@ pub fn scenarios(sides: &str) -> Vec<Scenario> {
                     } else {
                         format!("beside a tenant with {with} hostile projects")
                     }
+                ),
+                env,
+            });
+        }
+    }
+    if sides.contains("budget") {
+        let noisy: usize = env_or("SLUICE_BENCH_BUDGET_NOISY", 40);
+        let hostile_tenants: usize = env_or("SLUICE_BENCH_BUDGET_TENANTS", 4);
+        let tenants: usize = env_or("SLUICE_BENCH_NOISY_TENANTS", 4);
+        let per_tenant: usize = env_or("SLUICE_BENCH_NOISY_WELL_PER_TENANT", 50);
+        let window: u64 = env_or("SLUICE_BENCH_BUDGET_WINDOW_S", 60);
+        let runtime = sluice::runtime::RuntimeConfig::default();
+        // What bounded plugin memory before the budget: every run in flight at its memory limit.
+        let unbounded_mib = (shipped.max_concurrent_runs as u64 * runtime.limits.memory_bytes) >> 20;
+        let shipped_mib = runtime.memory_budget_bytes >> 20;
+        let n = tenants * per_tenant;
+        for budget_mib in [unbounded_mib, shipped_mib] {
+            let mut env = vec![
+                (ROLE, "sluice".to_string()),
+                ("SLUICE_BENCH_KIND", "budget".into()),
+                ("SLUICE_BENCH_N", n.to_string()),
+                ("SLUICE_BENCH_TENANTS", tenants.to_string()),
+                ("SLUICE_BENCH_NOISY", noisy.to_string()),
+                ("SLUICE_BENCH_NOISY_HOSTILE_TENANTS", hostile_tenants.to_string()),
+                ("SLUICE_BENCH_NOISY_MODES", "memory-hog".into()),
+                ("SLUICE_BENCH_MEMORY_BUDGET_MIB", budget_mib.to_string()),
+                ("SLUICE_BENCH_WINDOW_S", window.to_string()),
+            ];
+            env.extend(caps.iter().cloned());
+            scenarios.push(Scenario {
+                short: format!("budget {budget_mib} MiB"),
+                label: format!(
+                    "{tenants} tenants x {per_tenant} passthrough projects at rate(1 second) beside {hostile_tenants} \
+                     tenants with {noisy} memory-hog projects in all, plugin memory budget {budget_mib} MiB"
                 ),
                 env,
             });
@@ -182,9 +219,42 @@ fn print_noisy(base: &Value, loaded: &Value) {
     let peak = if loaded["rss_peak_is_window"] == true { "peak over the window" } else { "peak since start" };
     println!("  (VmHWM: {peak}; window {:.0} s)", f(loaded, "window_s"));
     slice_table(base, loaded, "with noisy");
-    let noisy = &loaded["noisy"];
     println!();
     println!("Noisy projects over the window:");
+    print_noisy_projects(&loaded["noisy"]);
+    print_totals([("baseline", base), ("with noisy", loaded)]);
+}
+
+/// Two runs beside the same hostile tenants, the first with a budget as large as the old bound.
+fn print_budget(base: &Value, loaded: &Value) {
+    let (b, l) = (f(base, "memory_budget_mib"), f(loaded, "memory_budget_mib"));
+    header(
+        &format!(
+            "Plugin memory budget: {} hostile tenants, {} memory-hog projects in all, beside {} well-behaved",
+            loaded["noisy_tenants"], loaded["noisy"]["all"]["projects"], loaded["n"]
+        ),
+        &format!("{b:.0} MiB"),
+        &format!("{l:.0} MiB"),
+    );
+    comparison_rows(base, loaded);
+    row(
+        "plugin memory held at once, peak MiB",
+        f(base, "plugin_memory_peak_mib"),
+        f(loaded, "plugin_memory_peak_mib"),
+        0,
+    );
+    slice_table(base, loaded, &format!("budget {l:.0} MiB"));
+    let labels = [format!("budget {b:.0} MiB"), format!("budget {l:.0} MiB")];
+    for (label, r) in [(&labels[0], base), (&labels[1], loaded)] {
+        println!();
+        println!("Hostile projects, {label}:");
+        print_noisy_projects(&r["noisy"]);
+    }
+    print_totals([(&labels[0], base), (&labels[1], loaded)]);
+}
+
+/// The noisy projects' runs and errors by mode, and their status at the end.
+fn print_noisy_projects(noisy: &Value) {
     for (mode, m) in noisy["modes"].as_object().into_iter().flatten() {
         println!(
             "  {mode}: {} projects, {} runs ({} failed, {} succeeded), runs per project min/median/max {}, {} skips recorded",
@@ -202,7 +272,11 @@ fn print_noisy(base: &Value, loaded: &Value) {
         noisy["backoff_left_s_at_end"],
         noisy["status_message_example"].as_str().unwrap_or("")
     );
-    for (label, r) in [("baseline", base), ("with noisy", loaded)] {
+}
+
+/// Per side: the well-behaved runs, their errors, and how busy the machine was.
+fn print_totals(sides: [(&str, &Value); 2]) {
+    for (label, r) in sides {
         println!(
             "  {label}: {} well-behaved runs ({} failed), {} skips recorded, run wall mean {:.1} ms; machine {:.0}% busy, peer {:.2} cores-equivalent",
             f(r, "succeeded") + f(r, "failed"),
@@ -273,7 +347,8 @@ fn print_control(base: &Value, loaded: &Value) {
 /// Prints the noisy and control comparisons among `results`, which come in (baseline, loaded)
 /// pairs.
 pub fn print(results: &[Value]) {
-    for (kind, print) in [("noisy", print_noisy as fn(&Value, &Value)), ("control", print_control)] {
+    let printers = [("noisy", print_noisy as fn(&Value, &Value)), ("budget", print_budget), ("control", print_control)];
+    for (kind, print) in printers {
         let runs: Vec<&Value> = results.iter().filter(|r| r["kind"] == kind).collect();
         for pair in runs.chunks(2) {
             if let [base, loaded] = pair {

@@ -42,18 +42,22 @@
 //! `SLUICE_BENCH_WINDOW_S` (measured window, default 20), `SLUICE_BENCH_CONCURRENCY` (the
 //! scheduler's global and per-tenant caps, and the bare loop's concurrency, default 64),
 //! `SLUICE_BENCH_SIDES` (which scenarios: `bare,sluice,shipped,store,clients` by default; also
-//! `noisy` and `control`, issue 6's "under load" pairs, see `hostile.rs`),
+//! `noisy`, `budget` and `control`, issue 6's "under load" pairs, see `hostile.rs`),
 //! `SLUICE_BENCH_PERF` (a directory: record a `perf` CPU profile of each measured window there)
 //! and `SLUICE_BENCH_LAGS` (a path prefix: write each Sluice window's runs as "ms into the window,
 //! lag ms" lines).
 //!
 //! The `sluice` child generalises to several tenants (`SLUICE_BENCH_TENANTS`, projects dealt out
-//! in turn), a noisy tenant whose `SLUICE_BENCH_NOISY` projects run the hostile fixture and arrive
-//! when the window starts, the API served on loopback (`SLUICE_BENCH_API=1`) and a load generator
-//! at `SLUICE_BENCH_API_RATE` requests/s. The `noisy` and `control` scenarios set these; their own
-//! sizes are `SLUICE_BENCH_NOISY` (50), `SLUICE_BENCH_NOISY_TENANTS` (4),
+//! in turn), `SLUICE_BENCH_NOISY` projects that run the hostile fixture (in the modes of
+//! `SLUICE_BENCH_NOISY_MODES`), belong to `SLUICE_BENCH_NOISY_HOSTILE_TENANTS` more tenants and
+//! arrive when the window starts, a plugin memory budget (`SLUICE_BENCH_MEMORY_BUDGET_MIB`), the
+//! API served on loopback (`SLUICE_BENCH_API=1`) and a load generator at `SLUICE_BENCH_API_RATE`
+//! requests/s. The `noisy`, `budget` and `control` scenarios set these; their own sizes are
+//! `SLUICE_BENCH_NOISY` (50), `SLUICE_BENCH_NOISY_TENANTS` (4),
 //! `SLUICE_BENCH_NOISY_WELL_PER_TENANT` (50), `SLUICE_BENCH_NOISY_WINDOW_S` (120),
-//! `SLUICE_BENCH_NOISY_OUTPUT_MB` (100), `SLUICE_BENCH_CONTROL_N` (`1000,2000`),
+//! `SLUICE_BENCH_NOISY_OUTPUT_MB` (100), `SLUICE_BENCH_NOISY_HOG_MB` (48),
+//! `SLUICE_BENCH_BUDGET_NOISY` (40), `SLUICE_BENCH_BUDGET_TENANTS` (4),
+//! `SLUICE_BENCH_BUDGET_WINDOW_S` (60), `SLUICE_BENCH_CONTROL_N` (`1000,2000`),
 //! `SLUICE_BENCH_CONTROL_TENANTS` (10), `SLUICE_BENCH_API_RATE` (500) and
 //! `SLUICE_BENCH_CONTROL_WINDOW_S` (30).
 
@@ -289,7 +293,7 @@ fn print_table(scenarios: &[Scenario], results: &[Value]) {
     let f = |v: &Value, k: &str| v[k].as_f64().unwrap_or(f64::NAN);
     let bare_closed = results.iter().find(|r| r["side"] == "bare" && r["offered_per_s"] == 0);
     let bare_at = |rate: f64| results.iter().find(|r| r["side"] == "bare" && f(r, "offered_per_s") == rate);
-    // The noisy and control scenarios have tables of their own (`hostile.rs`).
+    // The noisy, budget and control scenarios have tables of their own (`hostile.rs`).
     let rows = || {
         scenarios
             .iter()

@@ -287,7 +287,15 @@ pub async fn sluice_side() -> Value {
         "noisy": noisy_report(&history, &noisy_keys, &statuses, wall_start, wall_end),
         "api": api,
     });
-    report.as_object_mut().unwrap().extend(extra.as_object().unwrap().clone());
+    // Kept apart from `extra`, whose size is at `json!`'s recursion limit.
+    let memory = json!({
+        "noisy_tenants": if settings.noisy > 0 { settings.noisy_tenants } else { 0 },
+        "memory_budget_mib": mib(fleet.runtime.memory_budget_bytes()),
+        "plugin_memory_peak_mib": mib(fleet.runtime.memory_peak_bytes()),
+    });
+    for part in [extra, memory] {
+        report.as_object_mut().unwrap().extend(part.as_object().unwrap().clone());
+    }
     report
 }
 
@@ -319,9 +327,11 @@ fn noisy_report(history: &History, keys: &[ProjectKey], statuses: &[Project], fr
             "transform_s": transform_s(tally.points.iter()),
         })
     };
-    let modes: serde_json::Map<String, Value> = fleet::NOISY_MODES
-        .iter()
-        .map(|&mode| {
+    let mut modes: Vec<&str> = fleet::noisy_modes().iter().map(String::as_str).collect();
+    modes.dedup();
+    let modes: serde_json::Map<String, Value> = modes
+        .into_iter()
+        .map(|mode| {
             let projects = ids(Some(mode));
             (mode.to_string(), summary(&history.tally(&projects, &none, from, to), &projects))
         })

@@ -47,9 +47,11 @@ pub struct RuntimeConfig {
     pub max_concurrent_calls: u32,
     /// The largest linear memory any call may be given, in bytes.
     pub max_memory_bytes: u64,
-    /// The linear memory all calls together may hold, in bytes: a call that would grow past it
-    /// waits until others give memory back, and fails only if its deadline passes first. At
-    /// least `max_memory_bytes`, so that any one call can always run.
+    /// The linear memory all calls together may hold, in bytes. A call's first memory waits for
+    /// room, and fails only if its deadline passes first; growth of a running call that does not
+    /// fit fails at once, because two calls each waiting for the other's memory would otherwise
+    /// hold it until their deadlines. At least `max_memory_bytes`, so that any one call can
+    /// always run.
     pub memory_budget_bytes: u64,
     /// Threads that run plugin code, apart from the threads that schedule runs, fetch sources and
     /// serve the API, so that plugins spinning until their deadline delay only other plugin calls.
