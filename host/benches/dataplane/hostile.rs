@@ -16,14 +16,34 @@ fn f(v: &Value, key: &str) -> f64 {
     v[key].as_f64().unwrap_or(f64::NAN)
 }
 
-/// The noisy and control scenarios that `sides` asks for, each as a pair: baseline, then loaded.
-pub fn scenarios(sides: &str) -> Vec<Scenario> {
+/// The environment of a Sluice child for a scenario of `kind`: `n` well-behaved projects over
+/// `tenants`, a window of `window_s`, the shipped scheduler caps, and the scenario's own `extra`.
+fn sluice_env(
+    kind: &str,
+    n: usize,
+    tenants: usize,
+    window_s: u64,
+    extra: Vec<(&'static str, String)>,
+) -> Vec<(&'static str, String)> {
     let shipped = SchedulerConfig::default();
-    let caps = [
+    let mut env = vec![
+        (ROLE, "sluice".to_string()),
+        ("SLUICE_BENCH_KIND", kind.to_string()),
+        ("SLUICE_BENCH_N", n.to_string()),
+        ("SLUICE_BENCH_TENANTS", tenants.to_string()),
+        ("SLUICE_BENCH_WINDOW_S", window_s.to_string()),
         ("SLUICE_BENCH_CONCURRENCY", shipped.max_concurrent_runs.to_string()),
         ("SLUICE_BENCH_PER_TENANT", shipped.max_concurrent_runs_per_tenant.to_string()),
         ("SLUICE_BENCH_WARMUP_S", "5".into()),
     ];
+    env.extend(extra);
+    env
+}
+
+/// The noisy, budget and control scenarios that `sides` asks for, each as a pair: baseline, then
+/// loaded.
+pub fn scenarios(sides: &str) -> Vec<Scenario> {
+    let shipped = SchedulerConfig::default();
     let mut scenarios = Vec::new();
     if sides.contains("noisy") {
         let noisy: usize = env_or("SLUICE_BENCH_NOISY", 50);
@@ -32,15 +52,7 @@ pub fn scenarios(sides: &str) -> Vec<Scenario> {
         let window: u64 = env_or("SLUICE_BENCH_NOISY_WINDOW_S", 120);
         let n = tenants * per_tenant;
         for with in [0, noisy] {
-            let mut env = vec![
-                (ROLE, "sluice".to_string()),
-                ("SLUICE_BENCH_KIND", "noisy".into()),
-                ("SLUICE_BENCH_N", n.to_string()),
-                ("SLUICE_BENCH_TENANTS", tenants.to_string()),
-                ("SLUICE_BENCH_NOISY", with.to_string()),
-                ("SLUICE_BENCH_WINDOW_S", window.to_string()),
-            ];
-            env.extend(caps.iter().cloned());
+            let env = sluice_env("noisy", n, tenants, window, vec![("SLUICE_BENCH_NOISY", with.to_string())]);
             scenarios.push(Scenario {
                 short: if with == 0 { "baseline".into() } else { format!("with {with} noisy") },
                 label: format!(
@@ -67,18 +79,18 @@ pub fn scenarios(sides: &str) -> Vec<Scenario> {
         let shipped_mib = runtime.memory_budget_bytes >> 20;
         let n = tenants * per_tenant;
         for budget_mib in [unbounded_mib, shipped_mib] {
-            let mut env = vec![
-                (ROLE, "sluice".to_string()),
-                ("SLUICE_BENCH_KIND", "budget".into()),
-                ("SLUICE_BENCH_N", n.to_string()),
-                ("SLUICE_BENCH_TENANTS", tenants.to_string()),
-                ("SLUICE_BENCH_NOISY", noisy.to_string()),
-                ("SLUICE_BENCH_NOISY_HOSTILE_TENANTS", hostile_tenants.to_string()),
-                ("SLUICE_BENCH_NOISY_MODES", "memory-hog".into()),
-                ("SLUICE_BENCH_MEMORY_BUDGET_MIB", budget_mib.to_string()),
-                ("SLUICE_BENCH_WINDOW_S", window.to_string()),
-            ];
-            env.extend(caps.iter().cloned());
+            let env = sluice_env(
+                "budget",
+                n,
+                tenants,
+                window,
+                vec![
+                    ("SLUICE_BENCH_NOISY", noisy.to_string()),
+                    ("SLUICE_BENCH_NOISY_HOSTILE_TENANTS", hostile_tenants.to_string()),
+                    ("SLUICE_BENCH_NOISY_MODES", "memory-hog".into()),
+                    ("SLUICE_BENCH_MEMORY_BUDGET_MIB", budget_mib.to_string()),
+                ],
+            );
             scenarios.push(Scenario {
                 short: format!("budget {budget_mib} MiB"),
                 label: format!(
@@ -101,16 +113,13 @@ pub fn scenarios(sides: &str) -> Vec<Scenario> {
         let rate: f64 = env_or("SLUICE_BENCH_API_RATE", 500.0);
         let window: u64 = env_or("SLUICE_BENCH_CONTROL_WINDOW_S", 30);
         for (n, with) in sizes.iter().flat_map(|&n| [(n, 0.0), (n, rate)]) {
-            let mut env = vec![
-                (ROLE, "sluice".to_string()),
-                ("SLUICE_BENCH_KIND", "control".into()),
-                ("SLUICE_BENCH_N", n.to_string()),
-                ("SLUICE_BENCH_TENANTS", tenants.to_string()),
-                ("SLUICE_BENCH_API", "1".into()),
-                ("SLUICE_BENCH_API_RATE", with.to_string()),
-                ("SLUICE_BENCH_WINDOW_S", window.to_string()),
-            ];
-            env.extend(caps.iter().cloned());
+            let env = sluice_env(
+                "control",
+                n,
+                tenants,
+                window,
+                vec![("SLUICE_BENCH_API", "1".into()), ("SLUICE_BENCH_API_RATE", with.to_string())],
+            );
             scenarios.push(Scenario {
                 short: if with == 0.0 { "no API load".into() } else { format!("API {with:.0} req/s") },
                 label: format!(
