@@ -267,8 +267,7 @@ fn host_target() -> Result<String> {
 /// Runs the benchmarks: `runtime` (narrowed by `passthrough` or `json-split`), `api` and
 /// `dataplane`. With no argument, all of them. `hostile` is the data-plane benchmark with only
 /// its noisy-neighbour, memory-budget and control-plane-under-load scenarios
-/// (`SLUICE_BENCH_SIDES`), which are
-/// long and so not part of the default run.
+/// (`SLUICE_BENCH_SIDES`), which are long and so not part of the default run.
 fn bench(filter: &[String]) -> Result<()> {
     build_plugins()?;
     const OTHERS: [&str; 3] = ["api", "dataplane", "hostile"];

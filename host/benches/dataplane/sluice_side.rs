@@ -327,8 +327,8 @@ fn noisy_report(history: &History, keys: &[ProjectKey], statuses: &[Project], fr
             "transform_s": transform_s(tally.points.iter()),
         })
     };
-    let mut modes: Vec<&str> = fleet::noisy_modes().iter().map(String::as_str).collect();
-    modes.dedup();
+    // Each mode once, however often the list repeats it to weight the cycle.
+    let modes: std::collections::BTreeSet<&str> = fleet::noisy_modes().iter().map(String::as_str).collect();
     let modes: serde_json::Map<String, Value> = modes
         .into_iter()
         .map(|mode| {
