@@ -500,6 +500,8 @@ fn http_exchange_within(
 /// moto's server on a free loopback port, the local AWS for tests; stopped when dropped.
 pub struct Moto {
     child: std::process::Child,
+    /// moto's output (one line per request, and any traceback), printed when a test fails.
+    log: tempfile::NamedTempFile,
     /// `http://127.0.0.1:<port>`, for `AWS_ENDPOINT_URL`.
     pub endpoint: String,
 }
@@ -509,10 +511,11 @@ impl Moto {
     pub fn start() -> Self {
         // Ask the OS for a free port, then hand it to moto; the window in between is tiny.
         let port = std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port();
+        let log = tempfile::NamedTempFile::new().expect("creates moto's log file");
         let child = std::process::Command::new("moto_server")
             .args(["-H", "127.0.0.1", "-p", &port.to_string()])
-            .stdout(std::process::Stdio::null())
-            .stderr(std::process::Stdio::null())
+            .stdout(log.reopen().expect("reopens moto's log file"))
+            .stderr(log.reopen().expect("reopens moto's log file"))
             .spawn()
             .expect("moto_server runs; `cargo xtask test` installs it with pip install 'moto[server]'");
         let addr: std::net::SocketAddr = ([127, 0, 0, 1], port).into();
@@ -521,7 +524,7 @@ impl Moto {
             assert!(started.elapsed() < std::time::Duration::from_secs(60), "moto_server did not start");
             std::thread::sleep(std::time::Duration::from_millis(50));
         }
-        Self { child, endpoint: format!("http://{addr}") }
+        Self { child, log, endpoint: format!("http://{addr}") }
     }
 
     /// The environment that points the AWS SDK at this server with dummy credentials.
@@ -537,8 +540,19 @@ impl Moto {
 }
 
 impl Drop for Moto {
+    /// Stops moto. When the test is failing, or moto had already stopped by itself, the end of
+    /// its log goes to the test's output: a test that saw AWS misbehave then shows whether moto
+    /// did.
     fn drop(&mut self) {
+        let exited = self.child.try_wait().ok().flatten();
         let _ = self.child.kill();
         let _ = self.child.wait();
+        if std::thread::panicking() || exited.is_some() {
+            let log = std::fs::read_to_string(self.log.path()).unwrap_or_default();
+            let lines: Vec<&str> = log.lines().collect();
+            let tail = lines[lines.len().saturating_sub(40)..].join("\n");
+            let status = exited.map_or("was running".to_string(), |status| format!("had exited ({status})"));
+            eprintln!("moto at {} {status}; the end of its log:\n{tail}", self.endpoint);
+        }
     }
 }

@@ -296,3 +296,42 @@ async fn sts_throttling_and_secrets_manager_server_errors_are_retried_by_the_sdk
     assert_eq!(aws.secret(&session, &secret, None).await.unwrap(), "k-1");
     assert_eq!((aws.counters().get_secret_value_calls, setup.proxy.count(GET_SECRET_VALUE)), (1, 2));
 }
+
+/// The SDK bounds retries with a token bucket; by default every Secrets Manager client of a
+/// region in the process shares one, so one tenant's failing reads would cost every other tenant
+/// its retries.
+#[tokio::test]
+async fn one_tenants_failing_secret_reads_do_not_use_up_another_tenants_retries() {
+    let setup = Setup::new().await;
+    let (a, b) = (setup.tenant("111111111111").await, setup.tenant("222222222222").await);
+    let (secret_a, secret_b) = (a.secret("key", "k-a").await, b.secret("key", "k-b").await);
+    // Retries that wait a millisecond, so that using up a bucket takes a moment.
+    let retry = aws_config::retry::RetryConfig::standard()
+        .with_initial_backoff(Duration::from_millis(1))
+        .with_max_backoff(Duration::from_millis(2));
+    let aws = Aws::from_sdk_config(setup.base.to_builder().retry_config(retry).build(), fast());
+    let (session_a, session_b) = (aws.assume(a.role()).await.unwrap(), aws.assume(b.role()).await.unwrap());
+
+    // Each read of A's gets three server errors queued, enough for all its attempts, until A's
+    // bucket refuses a retry (a bucket holds 500 tokens and a retry costs 14).
+    let mut queued = 0;
+    for _ in 0..100 {
+        setup.proxy.inject(GET_SECRET_VALUE, Fault::ServerError, 3);
+        let sent = setup.proxy.count(GET_SECRET_VALUE);
+        let err = aws.secret(&session_a, &secret_a, None).await.unwrap_err();
+        assert_eq!(err.kind, AwsErrorKind::Transient, "{err}");
+        let attempts = setup.proxy.count(GET_SECRET_VALUE) - sent;
+        if attempts < 3 {
+            queued = 3 - attempts;
+            break;
+        }
+    }
+    assert!(queued > 0, "a hundred failing reads never used up the retries of A's session");
+
+    // B's read meets the errors still queued and retries past them.
+    assert_eq!(aws.secret(&session_b, &secret_b, None).await.unwrap(), "k-b");
+    // A's bucket is still empty: one error is one failed read.
+    setup.proxy.inject(GET_SECRET_VALUE, Fault::ServerError, 1);
+    assert_eq!(aws.secret(&session_a, &secret_a, None).await.unwrap_err().kind, AwsErrorKind::Transient);
+    assert_eq!(aws.secret(&session_a, &secret_a, None).await.unwrap(), "k-a");
+}

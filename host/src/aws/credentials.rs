@@ -11,6 +11,7 @@ use aws_config::identity::IdentityCache;
 use aws_config::retry::RetryConfig;
 use aws_config::timeout::TimeoutConfig;
 use aws_sdk_kinesis::config::Credentials;
+use aws_sdk_secretsmanager::config::retry::RetryPartition;
 
 use super::error::{AwsError, AwsErrorKind, failure};
 use super::{Inner, parse_arn};
@@ -77,13 +78,20 @@ impl Session {
 
     /// The session's Secrets Manager client for `region`, built on first use, with the SDK's
     /// standard retries.
+    ///
+    /// The SDK bounds retries with a token bucket that, by default, every client of a service and
+    /// region in the process shares. One tenant whose reads keep failing (its account throttling
+    /// GetSecretValue, say) would then use up the retries of every other tenant, so each session's
+    /// client gets a bucket of its own.
     pub(super) fn secrets_manager(&self, aws: &Inner, region: &str) -> aws_sdk_secretsmanager::Client {
         let mut clients = self.inner.secrets.lock().unwrap_or_else(PoisonError::into_inner);
         let client = clients.entry(region.to_string()).or_insert_with(|| {
+            let partition = RetryPartition::custom(format!("secretsmanager-{region}-{}", self.inner.role_arn)).build();
             let config = aws_sdk_secretsmanager::config::Builder::from(&aws.base)
                 .credentials_provider(self.inner.credentials.clone())
                 .region(Region::new(region.to_string()))
                 .identity_cache(IdentityCache::no_cache())
+                .retry_partition(partition)
                 .timeout_config(TimeoutConfig::builder().operation_attempt_timeout(aws.call_timeout()).build())
                 .build();
             aws_sdk_secretsmanager::Client::from_conf(config)
