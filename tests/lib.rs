@@ -507,21 +507,40 @@ pub struct Moto {
 }
 
 impl Moto {
-    /// Starts `moto_server` and waits (at most 60 s) until it answers.
+    /// Starts `moto_server` on a port of its own choosing and waits (at most 60 s) until it
+    /// answers.
+    ///
+    /// moto binds port 0 and its log names the port. Picking a free port first and handing it to
+    /// moto left a second of Python start-up in which another test could be handed the same port:
+    /// one moto then failed to bind and exited, its test went on against the other test's moto,
+    /// and lost it mid-test when that test ended.
     pub fn start() -> Self {
-        // Ask the OS for a free port, then hand it to moto; the window in between is tiny.
-        let port = std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port();
         let log = tempfile::NamedTempFile::new().expect("creates moto's log file");
-        let child = std::process::Command::new("moto_server")
-            .args(["-H", "127.0.0.1", "-p", &port.to_string()])
+        let mut child = std::process::Command::new("moto_server")
+            .args(["-H", "127.0.0.1", "-p", "0"])
             .stdout(log.reopen().expect("reopens moto's log file"))
             .stderr(log.reopen().expect("reopens moto's log file"))
             .spawn()
             .expect("moto_server runs; `cargo xtask test` installs it with pip install 'moto[server]'");
-        let addr: std::net::SocketAddr = ([127, 0, 0, 1], port).into();
         let started = std::time::Instant::now();
+        let port = loop {
+            let text = std::fs::read_to_string(log.path()).unwrap_or_default();
+            let port = text.split("Running on http://127.0.0.1:").nth(1).and_then(|rest| {
+                let digits: String = rest.chars().take_while(char::is_ascii_digit).collect();
+                digits.parse::<u16>().ok().filter(|_| rest.len() > digits.len())
+            });
+            if let Some(port) = port {
+                break port;
+            }
+            if let Ok(Some(status)) = child.try_wait() {
+                panic!("moto_server exited ({status}) before it was ready:\n{text}");
+            }
+            assert!(started.elapsed() < std::time::Duration::from_secs(60), "moto_server did not start:\n{text}");
+            std::thread::sleep(std::time::Duration::from_millis(50));
+        };
+        let addr: std::net::SocketAddr = ([127, 0, 0, 1], port).into();
         while std::net::TcpStream::connect(addr).is_err() {
-            assert!(started.elapsed() < std::time::Duration::from_secs(60), "moto_server did not start");
+            assert!(started.elapsed() < std::time::Duration::from_secs(60), "moto_server did not answer on {addr}");
             std::thread::sleep(std::time::Duration::from_millis(50));
         }
         Self { child, log, endpoint: format!("http://{addr}") }
