@@ -215,15 +215,16 @@ fn operation(request: &Message) -> String {
 }
 
 /// Sends the request to moto on a fresh connection and reads the whole answer; `None` when moto
-/// cannot be reached or answers garbage (the client then sees a closed connection). Why is
-/// printed to the test's output, since a test then sees AWS fail in a way it did not ask for.
+/// cannot be reached or answers garbage (the client then sees a closed connection). The reason
+/// goes to the test's output, since the test then sees AWS fail in a way it did not ask for.
 fn forward(state: &State, request: &Message) -> Option<Message> {
-    forward_once(state, request)
+    try_forward(state, request)
         .map_err(|error| eprintln!("fault proxy: moto failed {}: {error}", operation(request)))
         .ok()
 }
 
-fn forward_once(state: &State, request: &Message) -> Result<Message, String> {
+/// [`forward`], with the reason when moto gave no usable answer.
+fn try_forward(state: &State, request: &Message) -> Result<Message, String> {
     let upstream = state.upstream.ok_or("no upstream")?;
     let mut stream = TcpStream::connect(upstream).map_err(|e| format!("connect: {e}"))?;
     let mut head = format!("{}\r\nhost: {upstream}\r\nconnection: close\r\n", request.start);
