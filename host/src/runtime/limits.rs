@@ -10,6 +10,8 @@ use serde::{Deserialize, Serialize};
 #[serde(deny_unknown_fields, default)]
 pub struct Limits {
     /// Wall-clock time one call (instantiation included) may take before it is interrupted.
+    /// Plugins run at the lowest CPU priority, so on a host whose cores other processes keep busy
+    /// a call gets little CPU and can reach this deadline having done little work.
     pub deadline_ms: u64,
     /// The most linear memory a plugin may grow to, in bytes.
     pub memory_bytes: u64,
