@@ -263,11 +263,13 @@ pub struct Daemon {
 /// others) are the ones most likely to carry what must not leak, and it says little at info.
 const TEST_LOG: &str = "info,sluice=debug";
 
-/// Copies one output stream of the daemon into `log` and the test's output, line by line, and
-/// hands each line to `on_line` (for the address the daemon prints).
+/// Copies one output stream of a child process into `log`, line by line, and hands each line to
+/// `on_line` (for the address the child prints). With `echo`, each line also goes to the test's
+/// output behind that name.
 fn capture(
     stream: impl std::io::Read + Send + 'static,
     log: Arc<Mutex<String>>,
+    echo: Option<&'static str>,
     drained: std::sync::mpsc::Sender<()>,
     mut on_line: impl FnMut(&str) + Send + 'static,
 ) {
@@ -278,7 +280,9 @@ fn capture(
         let mut raw = Vec::new();
         while reader.read_until(b'\n', &mut raw).is_ok_and(|n| n > 0) {
             let line = String::from_utf8_lossy(&raw).into_owned();
-            eprint!("[sluice] {line}");
+            if let Some(name) = echo {
+                eprint!("[{name}] {line}");
+            }
             on_line(line.trim_end());
             log.lock().unwrap_or_else(|e| e.into_inner()).push_str(&line);
             raw.clear();
@@ -333,12 +337,12 @@ impl Daemon {
         let log = Arc::new(Mutex::new(String::new()));
         let (drained_tx, drained) = std::sync::mpsc::channel();
         let (tx, rx) = std::sync::mpsc::channel();
-        capture(child.stdout.take().unwrap(), log.clone(), drained_tx.clone(), move |line| {
+        capture(child.stdout.take().unwrap(), log.clone(), Some("sluice"), drained_tx.clone(), move |line| {
             if let Some(addr) = line.strip_prefix("sluice listening on http://") {
                 let _ = tx.send(addr.parse::<std::net::SocketAddr>().unwrap());
             }
         });
-        capture(child.stderr.take().unwrap(), log.clone(), drained_tx, |_| {});
+        capture(child.stderr.take().unwrap(), log.clone(), Some("sluice"), drained_tx, |_| {});
         let addr = match rx.recv_timeout(std::time::Duration::from_secs(30)) {
             Ok(addr) => addr,
             Err(_) => {
@@ -501,49 +505,47 @@ fn http_exchange_within(
 pub struct Moto {
     child: std::process::Child,
     /// moto's output (one line per request, and any traceback), printed when a test fails.
-    log: tempfile::NamedTempFile,
+    log: Arc<Mutex<String>>,
     /// `http://127.0.0.1:<port>`, for `AWS_ENDPOINT_URL`.
     pub endpoint: String,
 }
 
 impl Moto {
     /// Starts `moto_server` on a port of its own choosing and waits (at most 60 s) until it
-    /// answers.
+    /// listens.
     ///
-    /// moto binds port 0 and its log names the port. Picking a free port first and handing it to
-    /// moto left a second of Python start-up in which another test could be handed the same port:
-    /// one moto then failed to bind and exited, its test went on against the other test's moto,
-    /// and lost it mid-test when that test ended.
+    /// moto binds port 0 and names the port once it listens. Picking a free port first and
+    /// handing it to moto left a second of Python start-up in which another test could be handed
+    /// the same port: one moto then failed to bind and exited, its test went on against the other
+    /// test's moto, and lost it mid-test when that test ended.
     pub fn start() -> Self {
-        let log = tempfile::NamedTempFile::new().expect("creates moto's log file");
         let mut child = std::process::Command::new("moto_server")
             .args(["-H", "127.0.0.1", "-p", "0"])
-            .stdout(log.reopen().expect("reopens moto's log file"))
-            .stderr(log.reopen().expect("reopens moto's log file"))
+            .stdout(std::process::Stdio::piped())
+            .stderr(std::process::Stdio::piped())
             .spawn()
             .expect("moto_server runs; `cargo xtask test` installs it with pip install 'moto[server]'");
-        let started = std::time::Instant::now();
-        let port = loop {
-            let text = std::fs::read_to_string(log.path()).unwrap_or_default();
-            let port = text.split("Running on http://127.0.0.1:").nth(1).and_then(|rest| {
-                let digits: String = rest.chars().take_while(char::is_ascii_digit).collect();
-                digits.parse::<u16>().ok().filter(|_| rest.len() > digits.len())
-            });
-            if let Some(port) = port {
-                break port;
+        let log = Arc::new(Mutex::new(String::new()));
+        // Nobody waits for moto's output to end: the log is read only when something went wrong.
+        let (drained, _) = std::sync::mpsc::channel();
+        let (tx, rx) = std::sync::mpsc::channel();
+        capture(child.stdout.take().unwrap(), log.clone(), None, drained.clone(), |_| {});
+        // The sender goes with this stream's thread, so the wait below ends when moto exits.
+        capture(child.stderr.take().unwrap(), log.clone(), None, drained, move |line| {
+            if let Some(port) = line.split("Running on http://127.0.0.1:").nth(1) {
+                let _ = tx.send(port.parse::<u16>().expect("moto prints its port"));
             }
-            if let Ok(Some(status)) = child.try_wait() {
-                panic!("moto_server exited ({status}) before it was ready:\n{text}");
+        });
+        let port = match rx.recv_timeout(std::time::Duration::from_secs(60)) {
+            Ok(port) => port,
+            Err(error) => {
+                let _ = child.kill();
+                let status = child.wait().map_or("exit status unknown".to_string(), |status| status.to_string());
+                let log = log.lock().unwrap_or_else(|e| e.into_inner()).clone();
+                panic!("moto_server did not say where it listens ({error}; {status}); its output:\n{log}");
             }
-            assert!(started.elapsed() < std::time::Duration::from_secs(60), "moto_server did not start:\n{text}");
-            std::thread::sleep(std::time::Duration::from_millis(50));
         };
-        let addr: std::net::SocketAddr = ([127, 0, 0, 1], port).into();
-        while std::net::TcpStream::connect(addr).is_err() {
-            assert!(started.elapsed() < std::time::Duration::from_secs(60), "moto_server did not answer on {addr}");
-            std::thread::sleep(std::time::Duration::from_millis(50));
-        }
-        Self { child, log, endpoint: format!("http://{addr}") }
+        Self { child, log, endpoint: format!("http://127.0.0.1:{port}") }
     }
 
     /// The environment that points the AWS SDK at this server with dummy credentials.
@@ -567,7 +569,7 @@ impl Drop for Moto {
         let _ = self.child.kill();
         let _ = self.child.wait();
         if std::thread::panicking() || exited.is_some() {
-            let log = std::fs::read_to_string(self.log.path()).unwrap_or_default();
+            let log = self.log.lock().unwrap_or_else(|e| e.into_inner()).clone();
             let lines: Vec<&str> = log.lines().collect();
             let tail = lines[lines.len().saturating_sub(40)..].join("\n");
             let status = exited.map_or("was running".to_string(), |status| format!("had exited ({status})"));
