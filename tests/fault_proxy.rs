@@ -31,6 +31,9 @@ pub enum Fault {
     AccessDenied,
     /// An internal error with HTTP 500.
     ServerError,
+    /// A refusal no retry can fix: `InvalidArgumentException` (JSON, 400), what Kinesis answers
+    /// for a request whose records break its rules, or `ValidationError` for STS.
+    InvalidArgument,
     /// Forwarded to moto, then the PutRecords answer is rewritten so that every other entry
     /// (the 1st, 3rd, …) is marked failed with `ProvisionedThroughputExceededException` and
     /// `FailedRecordCount` matches. moto did store those entries: a retry duplicates them, as a
@@ -278,6 +281,13 @@ fn fault_response(fault: Fault, operation: &str, state: &State) -> Message {
             "AccessDenied",
             "User is not authorized to perform: sts:AssumeRole on this resource (injected by the fault proxy)",
         ),
+        (Fault::InvalidArgument, true) => (
+            400,
+            "InvalidArgumentException",
+            "1 validation error detected: Value at 'records.1.member.partitionKey' failed to satisfy constraint \
+             (injected by the fault proxy)",
+        ),
+        (Fault::InvalidArgument, false) => (400, "ValidationError", "Invalid request (injected by the fault proxy)"),
         (Fault::ServerError | Fault::PartialFailure, _) => {
             (500, "InternalFailure", "We encountered an internal error (injected by the fault proxy)")
         }

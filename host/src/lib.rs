@@ -16,6 +16,7 @@
 //! - [`schedule`]: EventBridge schedule expressions: parse, validate, next firing in a timezone.
 //! - [`config`]: `sluice serve` settings from TOML and `SLUICE_*` variables.
 //! - [`metrics`]: counters and histograms rendered in Prometheus text format.
+//! - [`records`]: what a run may hand to the outbox: Kinesis' rules per record, state and run limits.
 //! - [`server`]: runs the daemon until a shutdown future resolves.
 //! - [`cli`]: the `sluice` command line: `serve` and `plugin test`.
 //!
@@ -27,6 +28,7 @@ pub mod aws;
 pub mod cli;
 pub mod config;
 pub mod metrics;
+pub mod records;
 pub mod run;
 pub mod runtime;
 pub mod schedule;

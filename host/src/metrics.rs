@@ -2,7 +2,8 @@
 //! counters and histograms behind one mutex each, rendered on `GET /metrics`.
 //!
 //! Label values come only from the code (route templates, methods, status codes, outcome
-//! names), never from tenant input, so the number of series stays bounded.
+//! names) or from ids the host generated (tenant ids, one series set per tenant), never from
+//! tenant input, so the number of series stays bounded.
 
 use std::collections::BTreeMap;
 use std::fmt::Write;
@@ -48,6 +49,8 @@ pub struct Metrics {
     plugin_time: Mutex<Histogram>,
     /// Records and bytes Kinesis accepted.
     delivered: Mutex<(u64, u64)>,
+    /// Outbox entries parked because Kinesis refused them for good.
+    parked: Mutex<u64>,
 }
 
 fn lock<T>(mutex: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
@@ -89,6 +92,11 @@ impl Metrics {
         let mut delivered = lock(&self.delivered);
         delivered.0 += records;
         delivered.1 += bytes;
+    }
+
+    /// Counts one outbox entry parked.
+    pub fn parked(&self) {
+        *lock(&self.parked) += 1;
     }
 
     /// Renders every metric, plus the gauges passed in (name, help, value).
@@ -135,10 +143,24 @@ impl Metrics {
             out,
             "# HELP sluice_bytes_delivered_total Record bytes (data and partition keys) Kinesis accepted.\n# TYPE sluice_bytes_delivered_total counter\nsluice_bytes_delivered_total {bytes}"
         );
+        let parked = *lock(&self.parked);
+        let _ = writeln!(
+            out,
+            "# HELP sluice_outbox_parked_total Outbox entries parked because Kinesis refused their records for good.\n# TYPE sluice_outbox_parked_total counter\nsluice_outbox_parked_total {parked}"
+        );
         for (name, help, value) in gauges {
             let _ = writeln!(out, "# HELP {name} {help}\n# TYPE {name} gauge\n{name} {value}");
         }
         out
+    }
+}
+
+/// Writes one gauge with a series per row; each row's labels are already formatted
+/// (`tenant="ten_1",kind="state"`) and come from the code or from ids the host generated.
+pub fn render_labelled_gauge(out: &mut String, name: &str, help: &str, rows: &[(String, f64)]) {
+    let _ = writeln!(out, "# HELP {name} {help}\n# TYPE {name} gauge");
+    for (labels, value) in rows {
+        let _ = writeln!(out, "{name}{{{labels}}} {value}");
     }
 }
 

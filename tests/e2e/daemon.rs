@@ -95,13 +95,52 @@ fn what_was_acknowledged_survives_kill_9() {
     assert_eq!((status, report["records"].as_array().map(Vec::len)), (200, Some(2)), "{report}");
 }
 
+/// Orchestrators send SIGTERM at any moment after start. Each round sends it the instant the
+/// daemon prints its address (or, every other round, the instant `/healthz` first answers), while
+/// two threads keep the cores busy so that the daemon's own tasks are slow to be polled: a
+/// handler installed lazily, by a task that has not run yet, would let the signal's default
+/// action kill the process (exit status without a code).
 #[test]
 fn sigterm_shuts_down_cleanly() {
-    let dir = tempfile::tempdir().unwrap();
-    let mut daemon = Daemon::start(dir.path());
-    let (status, _) = daemon.call("GET", "/healthz", None, None);
-    assert_eq!(status, 200);
-    assert_eq!(daemon.terminate(), Some(0));
+    use std::sync::Arc;
+    use std::sync::atomic::{AtomicBool, Ordering};
+
+    let stop = Arc::new(AtomicBool::new(false));
+    let load: Vec<_> = (0..2)
+        .map(|_| {
+            let stop = stop.clone();
+            std::thread::spawn(move || {
+                let mut x = 0u64;
+                while !stop.load(Ordering::Relaxed) {
+                    x = std::hint::black_box(x.wrapping_mul(6364136223846793005).wrapping_add(1));
+                }
+            })
+        })
+        .collect();
+    let rounds = 16;
+    let mut failures = Vec::new();
+    for round in 0..rounds {
+        let dir = tempfile::tempdir().unwrap();
+        let mut daemon = Daemon::start(dir.path());
+        if round % 2 == 1 {
+            let (status, _) = daemon.call("GET", "/healthz", None, None);
+            assert_eq!(status, 200);
+        }
+        let code = daemon.terminate();
+        if code != Some(0) || !daemon.log().contains("shutting down") {
+            failures.push(format!("round {round}: exit code {code:?}, log:\n{}", daemon.log()));
+        }
+    }
+    stop.store(true, Ordering::Relaxed);
+    for thread in load {
+        thread.join().unwrap();
+    }
+    assert!(
+        failures.is_empty(),
+        "{} of {rounds} SIGTERMs did not shut down gracefully:\n{}",
+        failures.len(),
+        failures.join("\n")
+    );
 }
 
 #[test]

@@ -5,11 +5,13 @@
 mod api;
 mod authz;
 mod aws;
+mod bad_output;
 mod cache;
 mod cli;
 mod crash_loop;
 mod daemon;
 mod dataplane;
+mod disk;
 mod examples;
 mod faults;
 mod fixtures;

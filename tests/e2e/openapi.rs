@@ -9,11 +9,11 @@ use std::collections::BTreeSet;
 use std::io::Write;
 
 use serde_json::{Value, json};
-use sluice::store::{Run, RunError, RunOutcome, RunTrigger};
+use sluice::store::{OutRecord, OutboxEntry, Run, RunError, RunLogLine, RunLogSource, RunOutcome, RunTrigger};
 use sluice_tests::{ADMIN_TOKEN, RawResponse, TestApi, plugin_bytes};
 
 /// The API's surface, pinned: adding or removing a route is a deliberate change to this list.
-const OPERATIONS: [(&str, &str); 26] = [
+const OPERATIONS: [(&str, &str); 29] = [
     ("get", "/healthz"),
     ("get", "/readyz"),
     ("get", "/metrics"),
@@ -39,6 +39,9 @@ const OPERATIONS: [(&str, &str); 26] = [
     ("post", "/v1/projects/{id}/resume"),
     ("post", "/v1/projects/{id}/run"),
     ("get", "/v1/projects/{id}/runs"),
+    ("get", "/v1/projects/{id}/outbox"),
+    ("delete", "/v1/projects/{id}/outbox/{run_id}"),
+    ("post", "/v1/projects/{id}/outbox/{run_id}/retry"),
     ("get", "/v1/usage"),
 ];
 
@@ -129,7 +132,7 @@ async fn the_document_is_valid_openapi_with_a_summary_for_every_operation() {
 /// The path with its parameters filled in (ids that exist nowhere) and the operation's required
 /// query parameters set.
 fn concrete(path: &str, operation: &Value) -> String {
-    let mut url = path.replace("{id}", "unknown-id");
+    let mut url = path.replace("{id}", "unknown-id").replace("{run_id}", "run_0000000000000000");
     let required = operation["parameters"].as_array().into_iter().flatten().filter(|p| p["in"] == "query");
     let query: Vec<String> = required
         .filter(|p| p["required"] == true)
@@ -204,7 +207,7 @@ async fn every_documented_operation_is_served_with_its_credentials_and_nothing_e
     // Nothing else is served on these paths: every other method is refused.
     let paths: BTreeSet<&String> = documented.iter().map(|(_, path)| path).collect();
     for path in paths {
-        let url = path.replace("{id}", "unknown-id");
+        let url = path.replace("{id}", "unknown-id").replace("{run_id}", "run_0000000000000000");
         for method in METHODS.iter().filter(|m| !documented.contains(&(m.to_string(), path.clone()))) {
             let response = api.send(&method.to_uppercase(), &url, Some(&key), None, vec![]).await;
             assert_eq!(response.status, 405, "{method} {url} is served but not documented");
@@ -413,10 +416,37 @@ async fn real_requests_and_responses_fit_the_documented_schemas() {
         bytes_delivered: 0,
         stage_ms: [("assume_role".to_string(), 12.5)].into(),
         error: Some(RunError { stage: "assume_role".into(), message: "access denied".into() }),
+        page_cap_reached: true,
+        logs: vec![RunLogLine { source: RunLogSource::Host, level: "info".into(), message: "page cap".into() }],
+        logs_dropped: 2,
     };
     api.store.record_run(&tenant_id, &run, 0.0).await.unwrap();
     let runs = r.call("GET", "/v1/projects/{id}/runs", &format!("{one}/runs?limit=5"), key, None).await;
     assert_eq!(runs["runs"].as_array().unwrap().len(), 1);
+
+    // The outbox: an entry parked, retried (waiting again, which cannot be discarded), parked
+    // again and discarded.
+    let entry = OutboxEntry {
+        tenant_id: tenant_id.clone(),
+        project_id: project_id.clone(),
+        run_id: "run_0000000000000002".into(),
+        scheduled_at_ms: 1_767_225_600_000,
+        state: Some(b"cursor".to_vec()),
+        records: vec![OutRecord { data: b"{}".to_vec(), partition_key: "k".into(), explicit_hash_key: None }],
+    };
+    let outbox_key = api.store.enqueue(&entry).await.unwrap();
+    api.store.park(&outbox_key, "InvalidArgumentException: refused", "2026-01-01T00:00:01Z").await.unwrap();
+    let outbox = r.call("GET", "/v1/projects/{id}/outbox", &format!("{one}/outbox"), key, None).await;
+    assert_eq!(outbox["parked"][0]["run_id"], "run_0000000000000002", "{outbox}");
+    let entry_path = format!("{one}/outbox/run_0000000000000002");
+    let retried =
+        r.call("POST", "/v1/projects/{id}/outbox/{run_id}/retry", &format!("{entry_path}/retry"), key, None).await;
+    assert_eq!(retried["waiting"][0]["run_id"], "run_0000000000000002", "{retried}");
+    let refused = r.call("DELETE", "/v1/projects/{id}/outbox/{run_id}", &entry_path, key, None).await;
+    assert_eq!(refused["error"]["code"], "conflict", "{refused}");
+    let (waiting_key, _) = api.store.outbox_of(&tenant_id, &project_id).unwrap().remove(0);
+    api.store.park(&waiting_key, "InvalidArgumentException: refused", "2026-01-01T00:00:02Z").await.unwrap();
+    r.call("DELETE", "/v1/projects/{id}/outbox/{run_id}", &entry_path, key, None).await;
     r.call("GET", "/v1/usage", "/v1/usage", key, None).await;
 
     // Errors, each with the one error body.

@@ -235,6 +235,9 @@ fn run(project: &str, n: i64, outcome: sluice::store::RunOutcome) -> sluice::sto
         bytes_delivered: 8,
         stage_ms: Default::default(),
         error: None,
+        page_cap_reached: false,
+        logs: Vec::new(),
+        logs_dropped: 0,
     }
 }
 

@@ -50,6 +50,9 @@ pub async fn store_run(store: &Store, project: &Project, body: &[u8]) {
             .map(|stage| (stage.to_string(), 0.5))
             .collect(),
         error: None,
+        page_cap_reached: false,
+        logs: Vec::new(),
+        logs_dropped: 0,
     };
     store.record_run(tenant, &run, 0.3).await.unwrap();
     // A run that succeeds for a healthy project leaves the project record alone (`status.rs`).

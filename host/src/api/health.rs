@@ -121,5 +121,26 @@ async fn metrics(State(state): State<AppState>) -> ([(axum::http::HeaderName, &'
             state.store.outbox_depth() as f64,
         ),
     ]);
+    let mut body = body;
+    let rows: Vec<(String, f64)> = state
+        .store
+        .disk_usage_by_tenant()
+        .into_iter()
+        .flat_map(|(tenant, usage)| {
+            [
+                ("state", usage.state_bytes),
+                ("outbox", usage.outbox_bytes),
+                ("parked", usage.parked_bytes),
+                ("history", usage.history_bytes),
+            ]
+            .map(|(kind, bytes)| (format!("tenant=\"{tenant}\",kind=\"{kind}\""), bytes as f64))
+        })
+        .collect();
+    crate::metrics::render_labelled_gauge(
+        &mut body,
+        "sluice_tenant_store_bytes",
+        "Bytes a tenant keeps in the store, by kind: committed state, outbox, parked entries, run history.",
+        &rows,
+    );
     ([(axum::http::header::CONTENT_TYPE, "text/plain; version=0.0.4")], body)
 }

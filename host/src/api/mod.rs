@@ -14,6 +14,7 @@ mod error;
 mod extract;
 mod health;
 mod openapi;
+mod outbox;
 mod plugins;
 mod project_input;
 mod projects;
@@ -126,6 +127,7 @@ pub fn app(state: AppState) -> Router {
         .merge(tenants::routes())
         .merge(plugins::routes())
         .merge(projects::routes())
+        .merge(outbox::routes())
         .layer(DefaultBodyLimit::max(limits.max_json_bytes))
         .merge(plugins::upload_routes().layer(DefaultBodyLimit::max(limits.max_plugin_bytes)))
         .merge(health::routes())

@@ -19,6 +19,7 @@ use super::auth::Caller;
 use super::error::{ApiError, ErrorBody};
 use super::extract::{Json, Path, Query, RawBody};
 use super::openapi::{INTERNAL, TENANT_ONLY, TOO_LARGE, UNAUTHORIZED};
+use crate::records::{OutputCheck, RunLimits};
 use crate::runtime::{self, CallError, LogLine, Plugin, Poll, Response, plugin_id};
 use crate::store::{CreatePlugin, DeletePlugin, PluginMeta, now_rfc3339};
 
@@ -368,6 +369,10 @@ struct TestReport {
     state: Option<Blob>,
     #[serde(skip_serializing_if = "Option::is_none")]
     next: Option<TestNext>,
+    /// Why a run would store nothing of this output, as a run's failure in stage `transform`
+    /// would say it: records Kinesis would refuse, a state over the tenant's `max_state_bytes`.
+    /// Empty when the output could be delivered; then `outcome` is `ok`.
+    problems: Vec<String>,
     #[schema(value_type = Vec<LogLineSchema>)]
     logs: Vec<LogLine>,
     /// Wall-clock time of the call, in milliseconds.
@@ -379,7 +384,8 @@ struct TestReport {
 #[schema(as = PluginTestFailure)]
 struct Failure {
     /// `rejected`, `retry`, `deadline`, `memory`, `output_too_large`, `too_many_records`,
-    /// `stack_overflow`, `trap` or `host`.
+    /// `stack_overflow`, `trap` or `host`; or `invalid_output` when the call succeeded but a run
+    /// could not store its output (see `problems`).
     #[schema(value_type = String, examples("rejected"))]
     kind: &'static str,
     message: String,
@@ -485,34 +491,56 @@ async fn test(
     let duration_ms = report.duration.as_secs_f64() * 1e3;
     let logs = report.logs.lines;
     Ok(axum::Json(match report.result {
-        Ok(output) => TestReport {
-            outcome: "ok",
-            failure: None,
-            records: output
-                .records
-                .iter()
-                .map(|r| TestRecord {
-                    partition_key: r.partition_key.clone(),
-                    explicit_hash_key: r.explicit_hash_key.clone(),
-                    data: Blob::from_bytes(&r.data),
-                })
-                .collect(),
-            state: output.state.as_deref().map(Blob::from_bytes),
-            next: output.next.map(|n| TestNext { method: n.method, url: n.url }),
-            logs,
-            duration_ms,
-        },
+        Ok(output) => {
+            let limits = RunLimits {
+                max_state_bytes: tenant.quotas().max_state_bytes,
+                max_records: u64::MAX,
+                max_bytes: u64::MAX,
+            };
+            let records = output.records.iter();
+            let problems = OutputCheck::new(limits).page(
+                records.map(|r| (r.data.as_slice(), r.partition_key.as_str(), r.explicit_hash_key.as_deref())),
+                output.state.as_deref(),
+                MAX_PROBLEMS,
+            );
+            let failure = problems.first().map(|first| Failure {
+                kind: "invalid_output",
+                message: format!("a run would store nothing of this output: {first}"),
+            });
+            TestReport {
+                outcome: if failure.is_none() { "ok" } else { "failed" },
+                failure,
+                records: output
+                    .records
+                    .iter()
+                    .map(|r| TestRecord {
+                        partition_key: r.partition_key.clone(),
+                        explicit_hash_key: r.explicit_hash_key.clone(),
+                        data: Blob::from_bytes(&r.data),
+                    })
+                    .collect(),
+                state: output.state.as_deref().map(Blob::from_bytes),
+                next: output.next.map(|n| TestNext { method: n.method, url: n.url }),
+                problems,
+                logs,
+                duration_ms,
+            }
+        }
         Err(error) => TestReport {
             outcome: "failed",
             failure: Some(failure(&error)),
             records: vec![],
             state: None,
             next: None,
+            problems: vec![],
             logs,
             duration_ms,
         },
     }))
 }
+
+/// Problems a dry run lists; the rest are counted.
+const MAX_PROBLEMS: usize = 20;
 
 fn failure(error: &CallError) -> Failure {
     Failure { kind: error.kind(), message: error.to_string() }

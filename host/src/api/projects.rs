@@ -40,7 +40,7 @@ const PROJECT_FORBIDDEN: &str = "The operator token was sent to a tenant route (
      (`tenant_disabled`), or the project exceeds a quota: `max_projects` on creation, `min_interval_seconds` \
      for the schedule (`quota_exceeded`)";
 /// 404 on the routes of one project.
-const NO_PROJECT: &str =
+pub(super) const NO_PROJECT: &str =
     "The tenant has no project with this id (`not_found`); another tenant's project is not found either";
 
 /// The tenant's projects.
@@ -159,7 +159,8 @@ async fn list(Caller(tenant): Caller, State(state): State<AppState>) -> Result<a
     Ok(axum::Json(ProjectList { projects: state.store.projects(&tenant.id)? }))
 }
 
-fn find(state: &AppState, tenant: &Tenant, id: &str) -> Result<Project, ApiError> {
+/// The caller's project `id`, or the 404 every project route answers.
+pub(super) fn find(state: &AppState, tenant: &Tenant, id: &str) -> Result<Project, ApiError> {
     state.store.project(&tenant.id, id)?.ok_or_else(|| not_found(id))
 }
 
@@ -467,8 +468,8 @@ async fn runs(
 
 /// The calling tenant's usage
 ///
-/// The tenant's counters since it was created: runs, failures, bytes and records. Tenant key
-/// only.
+/// The tenant's counters since it was created (runs, failures, bytes and records), and the bytes
+/// it keeps in the store now (state, outbox, parked entries, run history). Tenant key only.
 #[utoipa::path(
     get,
     path = "/v1/usage",
@@ -476,7 +477,7 @@ async fn runs(
     tag = "projects",
     security(("tenant_key" = [])),
     responses(
-        (status = 200, description = "The tenant's counters", body = Usage),
+        (status = 200, description = "The tenant's counters and disk use", body = Usage),
         (status = 401, description = UNAUTHORIZED, body = ErrorBody),
         (status = 403, description = TENANT_ONLY, body = ErrorBody),
         (status = 500, description = INTERNAL, body = ErrorBody),

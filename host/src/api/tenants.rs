@@ -110,7 +110,12 @@ fn check_quotas(quotas: &QuotaOverrides) -> Result<(), ApiError> {
             return Err(ApiError::invalid(format!("`quotas.{field}` must be at most {}", i32::MAX)));
         }
     }
-    let sizes = [("min_interval_seconds", quotas.min_interval_seconds), ("max_plugin_bytes", quotas.max_plugin_bytes)];
+    let sizes = [
+        ("min_interval_seconds", quotas.min_interval_seconds),
+        ("max_plugin_bytes", quotas.max_plugin_bytes),
+        ("max_state_bytes", quotas.max_state_bytes),
+        ("max_outbox_bytes", quotas.max_outbox_bytes),
+    ];
     for (field, value) in sizes {
         if value.is_some_and(|v| v > i64::MAX as u64) {
             return Err(ApiError::invalid(format!("`quotas.{field}` must be at most {}", i64::MAX)));

@@ -12,8 +12,7 @@ use super::error::{AwsError, AwsErrorKind, classify_code, failure};
 use super::{AwsConfig, Inner, Session, parse_arn};
 use crate::arn::ArnKind;
 
-/// Kinesis' limits: per record (data plus partition key), per call in records and in bytes.
-pub(super) const MAX_RECORD_BYTES: usize = 1 << 20;
+/// Kinesis' limits per call, in records and in bytes (per record: `crate::records`).
 pub(super) const MAX_CALL_RECORDS: usize = 500;
 pub(super) const MAX_CALL_BYTES: usize = 5 << 20;
 
@@ -204,30 +203,19 @@ fn call_error(target: &Target<'_>, kind: AwsErrorKind, code: &str, detail: &str)
     AwsError::new(kind, message)
 }
 
-/// Checks every record against Kinesis' limits, so that a bad record fails the whole call before
-/// anything is sent, instead of being dropped or failing one batch among several.
+/// Checks every record against Kinesis' rules, so that a bad record fails the whole call before
+/// anything is sent, instead of being dropped or failing one batch among several. Runs check
+/// their records when `transform` returns (`crate::records`); this catches entries stored before
+/// that check existed.
 fn check(records: &[Record]) -> Result<(), AwsError> {
     for (i, record) in records.iter().enumerate() {
-        let size = record.size();
-        if size > MAX_RECORD_BYTES {
-            return Err(AwsError::invalid(format!(
-                "record {i} is {size} bytes (data plus partition key), over Kinesis' limit of {MAX_RECORD_BYTES} \
-                 bytes per record; make the plugin emit smaller records"
-            )));
-        }
-        let key_chars = record.partition_key.chars().count();
-        if !(1..=256).contains(&key_chars) {
-            return Err(AwsError::invalid(format!(
-                "record {i} has a partition key of {key_chars} characters; Kinesis needs 1 to 256"
-            )));
-        }
-        if let Some(hash) = &record.explicit_hash_key
-            && !(hash.bytes().all(|b| b.is_ascii_digit()) && hash.parse::<u128>().is_ok())
-        {
-            return Err(AwsError::invalid(format!(
-                "record {i} has the explicit hash key `{hash}`, which is not a decimal number below 2^128; fix or \
-                 omit it"
-            )));
+        if let Some(problem) = crate::records::record_problem(
+            i as u64,
+            &record.data,
+            &record.partition_key,
+            record.explicit_hash_key.as_deref(),
+        ) {
+            return Err(AwsError::invalid(problem));
         }
     }
     Ok(())
@@ -281,6 +269,7 @@ fn backoff_bound(attempt: u32, base_ms: u64, max_ms: u64) -> u64 {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::records::MAX_RECORD_BYTES;
 
     fn record(data: usize, key: &str) -> Record {
         Record { data: vec![b'x'; data], partition_key: key.into(), explicit_hash_key: None }
@@ -304,19 +293,6 @@ mod tests {
         let err = check(&records).unwrap_err();
         assert_eq!(err.kind, AwsErrorKind::Invalid);
         assert!(err.message.contains("record 2 is 1048577 bytes"), "{}", err.message);
-    }
-
-    #[test]
-    fn partition_and_hash_keys_are_checked() {
-        let err = check(&[record(1, "")]).unwrap_err();
-        assert!(err.message.contains("record 0 has a partition key of 0 characters"), "{}", err.message);
-        assert!(check(&[record(1, &"ü".repeat(256))]).is_ok(), "256 characters, whatever their bytes");
-        assert!(check(&[record(1, &"k".repeat(257))]).is_err());
-        let with_hash = |hash: &str| Record { explicit_hash_key: Some(hash.into()), ..record(1, "k") };
-        assert!(check(&[with_hash("0"), with_hash(&u128::MAX.to_string())]).is_ok());
-        for bad in ["+1", "-1", "1e3", "", "340282366920938463463374607431768211456"] {
-            assert!(check(&[with_hash(bad)]).is_err(), "{bad}");
-        }
     }
 
     #[test]

@@ -47,6 +47,10 @@ pub struct Args {
     /// The call's memory cap in MiB.
     #[arg(long, default_value_t = Limits::default().memory_bytes >> 20)]
     memory_mib: u64,
+    /// The largest state the daemon would accept, in bytes: the tenant's `max_state_bytes` quota
+    /// (the standard tier's by default; 64 KiB for free, 1 MiB for premium).
+    #[arg(long, default_value_t = crate::store::Tier::Standard.quotas().max_state_bytes)]
+    max_state_bytes: u64,
     /// Print one JSON document instead of text.
     #[arg(long)]
     json: bool,
@@ -132,12 +136,37 @@ async fn run_inner(args: Args) -> Result<ExitCode, ExitCode> {
 
     let response = Response { status: args.status, headers: args.headers.clone(), body };
     let transformed = runtime.transform(&plugin, &limits, &poll, &response).await;
-    let ok = transformed.result.is_ok();
     report["transform"] = call_json(&transformed, output_json);
     if !args.json {
         print_call("transform", &transformed, print_output);
     }
-    finish(&args, &report, ok)
+    let Ok(output) = &transformed.result else { return finish(&args, &report, false) };
+    // The checks a run applies before storing anything: a record Kinesis would refuse, or a state
+    // over the quota, fails the run in stage `transform`.
+    let problems = output_problems(output, args.max_state_bytes);
+    report["checks"] = json!({"ok": problems.is_empty(), "problems": problems});
+    if !args.json {
+        if problems.is_empty() {
+            println!("checks     ok: Kinesis would take every record, and the state is within the limit");
+        } else {
+            println!("checks     failed: a run would store nothing of this output");
+            for problem in &problems {
+                println!("  problem  {problem}");
+            }
+        }
+    }
+    finish(&args, &report, problems.is_empty())
+}
+
+/// What keeps an output from being stored, as a run would say it (at most 20 problems).
+fn output_problems(output: &Output, max_state_bytes: u64) -> Vec<String> {
+    let limits = crate::records::RunLimits { max_state_bytes, max_records: u64::MAX, max_bytes: u64::MAX };
+    let records = output.records.iter();
+    crate::records::OutputCheck::new(limits).page(
+        records.map(|r| (r.data.as_slice(), r.partition_key.as_str(), r.explicit_hash_key.as_deref())),
+        output.state.as_deref(),
+        20,
+    )
 }
 
 fn finish(args: &Args, report: &Value, ok: bool) -> Result<ExitCode, ExitCode> {

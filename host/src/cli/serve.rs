@@ -3,6 +3,8 @@
 use std::path::PathBuf;
 use std::process::ExitCode;
 
+use tokio::signal::unix::{Signal, SignalKind, signal};
+
 use super::{EXIT_CONFIG, EXIT_SOFTWARE};
 use crate::config::Config;
 
@@ -14,6 +16,16 @@ pub struct Args {
 }
 
 pub async fn run(args: Args) -> ExitCode {
+    // The handlers are installed before anything else happens, so that a SIGTERM at any moment
+    // after start, even before the address is printed, ends in a graceful shutdown instead of
+    // the signal's default action (which kills the process).
+    let shutdown = match ShutdownSignals::install() {
+        Ok(signals) => signals,
+        Err(error) => {
+            eprintln!("error: cannot install the SIGTERM and SIGINT handlers: {error}");
+            return ExitCode::from(EXIT_SOFTWARE);
+        }
+    };
     let config = match Config::load(args.config.as_deref(), |name| std::env::var(name).ok()) {
         Ok(config) => config,
         Err(error) => {
@@ -26,7 +38,7 @@ pub async fn run(args: Args) -> ExitCode {
         println!("sluice listening on http://{addr}");
         tracing::info!(%addr, "listening");
     };
-    match crate::server::run(config, shutdown_signal(), on_bound).await {
+    match crate::server::run(config, shutdown.recv(), on_bound).await {
         Ok(()) => ExitCode::SUCCESS,
         Err(error) => {
             eprintln!("error: {error:#}");
@@ -35,19 +47,21 @@ pub async fn run(args: Args) -> ExitCode {
     }
 }
 
-/// Resolves on ctrl-c or SIGTERM.
-async fn shutdown_signal() {
-    let ctrl_c = async {
-        let _ = tokio::signal::ctrl_c().await;
-    };
-    let term = async {
-        match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
-            Ok(mut signal) => {
-                signal.recv().await;
-            }
-            Err(_) => std::future::pending::<()>().await,
-        }
-    };
-    tokio::select! { _ = ctrl_c => {}, _ = term => {} }
-    tracing::info!("shutting down");
+/// SIGTERM and SIGINT (ctrl-c), listened for from the moment this is created: a signal that
+/// arrives before [`ShutdownSignals::recv`] is first polled is kept, not lost.
+struct ShutdownSignals {
+    term: Signal,
+    interrupt: Signal,
+}
+
+impl ShutdownSignals {
+    fn install() -> std::io::Result<Self> {
+        Ok(Self { term: signal(SignalKind::terminate())?, interrupt: signal(SignalKind::interrupt())? })
+    }
+
+    /// Resolves on the first SIGTERM or SIGINT.
+    async fn recv(mut self) {
+        tokio::select! { _ = self.term.recv() => {}, _ = self.interrupt.recv() => {} }
+        tracing::info!("shutting down");
+    }
 }

@@ -6,14 +6,24 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use super::Inner;
+use super::pipeline::rfc3339_ms;
 use super::status::Failure;
-use crate::aws::Record;
+use crate::aws::{AwsErrorKind, Record};
 
-/// What one delivery pass sent.
-#[derive(Debug, Default, Clone, Copy)]
+/// What one delivery pass sent, and what it parked.
+#[derive(Debug, Default, Clone)]
 pub(super) struct Totals {
     pub records: u64,
     pub bytes: u64,
+    pub parked: Vec<Parked>,
+}
+
+/// An entry Kinesis refused for good, now parked.
+#[derive(Debug, Clone)]
+pub(super) struct Parked {
+    pub run_id: String,
+    /// Which run's records, and what Kinesis said.
+    pub message: String,
 }
 
 impl Inner {
@@ -33,18 +43,33 @@ impl Inner {
 
     /// Delivers every entry a project has waiting, oldest first, stopping at the first entry
     /// Kinesis does not fully accept (later entries must not commit their state before it).
-    pub(super) async fn deliver_project(&self, tenant: &str, project_id: &str) -> Result<Totals, Failure> {
+    ///
+    /// An entry refused for a reason no retry can fix (Kinesis' InvalidArgument and the like) is
+    /// parked instead, so that it does not block the project's later entries; the tenant sees it
+    /// in `GET /v1/projects/{id}/outbox` and decides. A failure of an entry of another run than
+    /// `current_run` names that run, so nobody chases the current plugin for an old problem.
+    pub(super) async fn deliver_project(
+        &self,
+        tenant: &str,
+        project_id: &str,
+        current_run: Option<&str>,
+    ) -> Result<Totals, Failure> {
         let lock = self.delivery_lock(tenant, project_id);
         let result = {
             let _held = lock.lock().await;
-            self.deliver_locked(tenant, project_id).await
+            self.deliver_locked(tenant, project_id, current_run).await
         };
         drop(lock);
         self.release_lock(tenant, project_id);
         result
     }
 
-    async fn deliver_locked(&self, tenant: &str, project_id: &str) -> Result<Totals, Failure> {
+    async fn deliver_locked(
+        &self,
+        tenant: &str,
+        project_id: &str,
+        current_run: Option<&str>,
+    ) -> Result<Totals, Failure> {
         let mut totals = Totals::default();
         let entries = self.store.outbox_of(tenant, project_id).map_err(Failure::host)?;
         if entries.is_empty() {
@@ -70,15 +95,33 @@ impl Inner {
                     explicit_hash_key: r.explicit_hash_key.clone(),
                 })
                 .collect();
-            let delivered = self
-                .aws
-                .put_records(&session, &project.target.stream_arn, &records)
-                .await
-                .map_err(|e| Failure::new("deliver", e.to_string()).with_kind(e.kind))?;
-            self.store.complete_delivery(&key).await.map_err(Failure::host)?;
-            self.metrics.delivered(delivered.records, delivered.bytes);
-            totals.records += delivered.records;
-            totals.bytes += delivered.bytes;
+            let error = match self.aws.put_records(&session, &project.target.stream_arn, &records).await {
+                Ok(delivered) => {
+                    self.store.complete_delivery(&key).await.map_err(Failure::host)?;
+                    self.metrics.delivered(delivered.records, delivered.bytes);
+                    totals.records += delivered.records;
+                    totals.bytes += delivered.bytes;
+                    continue;
+                }
+                Err(error) => error,
+            };
+            let from = rfc3339_ms(jiff::Timestamp::from_millisecond(entry.scheduled_at_ms).unwrap_or_default());
+            let which = format!("records of run {} from {from}", entry.run_id);
+            if error.kind == AwsErrorKind::Invalid {
+                let message = format!("kinesis refused the {which} for good, so they are parked: {error}");
+                let now = rfc3339_ms(jiff::Timestamp::now());
+                self.store.park(&key, &error.message, &now).await.map_err(Failure::host)?;
+                self.metrics.parked();
+                tracing::warn!(project = %project_id, run = %entry.run_id, "{message}");
+                totals.parked.push(Parked { run_id: entry.run_id.clone(), message });
+                continue;
+            }
+            let message = match current_run {
+                Some(run) if run == entry.run_id => error.message,
+                _ if error.kind == AwsErrorKind::Transient => format!("the {which} could not be delivered: {error}"),
+                _ => format!("the {which} are refused: {error}"),
+            };
+            return Err(Failure::new("deliver", message).with_kind(error.kind));
         }
         Ok(totals)
     }
@@ -93,7 +136,7 @@ impl Inner {
             }
         };
         for (tenant, project) in projects {
-            if let Err(failure) = self.deliver_project(&tenant, &project).await {
+            if let Err(failure) = self.deliver_project(&tenant, &project, None).await {
                 tracing::warn!(%project, "records still waiting for Kinesis: {}", failure.message);
             }
         }

@@ -8,17 +8,19 @@
 //! status follows from it (`status.rs`).
 //!
 //! - `pipeline.rs`: one run, stage by stage.
-//! - `deliver.rs`: delivering a project's outbox entries in order, and the drainer that retries
-//!   what a run could not deliver.
+//! - `deliver.rs`: delivering a project's outbox entries in order, parking entries Kinesis refuses
+//!   for good, and the drainer that retries what a run could not deliver.
 //! - `status.rs`: `pending` → `active` → `failing` and back, with exponential backoff.
 //! - `control.rs`: what the API calls when projects and tenants change.
 //! - `redact.rs`: keeps the source's API key out of failure messages that quote the source.
+//! - `log.rs`: the bounded tail of a run's plugin log lines and the host's notes, for its history.
 //!
 //! The pipeline holds no state of its own that matters across a crash: the outbox, the committed
 //! state and the run history are all in the store.
 
 mod control;
 mod deliver;
+mod log;
 mod pipeline;
 mod redact;
 mod status;
@@ -59,6 +61,12 @@ pub struct RunConfig {
     pub max_outbox_entries_per_project: usize,
     /// How long start-up may spend delivering the outbox before the scheduler starts anyway.
     pub startup_delivery_ms: u64,
+    /// The most records one run may deliver, all pages together; a run whose plugin returns
+    /// more fails in stage `transform` and stores nothing.
+    pub max_run_records: u64,
+    /// The most bytes of records (data plus partition keys) one run may deliver, all pages
+    /// together; a run whose plugin returns more fails in stage `transform` and stores nothing.
+    pub max_run_bytes: u64,
 }
 
 impl Default for RunConfig {
@@ -69,6 +77,8 @@ impl Default for RunConfig {
             outbox_retry_ms: 5_000,
             max_outbox_entries_per_project: 100,
             startup_delivery_ms: 60_000,
+            max_run_records: 100_000,
+            max_run_bytes: 64 << 20,
         }
     }
 }

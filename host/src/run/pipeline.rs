@@ -11,12 +11,14 @@ use bytes::Bytes;
 use jiff::Timestamp;
 
 use super::Inner;
+use super::log::RunLog;
 use super::status::Failure;
 use crate::aws::{AwsErrorKind, RoleRef, Session};
+use crate::records::{OutputCheck, RunLimits};
 use crate::runtime::{CallError, Plugin, Poll, Request, Response};
 use crate::scheduler::{Outcome, Tick, Trigger};
 use crate::source::{ApiKey, FetchRequest, Fetched, KeyPlacement};
-use crate::store::{OutRecord, OutboxEntry, Project, Run, RunError, RunOutcome, RunTrigger, random_hex};
+use crate::store::{OutRecord, OutboxEntry, Project, Quotas, Run, RunError, RunOutcome, RunTrigger, random_hex};
 
 /// What a run produced, for its history record.
 #[derive(Default)]
@@ -31,6 +33,10 @@ pub(super) struct Tally {
     pub plugin_time: Duration,
     /// The API keys the run read, to be redacted from whatever it reports (see `redact.rs`).
     pub keys: Vec<String>,
+    /// The plugin's log lines and the host's notes.
+    pub log: RunLog,
+    /// Whether the page cap cut the run short.
+    pub page_cap_reached: bool,
 }
 
 impl Tally {
@@ -92,6 +98,7 @@ impl Inner {
                 Some(RunError { stage: failure.stage.to_string(), message: failure.message.clone() }),
             ),
         };
+        let (logs, logs_dropped) = std::mem::take(&mut tally.log).finish(&tally.keys);
         let run = Run {
             id: tally.run_id.clone(),
             project_id: project.id.clone(),
@@ -107,6 +114,9 @@ impl Inner {
             bytes_delivered: tally.bytes_delivered,
             stage_ms: tally.stage_ms.clone(),
             error,
+            page_cap_reached: tally.page_cap_reached,
+            logs,
+            logs_dropped,
         };
         for (stage, ms) in &tally.stage_ms {
             if let Some(stage) = super::status::STAGES.iter().find(|s| **s == stage) {
@@ -158,6 +168,9 @@ impl Inner {
                               skips runs"
                         .into(),
                 }),
+                page_cap_reached: false,
+                logs: Vec::new(),
+                logs_dropped: 0,
             };
             if let Err(e) = store.record_run(&tick.key.tenant, &run, 0.0).await {
                 tracing::error!(project = %tick.key.project, "cannot record a skipped run: {e}");
@@ -167,13 +180,24 @@ impl Inner {
 
     async fn execute(&self, project: &Project, tick: &Tick, tally: &mut Tally) -> Result<(), Failure> {
         let tenant = &project.tenant_id;
+        let quotas = self
+            .store
+            .tenant(tenant)
+            .map_err(Failure::host)?
+            .map(|t| t.quotas())
+            .ok_or_else(|| Failure::host("the project's tenant is gone"))?;
         let backlog = self.store.outbox_len_of(tenant, &project.id);
         if backlog > 0 {
             // Older records go first; if Kinesis still refuses them, new runs may still fetch
             // until the backlog reaches its cap.
-            let delivered = tally.time("deliver", self.deliver_project(tenant, &project.id)).await;
+            let delivered = tally.time("deliver", self.deliver_project(tenant, &project.id, None)).await;
             match delivered {
-                Ok(totals) => tally.bytes_delivered += totals.bytes,
+                Ok(totals) => {
+                    tally.bytes_delivered += totals.bytes;
+                    for parked in &totals.parked {
+                        tally.log.host("warn", &parked.message);
+                    }
+                }
                 Err(failure) if backlog >= self.config.max_outbox_entries_per_project => {
                     return Err(Failure::new(
                         "deliver",
@@ -185,9 +209,10 @@ impl Inner {
                     )
                     .with_kind(failure.kind));
                 }
-                Err(_) => {}
+                Err(failure) => tally.log.host("warn", &failure.message),
             }
         }
+        self.check_outbox_bytes(project, &quotas, 0)?;
 
         let session = tally.time("assume_role", self.assume(project)).await?;
         self.confirm_trust(project).await;
@@ -217,6 +242,11 @@ impl Inner {
             body: None,
         };
         let limits = self.runtime.default_limits().clone();
+        let mut check = OutputCheck::new(RunLimits {
+            max_state_bytes: quotas.max_state_bytes,
+            max_records: self.config.max_run_records,
+            max_bytes: self.config.max_run_bytes,
+        });
         let mut request = Some(base);
         let mut records = Vec::new();
         let mut new_state = None;
@@ -225,13 +255,35 @@ impl Inner {
             // `prepare` shapes every page's request, as the contract says, seeing the newest state.
             let report = tally.time("prepare", self.runtime.prepare(&plugin, &limits, &poll(&state), &next)).await;
             tally.plugin_time += report.duration;
+            tally.log.plugin(&report.logs);
             let current = report.result.map_err(|e| plugin_failure("prepare", e))?;
             let fetched = self.fetch_page(project, &session, &origin, &current, &mut api_key, tally).await?;
             let response = Response { status: fetched.status, headers: fetched.headers, body: fetched.body };
             let report =
                 tally.time("transform", self.runtime.transform(&plugin, &limits, &poll(&state), &response)).await;
             tally.plugin_time += report.duration;
+            tally.log.plugin(&report.logs);
             let output = report.result.map_err(|e| plugin_failure("transform", e))?;
+            // Checked here, before anything is stored: a record Kinesis refuses must fail this run,
+            // not become an outbox entry that no retry can deliver.
+            let problems = check.page(
+                output
+                    .records
+                    .iter()
+                    .map(|r| (r.data.as_slice(), r.partition_key.as_str(), r.explicit_hash_key.as_deref())),
+                output.state.as_deref(),
+                MAX_PROBLEMS,
+            );
+            if !problems.is_empty() {
+                return Err(Failure::tenant(
+                    "transform",
+                    format!(
+                        "the plugin's output cannot be delivered, so nothing of this run was stored and the state \
+                         did not advance: {}",
+                        problems.join("; ")
+                    ),
+                ));
+            }
             records.extend(output.records.into_iter().map(|r| OutRecord {
                 data: r.data,
                 partition_key: r.partition_key,
@@ -244,7 +296,16 @@ impl Inner {
             if tally.pages < project.max_pages {
                 request = output.next;
             } else if output.next.is_some() {
-                tracing::info!(project = %project.id, "page cap of {} reached; the rest waits for the next run", project.max_pages);
+                tally.page_cap_reached = true;
+                tally.log.host(
+                    "info",
+                    &format!(
+                        "the page cap of {} pages was reached while the plugin asked for another page, which this \
+                         run did not fetch; the next run starts again from the source URL, with the state this run \
+                         commits, so keep your place in the state to page on",
+                        project.max_pages
+                    ),
+                );
             }
         }
         tally.records = records.len() as u64;
@@ -263,10 +324,54 @@ impl Inner {
             state: new_state,
             records,
         };
+        self.check_outbox_bytes(
+            project,
+            &quotas,
+            entry.payload_bytes() + entry.state.as_ref().map_or(0, |s| s.len() as u64),
+        )?;
         tally.time("outbox", self.store.enqueue(&entry)).await.map_err(Failure::host)?;
-        let totals = tally.time("deliver", self.deliver_project(tenant, &project.id)).await?;
+        let run_id = tally.run_id.clone();
+        let totals = tally.time("deliver", self.deliver_project(tenant, &project.id, Some(&run_id))).await?;
         tally.bytes_delivered += totals.bytes;
+        for parked in &totals.parked {
+            if parked.run_id == tally.run_id {
+                return Err(Failure::tenant(
+                    "deliver",
+                    format!(
+                        "{}; nothing is lost: retry them with POST /v1/projects/{}/outbox/{}/retry or discard them \
+                         with DELETE /v1/projects/{}/outbox/{}",
+                        parked.message, project.id, parked.run_id, project.id, parked.run_id
+                    ),
+                ));
+            }
+            tally.log.host("warn", &parked.message);
+        }
         Ok(())
+    }
+
+    /// Fails the run when the tenant's undelivered records, with `adding` more, would exceed its
+    /// `max_outbox_bytes` quota: one tenant must not fill the disk every tenant shares.
+    fn check_outbox_bytes(&self, project: &Project, quotas: &Quotas, adding: u64) -> Result<(), Failure> {
+        let waiting = self.store.disk_usage(&project.tenant_id).undelivered_bytes();
+        if waiting.saturating_add(adding) <= quotas.max_outbox_bytes
+            && (adding > 0 || waiting < quotas.max_outbox_bytes)
+        {
+            return Ok(());
+        }
+        let (stage, what) = if adding == 0 {
+            ("deliver", "so this run did not fetch".to_string())
+        } else {
+            ("outbox", format!("so this run's {adding} bytes were not stored and the state did not advance"))
+        };
+        Err(Failure::tenant(
+            stage,
+            format!(
+                "the tenant's records waiting for Kinesis, parked ones included, take {waiting} bytes, and its \
+                 max_outbox_bytes quota is {}, {what}; fix what keeps them from being delivered, or retry or \
+                 discard parked ones (GET /v1/projects/{}/outbox)",
+                quotas.max_outbox_bytes, project.id
+            ),
+        ))
     }
 
     pub(super) async fn assume(&self, project: &Project) -> Result<Session, Failure> {
@@ -398,6 +503,9 @@ impl Inner {
         })
     }
 }
+
+/// Problems listed in one failure message; the rest are counted.
+const MAX_PROBLEMS: usize = 5;
 
 /// A plugin's error, as the tenant should read it.
 fn plugin_failure(stage: &'static str, error: CallError) -> Failure {

@@ -6,7 +6,8 @@
 //! tenants hold it), `projects` (`<tenant id>/<project id>` → JSON), `runs` (`<tenant id>/<project
 //! id>/<start>-<run id>` → JSON, the newest last), `usage` (tenant id → counters) and `counts`
 //! (per-tenant record counts for quotas), `outbox` (`<tenant id>/<project id>/<sequence>` → a run's
-//! undelivered records and pending state) and `state` (`<tenant id>/<project id>` → the state
+//! undelivered records and pending state), `parked` (the same keys: entries Kinesis refused for
+//! good, until the tenant decides; see `parked.rs`) and `state` (`<tenant id>/<project id>` → the state
 //! committed by the last delivered run; see `outbox.rs`). Writes that touch several trees run in
 //! one sled transaction. Every write the API acknowledges, and every outbox entry before its
 //! delivery starts, is flushed to disk before the call returns, so that neither an acknowledged
@@ -17,8 +18,11 @@
 //!
 //! `store` knows nothing of HTTP: it takes and returns the records in [`model`].
 
+mod chunks;
+mod disk;
 pub mod model;
 mod outbox;
+mod parked;
 mod plugins;
 mod projects;
 mod runs;
@@ -31,14 +35,16 @@ use std::sync::atomic::{AtomicU64, Ordering};
 
 use sled::transaction::{ConflictableTransactionError, TransactionError, TransactionalTree};
 
+pub use disk::DiskUsage;
 pub use model::{
     ApiKeySource, Onboarding, PluginMeta, Project, ProjectStatus, QuotaOverrides, Quotas, Source, Target, Tenant,
     TenantStatus, Tier,
 };
-pub use outbox::{OutRecord, OutboxEntry, OutboxKey};
+pub use outbox::{OutRecord, OutboxEntry, OutboxKey, WaitingEntry};
+pub use parked::{ParkedAction, ParkedEntry};
 pub use plugins::{CreatePlugin, DeletePlugin};
 pub use projects::CreateProject;
-pub use runs::{RUNS_KEPT, Run, RunError, RunOutcome, RunTrigger, Usage};
+pub use runs::{RUNS_KEPT, Run, RunError, RunLogLine, RunLogSource, RunOutcome, RunTrigger, Usage};
 pub use secrets::{ApiKey, constant_time_eq, hash_key, random_hex};
 
 /// Grouped, serialized flushes (see [`Store::flush`]).
@@ -51,8 +57,9 @@ struct FlushState {
     lock: tokio::sync::Mutex<()>,
 }
 
-/// The layout version this build reads and writes.
-const SCHEMA_VERSION: u32 = 1;
+/// The layout version this build reads and writes. Version 2 split large values of `outbox` and
+/// `state` into pieces (see `chunks.rs`); a version 1 directory is migrated when it is opened.
+const SCHEMA_VERSION: u32 = 2;
 
 /// A storage failure. These are the host's problems, never the caller's input.
 #[derive(Debug, thiserror::Error)]
@@ -92,7 +99,15 @@ pub struct Store {
     /// same transactions as the records so that quota checks need no scan.
     counts: sled::Tree,
     outbox: sled::Tree,
+    /// `<tenant id>/<project id>/<sequence>` → an outbox entry Kinesis refused for good, with
+    /// why, until the tenant retries or discards it (see `parked.rs`).
+    parked: sled::Tree,
     state: sled::Tree,
+    /// The pieces of large values of `outbox`, `parked` and `state` (see `chunks.rs`).
+    outbox_chunks: sled::Tree,
+    parked_chunks: sled::Tree,
+    state_chunks: sled::Tree,
+    disk: disk::DiskLedger,
     flush_state: Arc<FlushState>,
     /// Serializes creates that check a count quota (see `create_plugin`).
     quota_lock: Arc<tokio::sync::Mutex<()>>,
@@ -103,19 +118,11 @@ impl Store {
     pub fn open(dir: &Path) -> Result<Self> {
         let db = sled::Config::new().path(dir).open()?;
         let meta = db.open_tree("meta")?;
-        match meta.get("schema_version")? {
-            Some(raw) => {
-                let found = raw.as_ref().try_into().map(u32::from_be_bytes).unwrap_or(0);
-                if found != SCHEMA_VERSION {
-                    return Err(StoreError::Schema { found });
-                }
-            }
-            None => {
-                meta.insert("schema_version", &SCHEMA_VERSION.to_be_bytes())?;
-                db.flush()?;
-            }
+        let found = meta.get("schema_version")?.map(|raw| raw.as_ref().try_into().map(u32::from_be_bytes).unwrap_or(0));
+        if found.is_some_and(|v| v != SCHEMA_VERSION && v != 1) {
+            return Err(StoreError::Schema { found: found.unwrap_or(0) });
         }
-        Ok(Self {
+        let store = Self {
             tenants: db.open_tree("tenants")?,
             keys: db.open_tree("keys")?,
             plugins: db.open_tree("plugins")?,
@@ -126,11 +133,38 @@ impl Store {
             usage: db.open_tree("usage")?,
             counts: db.open_tree("counts")?,
             outbox: db.open_tree("outbox")?,
+            parked: db.open_tree("parked")?,
             state: db.open_tree("state")?,
+            outbox_chunks: db.open_tree("outbox_chunks")?,
+            parked_chunks: db.open_tree("parked_chunks")?,
+            state_chunks: db.open_tree("state_chunks")?,
+            disk: disk::DiskLedger::default(),
             flush_state: Arc::default(),
             quota_lock: Default::default(),
             db,
-        })
+        };
+        if found != Some(SCHEMA_VERSION) {
+            // A new directory has nothing to rewrite; one of version 1 stored values whole.
+            chunks::rewrite_tree(&store.outbox, &store.outbox_chunks)?;
+            chunks::rewrite_tree(&store.state, &store.state_chunks)?;
+            meta.insert("schema_version", &SCHEMA_VERSION.to_be_bytes())?;
+            store.db.flush()?;
+        }
+        store.disk.count_tree(&store.state, disk::DiskKind::State, chunks::stored_len)?;
+        store.disk.count_tree(&store.outbox, disk::DiskKind::Outbox, chunks::stored_len)?;
+        store.disk.count_tree(&store.parked, disk::DiskKind::Parked, chunks::stored_len)?;
+        store.disk.count_tree(&store.runs, disk::DiskKind::History, |_, raw| raw.len() as u64)?;
+        Ok(store)
+    }
+
+    /// The bytes a tenant keeps in the store, by kind (see `disk.rs`).
+    pub fn disk_usage(&self, tenant: &str) -> DiskUsage {
+        self.disk.of(tenant)
+    }
+
+    /// Every tenant's [`DiskUsage`], by tenant id, for the metrics.
+    pub fn disk_usage_by_tenant(&self) -> Vec<(String, DiskUsage)> {
+        self.disk.all()
     }
 
     /// Makes every write so far durable.

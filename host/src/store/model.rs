@@ -16,16 +16,33 @@ pub enum Tier {
 impl Tier {
     /// The quotas a tenant of this tier has unless the operator overrides them.
     pub fn quotas(self) -> Quotas {
+        const KIB: u64 = 1 << 10;
+        const MIB: u64 = 1 << 20;
         match self {
-            Tier::Free => {
-                Quotas { max_projects: 5, max_plugins: 5, min_interval_seconds: 300, max_plugin_bytes: 32 << 20 }
-            }
-            Tier::Standard => {
-                Quotas { max_projects: 100, max_plugins: 50, min_interval_seconds: 60, max_plugin_bytes: 32 << 20 }
-            }
-            Tier::Premium => {
-                Quotas { max_projects: 10_000, max_plugins: 500, min_interval_seconds: 1, max_plugin_bytes: 64 << 20 }
-            }
+            Tier::Free => Quotas {
+                max_projects: 5,
+                max_plugins: 5,
+                min_interval_seconds: 300,
+                max_plugin_bytes: 32 * MIB,
+                max_state_bytes: 64 * KIB,
+                max_outbox_bytes: 64 * MIB,
+            },
+            Tier::Standard => Quotas {
+                max_projects: 100,
+                max_plugins: 50,
+                min_interval_seconds: 60,
+                max_plugin_bytes: 32 * MIB,
+                max_state_bytes: 256 * KIB,
+                max_outbox_bytes: 1024 * MIB,
+            },
+            Tier::Premium => Quotas {
+                max_projects: 10_000,
+                max_plugins: 500,
+                min_interval_seconds: 1,
+                max_plugin_bytes: 64 * MIB,
+                max_state_bytes: MIB,
+                max_outbox_bytes: 8192 * MIB,
+            },
         }
     }
 }
@@ -52,6 +69,13 @@ pub struct Quotas {
     pub min_interval_seconds: u64,
     /// The largest plugin upload, in bytes.
     pub max_plugin_bytes: u64,
+    /// The largest state a plugin may return, in bytes (64 KiB, 256 KiB and 1 MiB by tier). A run
+    /// whose plugin returns more fails in stage `transform`, and its state does not advance.
+    pub max_state_bytes: u64,
+    /// The most bytes of records and pending states all of the tenant's projects together may
+    /// have waiting for Kinesis (64 MiB, 1 GiB and 8 GiB by tier). While the outbox holds more, new
+    /// runs do not fetch; parked entries count too.
+    pub max_outbox_bytes: u64,
 }
 
 /// Per-tenant overrides of the tier's quotas; an absent field keeps the tier's value.
@@ -70,6 +94,12 @@ pub struct QuotaOverrides {
     #[serde(default, skip_serializing_if = "Option::is_none")]
     #[schema(maximum = 9223372036854775807_i64)]
     pub max_plugin_bytes: Option<u64>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schema(maximum = 9223372036854775807_i64)]
+    pub max_state_bytes: Option<u64>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schema(maximum = 9223372036854775807_i64)]
+    pub max_outbox_bytes: Option<u64>,
 }
 
 impl QuotaOverrides {
@@ -81,6 +111,8 @@ impl QuotaOverrides {
             max_plugins: self.max_plugins.unwrap_or(base.max_plugins),
             min_interval_seconds: self.min_interval_seconds.unwrap_or(base.min_interval_seconds),
             max_plugin_bytes: self.max_plugin_bytes.unwrap_or(base.max_plugin_bytes),
+            max_state_bytes: self.max_state_bytes.unwrap_or(base.max_state_bytes),
+            max_outbox_bytes: self.max_outbox_bytes.unwrap_or(base.max_outbox_bytes),
         }
     }
 }

@@ -14,7 +14,10 @@ use base64::engine::general_purpose::STANDARD as BASE64;
 use serde::{Deserialize, Serialize};
 use sled::Transactional;
 
-use super::{Result, Store, StoreError};
+use sled::transaction::ConflictableTransactionError;
+
+use super::disk::{DiskKind, size};
+use super::{Result, Store, StoreError, chunks};
 
 /// One record bound for Kinesis.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -48,7 +51,21 @@ impl OutboxEntry {
 
 /// The key of a stored outbox entry, handed back to [`Store::complete_delivery`].
 #[derive(Debug, Clone, PartialEq, Eq, Hash)]
-pub struct OutboxKey(Vec<u8>);
+pub struct OutboxKey(pub(super) Vec<u8>);
+
+/// A summary of one entry waiting for Kinesis, as the tenant sees it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct WaitingEntry {
+    /// The run that produced the records.
+    pub run_id: String,
+    /// The run's nominal time in ms since the epoch.
+    pub scheduled_at_ms: i64,
+    pub records: u64,
+    /// Bytes of record data and partition keys.
+    pub bytes: u64,
+    /// Whether committing the entry will change the project's state.
+    pub state_pending: bool,
+}
 
 /// The JSON header of a stored entry; records follow it in a compact binary layout because
 /// JSON would triple the size of binary record data.
@@ -58,32 +75,42 @@ struct Header {
     project_id: String,
     run_id: String,
     scheduled_at_ms: i64,
-    #[serde(default)]
+    /// The state, in entries written before it moved out of the header.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
     state_base64: Option<String>,
+    /// Whether the state follows the header as a binary field.
+    #[serde(default)]
+    has_state: bool,
     records: usize,
 }
 
-fn project_prefix(tenant: &str, project: &str) -> String {
+pub(super) fn project_prefix(tenant: &str, project: &str) -> String {
     format!("{tenant}/{project}/")
 }
 
-fn state_key(tenant: &str, project: &str) -> String {
+pub(super) fn state_key(tenant: &str, project: &str) -> String {
     format!("{tenant}/{project}")
 }
 
-fn encode_entry(entry: &OutboxEntry) -> Result<Vec<u8>> {
+pub(super) fn encode_entry(entry: &OutboxEntry) -> Result<Vec<u8>> {
     let header = Header {
         tenant_id: entry.tenant_id.clone(),
         project_id: entry.project_id.clone(),
         run_id: entry.run_id.clone(),
         scheduled_at_ms: entry.scheduled_at_ms,
-        state_base64: entry.state.as_ref().map(|s| BASE64.encode(s)),
+        state_base64: None,
+        has_state: entry.state.is_some(),
         records: entry.records.len(),
     };
     let header = super::encode(&header)?;
-    let mut out = Vec::with_capacity(header.len() + entry.payload_bytes() as usize + entry.records.len() * 12 + 4);
+    let state_len = entry.state.as_ref().map_or(0, Vec::len);
+    let mut out =
+        Vec::with_capacity(header.len() + state_len + entry.payload_bytes() as usize + entry.records.len() * 12 + 8);
     out.extend_from_slice(&(header.len() as u32).to_be_bytes());
     out.extend_from_slice(&header);
+    if let Some(state) = &entry.state {
+        put_field(&mut out, state);
+    }
     for record in &entry.records {
         put_field(&mut out, &record.data);
         put_field(&mut out, record.partition_key.as_bytes());
@@ -134,7 +161,7 @@ impl<'a> Reader<'a> {
     }
 }
 
-fn decode_entry(key: &str, raw: &[u8]) -> Result<OutboxEntry> {
+pub(super) fn decode_entry(key: &str, raw: &[u8]) -> Result<OutboxEntry> {
     let mut reader = Reader { raw, key };
     let header: Header = super::decode(key, reader.field()?)?;
     let state = match header.state_base64 {
@@ -143,6 +170,7 @@ fn decode_entry(key: &str, raw: &[u8]) -> Result<OutboxEntry> {
                 .decode(text)
                 .map_err(|e| StoreError::Corrupt { key: key.to_string(), message: format!("state: {e}") })?,
         ),
+        None if header.has_state => Some(reader.field()?.to_vec()),
         None => None,
     };
     let mut records = Vec::with_capacity(header.records.min(100_000));
@@ -168,11 +196,36 @@ fn decode_entry(key: &str, raw: &[u8]) -> Result<OutboxEntry> {
 impl Store {
     /// Writes a run's records and pending state durably. Returns the entry's key.
     pub async fn enqueue(&self, entry: &OutboxEntry) -> Result<OutboxKey> {
-        let sequence = self.db.generate_id()?;
-        let key = format!("{}{sequence:020}", project_prefix(&entry.tenant_id, &entry.project_id)).into_bytes();
-        self.outbox.insert(key.as_slice(), encode_entry(entry)?)?;
+        let key = self.new_outbox_key(&entry.tenant_id, &entry.project_id)?;
+        let value = encode_entry(entry)?;
+        (&self.outbox, &self.outbox_chunks).transaction(|(outbox, pieces)| {
+            chunks::put(outbox, pieces, &key, &value)?;
+            Ok(())
+        })?;
+        self.disk.change(&entry.tenant_id, DiskKind::Outbox, size(&key, &value), 0);
         self.flush().await?;
         Ok(OutboxKey(key))
+    }
+
+    /// A key after every entry the project has, waiting or parked.
+    pub(super) fn new_outbox_key(&self, tenant: &str, project: &str) -> Result<Vec<u8>> {
+        let sequence = self.db.generate_id()?;
+        Ok(format!("{}{sequence:020}", project_prefix(tenant, project)).into_bytes())
+    }
+
+    /// What a project has waiting for Kinesis, oldest first, without the records themselves.
+    pub fn waiting_of(&self, tenant: &str, project: &str) -> Result<Vec<WaitingEntry>> {
+        Ok(self
+            .outbox_of(tenant, project)?
+            .into_iter()
+            .map(|(_, entry)| WaitingEntry {
+                run_id: entry.run_id.clone(),
+                scheduled_at_ms: entry.scheduled_at_ms,
+                records: entry.records.len() as u64,
+                bytes: entry.payload_bytes(),
+                state_pending: entry.state.is_some(),
+            })
+            .collect())
     }
 
     /// A project's undelivered entries, oldest first.
@@ -181,10 +234,18 @@ impl Store {
             .scan_prefix(project_prefix(tenant, project))
             .map(|item| {
                 let (key, raw) = item?;
-                let entry = decode_entry(&String::from_utf8_lossy(&key), &raw)?;
+                let value = chunks::assemble(&self.outbox_chunks, &key, &raw)?;
+                let entry = decode_entry(&String::from_utf8_lossy(&key), &value)?;
                 Ok((OutboxKey(key.to_vec()), entry))
             })
             .collect()
+    }
+
+    /// The entry under `key`, if it is still waiting.
+    pub(super) fn outbox_entry(&self, key: &OutboxKey) -> Result<Option<(Vec<u8>, OutboxEntry)>> {
+        let Some(value) = chunks::get(&self.outbox, &self.outbox_chunks, &key.0)? else { return Ok(None) };
+        let entry = decode_entry(&String::from_utf8_lossy(&key.0), &value)?;
+        Ok(Some((value, entry)))
     }
 
     /// How many entries a project has waiting.
@@ -216,17 +277,21 @@ impl Store {
     /// Removes a delivered entry and commits its state, in one transaction. Not flushed at once
     /// (see the module doc of `store`): a crash before sled's next flush delivers it again.
     pub async fn complete_delivery(&self, key: &OutboxKey) -> Result<()> {
-        let text = String::from_utf8_lossy(&key.0).into_owned();
-        let Some(raw) = self.outbox.get(&key.0)? else { return Ok(()) };
-        let entry = decode_entry(&text, &raw)?;
+        let Some((value, entry)) = self.outbox_entry(key)? else { return Ok(()) };
         let state_key = state_key(&entry.tenant_id, &entry.project_id);
-        (&self.outbox, &self.state).transaction(|(outbox, state)| {
-            outbox.remove(key.0.as_slice())?;
-            if let Some(new_state) = &entry.state {
-                state.insert(state_key.as_bytes(), new_state.as_slice())?;
+        let trees = (&self.outbox, &self.outbox_chunks, &self.state, &self.state_chunks);
+        let replaced = trees.transaction(|(outbox, outbox_pieces, state, state_pieces)| {
+            chunks::remove(outbox, outbox_pieces, &key.0)?;
+            match &entry.state {
+                Some(new_state) => Ok(chunks::put(state, state_pieces, state_key.as_bytes(), new_state)?),
+                None => Ok(None),
             }
-            Ok(())
         })?;
+        self.disk.change(&entry.tenant_id, DiskKind::Outbox, 0, size(&key.0, &value));
+        if let Some(new_state) = &entry.state {
+            let old = replaced.map_or(0, |old| state_key.len() as u64 + old);
+            self.disk.change(&entry.tenant_id, DiskKind::State, size(state_key.as_bytes(), new_state), old);
+        }
         Ok(())
     }
 
@@ -238,7 +303,8 @@ impl Store {
     pub fn next_state(&self, tenant: &str, project: &str) -> Result<Option<Vec<u8>>> {
         for item in self.outbox.scan_prefix(project_prefix(tenant, project)).rev() {
             let (key, raw) = item?;
-            let entry = decode_entry(&String::from_utf8_lossy(&key), &raw)?;
+            let value = chunks::assemble(&self.outbox_chunks, &key, &raw)?;
+            let entry = decode_entry(&String::from_utf8_lossy(&key), &value)?;
             if entry.state.is_some() {
                 return Ok(entry.state);
             }
@@ -248,21 +314,44 @@ impl Store {
 
     /// The state committed by the last fully delivered run.
     pub fn committed_state(&self, tenant: &str, project: &str) -> Result<Option<Vec<u8>>> {
-        Ok(self.state.get(state_key(tenant, project))?.map(|raw| raw.to_vec()))
+        chunks::get(&self.state, &self.state_chunks, state_key(tenant, project).as_bytes())
     }
 
     /// Commits a state directly, for runs that produced no records; like a delivery, not
     /// flushed at once.
     pub async fn commit_state(&self, tenant: &str, project: &str, state: &[u8]) -> Result<()> {
-        self.state.insert(state_key(tenant, project), state)?;
+        let key = state_key(tenant, project);
+        let old = (&self.state, &self.state_chunks).transaction(|(main, pieces)| {
+            Ok::<_, ConflictableTransactionError<StoreError>>(chunks::put(main, pieces, key.as_bytes(), state)?)
+        })?;
+        let removed = old.map_or(0, |old| key.len() as u64 + old);
+        self.disk.change(tenant, DiskKind::State, size(key.as_bytes(), state), removed);
         Ok(())
     }
 
-    /// Removes a project's state and undelivered entries (when the project is deleted).
+    /// Removes a project's state and its waiting and parked entries (when the project is
+    /// deleted).
     pub(crate) fn delete_state_of(&self, tenant: &str, project: &str) -> Result<()> {
-        self.state.remove(state_key(tenant, project))?;
-        for key in self.outbox.scan_prefix(project_prefix(tenant, project)).keys() {
-            self.outbox.remove(key?)?;
+        let key = state_key(tenant, project);
+        let mut keys = vec![(key.into_bytes(), DiskKind::State)];
+        for (tree, kind) in [(&self.outbox, DiskKind::Outbox), (&self.parked, DiskKind::Parked)] {
+            for found in tree.scan_prefix(project_prefix(tenant, project)).keys() {
+                keys.push((found?.to_vec(), kind));
+            }
+        }
+        let pairs = [
+            (DiskKind::State, &self.state, &self.state_chunks),
+            (DiskKind::Outbox, &self.outbox, &self.outbox_chunks),
+            (DiskKind::Parked, &self.parked, &self.parked_chunks),
+        ];
+        for (key, kind) in keys {
+            let (_, main, pieces) = pairs.iter().find(|(k, _, _)| *k == kind).expect("every kind has its trees");
+            let removed = (*main, *pieces).transaction(|(main, pieces)| {
+                Ok::<_, ConflictableTransactionError<StoreError>>(chunks::remove(main, pieces, &key)?)
+            })?;
+            if let Some(len) = removed {
+                self.disk.change(tenant, kind, 0, key.len() as u64 + len);
+            }
         }
         Ok(())
     }

@@ -6,6 +6,7 @@ use std::collections::BTreeMap;
 use serde::{Deserialize, Serialize};
 use utoipa::ToSchema;
 
+use super::disk::{DiskKind, DiskUsage, size};
 use super::{Result, Store, decode, decode_entry, encode};
 
 /// Runs kept per project; older ones are dropped as new ones arrive.
@@ -38,8 +39,32 @@ pub enum RunOutcome {
 /// Where and why a run failed. The message never contains secret values.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
 pub struct RunError {
-    /// `assume_role`, `read_secret`, `prepare`, `fetch`, `transform`, `deliver` or `commit`.
+    /// `deliver`, `assume_role`, `secret`, `load_plugin`, `prepare`, `fetch`, `transform` or
+    /// `outbox` (a run), `schedule` (a skipped tick), or `host` (the host itself failed).
     pub stage: String,
+    pub message: String,
+}
+
+/// Where a line of a run's log came from.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
+#[serde(rename_all = "snake_case")]
+pub enum RunLogSource {
+    /// The plugin's `host.log` calls.
+    Log,
+    /// What the plugin printed to stdout.
+    Stdout,
+    /// What the plugin printed to stderr (a Rust panic message lands here).
+    Stderr,
+    /// The host, about the run: a page cap reached, an older run's records parked.
+    Host,
+}
+
+/// One line of a run's log. Like every field of a run, it never contains secret values.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
+pub struct RunLogLine {
+    pub source: RunLogSource,
+    /// `trace`, `debug`, `info`, `warn` or `error`.
+    pub level: String,
     pub message: String,
 }
 
@@ -65,10 +90,23 @@ pub struct Run {
     /// Milliseconds spent per stage.
     pub stage_ms: BTreeMap<String, f64>,
     pub error: Option<RunError>,
+    /// Whether the run stopped at the project's page cap (`max_pages`) while the plugin still
+    /// asked for another page. The host does not keep that request: the next run starts again
+    /// from the source URL, and `prepare` picks up where the committed state says.
+    #[serde(default)]
+    pub page_cap_reached: bool,
+    /// The tail of the run's log: the plugin's `host.log` lines and what it printed, from every
+    /// call of the run, and the host's notes, at most 50 lines and 4 KiB (lines of 1 KiB at most).
+    #[serde(default)]
+    pub logs: Vec<RunLogLine>,
+    /// Log lines left out of `logs` to stay within its bounds, earliest first, plus those the
+    /// plugin's own per-call log limits dropped.
+    #[serde(default)]
+    pub logs_dropped: u64,
 }
 
-/// A tenant's counters since it was created.
-#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize, ToSchema)]
+/// A tenant's counters since it was created, and what it keeps in the store now.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, ToSchema)]
 pub struct Usage {
     pub runs: u64,
     pub runs_failed: u64,
@@ -77,6 +115,20 @@ pub struct Usage {
     pub bytes_delivered: u64,
     /// Milliseconds of plugin time (prepare and transform calls).
     pub plugin_ms: f64,
+    /// Bytes the tenant keeps in the store now, by kind; `outbox_bytes` and `parked_bytes`
+    /// together count against its `max_outbox_bytes` quota.
+    pub disk: DiskUsage,
+}
+
+/// The counters as stored; the disk figures are derived, so they are not.
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
+struct Counters {
+    runs: u64,
+    runs_failed: u64,
+    bytes_fetched: u64,
+    records_delivered: u64,
+    bytes_delivered: u64,
+    plugin_ms: f64,
 }
 
 fn prefix(tenant: &str, project: &str) -> String {
@@ -90,13 +142,19 @@ impl Store {
         let prefix = prefix(tenant, &run.project_id);
         // Keys sort by start time, then id, so the newest run is last.
         let started = run.started_at.parse::<jiff::Timestamp>().map_or(0, |t| t.as_millisecond().max(0));
-        self.runs.insert(format!("{prefix}{started:016x}-{}", run.id), encode(run)?)?;
+        let key = format!("{prefix}{started:016x}-{}", run.id);
+        let value = encode(run)?;
+        let replaced = self.runs.insert(key.as_bytes(), value.as_slice())?;
+        let mut removed = replaced.map_or(0, |old| size(key.as_bytes(), &old));
         let keys: Vec<sled::IVec> = self.runs.scan_prefix(&prefix).keys().collect::<Result<_, _>>()?;
         for old in keys.iter().take(keys.len().saturating_sub(RUNS_KEPT)) {
-            self.runs.remove(old)?;
+            if let Some(value) = self.runs.remove(old)? {
+                removed += size(old, &value);
+            }
         }
+        self.disk.change(tenant, DiskKind::History, size(key.as_bytes(), &value), removed);
         self.usage.update_and_fetch(tenant, |old| {
-            let mut usage: Usage = old.and_then(|raw| serde_json::from_slice(raw).ok()).unwrap_or_default();
+            let mut usage: Counters = old.and_then(|raw| serde_json::from_slice(raw).ok()).unwrap_or_default();
             usage.runs += 1;
             usage.runs_failed += u64::from(run.outcome == RunOutcome::Failed);
             usage.bytes_fetched += run.bytes_fetched;
@@ -114,15 +172,28 @@ impl Store {
         self.runs.scan_prefix(prefix(tenant, project)).rev().take(limit).map(decode_entry).collect()
     }
 
-    /// A tenant's usage counters (all zero before its first run).
+    /// A tenant's usage counters (all zero before its first run) and disk figures.
     pub fn usage(&self, tenant: &str) -> Result<Usage> {
-        Ok(self.usage.get(tenant)?.map(|raw| decode(tenant, &raw)).transpose()?.unwrap_or_default())
+        let counters: Counters =
+            self.usage.get(tenant)?.map(|raw| decode(tenant, &raw)).transpose()?.unwrap_or_default();
+        Ok(Usage {
+            runs: counters.runs,
+            runs_failed: counters.runs_failed,
+            bytes_fetched: counters.bytes_fetched,
+            records_delivered: counters.records_delivered,
+            bytes_delivered: counters.bytes_delivered,
+            plugin_ms: counters.plugin_ms,
+            disk: self.disk.of(tenant),
+        })
     }
 
     /// Forgets a project's history (when the project is deleted).
     pub(crate) fn delete_runs_of(&self, tenant: &str, project: &str) -> Result<()> {
         for key in self.runs.scan_prefix(prefix(tenant, project)).keys() {
-            self.runs.remove(key?)?;
+            let key = key?;
+            if let Some(old) = self.runs.remove(&key)? {
+                self.disk.change(tenant, DiskKind::History, 0, size(&key, &old));
+            }
         }
         Ok(())
     }
@@ -154,6 +225,9 @@ mod tests {
             bytes_delivered: 90,
             stage_ms: BTreeMap::new(),
             error: None,
+            page_cap_reached: false,
+            logs: Vec::new(),
+            logs_dropped: 0,
         }
     }
 
@@ -174,8 +248,12 @@ mod tests {
         let usage = store.usage("ten_a").unwrap();
         assert_eq!((usage.runs, usage.runs_failed), (106, 52));
         assert_eq!(usage.records_delivered, 54 * 3);
+        let history = store.disk_usage("ten_a").history_bytes;
+        let one = super::size(b"", &encode(&run("prj_2", 0, RunOutcome::Succeeded)).unwrap());
+        assert!(history > one * (RUNS_KEPT as u64 + 1) && history < (one + 100) * (RUNS_KEPT as u64 + 1), "{history}");
         store.delete_runs_of("ten_a", "prj_1").unwrap();
         assert!(store.runs("ten_a", "prj_1", 10).unwrap().is_empty());
+        assert!(store.disk_usage("ten_a").history_bytes < one + 100, "only prj_2's run is left");
         assert_eq!(store.runs("ten_a", "prj_2", 10).unwrap().len(), 1);
     }
 }
