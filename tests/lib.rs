@@ -126,7 +126,9 @@ impl TestApi {
         })
         .unwrap();
         let limits = sluice::api::Limits { max_json_bytes: 1 << 20, max_plugin_bytes: 32 << 20 };
-        let mut state = sluice::api::AppState::new(store.clone(), runtime, ADMIN_TOKEN, limits, PLATFORM_PRINCIPAL);
+        let metrics = Arc::default();
+        let mut state =
+            sluice::api::AppState::new(store.clone(), runtime, metrics, ADMIN_TOKEN, limits, PLATFORM_PRINCIPAL);
         let ticks = Arc::default();
         // A scheduler driven by a recorder, as `sluice serve` drives one with the data plane.
         if tokio::runtime::Handle::try_current().is_ok() {

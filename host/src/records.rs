@@ -1,11 +1,30 @@
-//! What a run may hand to the outbox: Kinesis' rules for one record, the tenant's limit on the
-//! state, and the operator's limits on one run's records. Pure rules, no I/O.
+//! What a run may hand to the outbox: the one [`Record`] type from `transform` to Kinesis,
+//! Kinesis' rules for it, the tenant's limit on the state, and the operator's limits on one run's
+//! records. Pure rules, no I/O.
 //!
 //! The run pipeline applies them when `transform` returns, before anything reaches the outbox, so
 //! that a record Kinesis would refuse fails its run at `transform` instead of becoming an outbox
 //! entry that no retry can deliver. The dry runs (`POST /v1/plugins/{id}/test`, `sluice plugin
 //! test`) apply the same checks, and `aws` applies the record rules once more before sending, for
 //! entries written before these checks existed.
+
+/// One record bound for the project's Kinesis stream: what `transform` returned, as the outbox
+/// keeps it and as `PutRecords` sends it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Record {
+    pub data: Vec<u8>,
+    /// 1 to 256 Unicode characters; records with the same key go to the same shard, in order.
+    pub partition_key: String,
+    /// A decimal from 0 to 2^128-1 that overrides the shard chosen from the partition key.
+    pub explicit_hash_key: Option<String>,
+}
+
+impl Record {
+    /// The bytes Kinesis counts against its limits: data plus partition key.
+    pub fn size(&self) -> usize {
+        self.data.len() + self.partition_key.len()
+    }
+}
 
 /// The most bytes of one record, data plus partition key, that Kinesis accepts.
 pub const MAX_RECORD_BYTES: usize = 1 << 20;

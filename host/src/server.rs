@@ -3,6 +3,7 @@
 //! store.
 
 use std::future::Future;
+use std::sync::Arc;
 use std::sync::atomic::Ordering;
 
 use anyhow::Context;
@@ -10,11 +11,52 @@ use anyhow::Context;
 use crate::api::{self, AppState};
 use crate::aws::Aws;
 use crate::config::Config;
-use crate::run::{DataPlane, Parts};
+use crate::metrics::Metrics;
+use crate::run::{DataPlane, Parts, RunConfig};
 use crate::runtime::Runtime;
 use crate::scheduler::{Clock, Scheduler};
 use crate::source::Fetcher;
 use crate::store::Store;
+
+/// What the daemon is built from, besides its configuration file.
+pub struct Components<'a> {
+    pub store: Store,
+    pub runtime: Runtime,
+    pub aws: Aws,
+    pub fetcher: Fetcher,
+    pub scheduler: Scheduler,
+    pub run: RunConfig,
+    pub limits: api::Limits,
+    pub admin_token: &'a str,
+    pub platform_principal_arn: &'a str,
+}
+
+/// Wires the API and the data plane together, as the daemon runs them: one store, one runtime
+/// (with its compiled plugins), one set of metrics, and the API telling the data plane's scheduler
+/// about every change. Nothing runs until the caller serves the API and runs the data plane; the
+/// benchmarks assemble the same way.
+pub fn assemble(parts: Components<'_>) -> (AppState, DataPlane) {
+    let metrics = Arc::<Metrics>::default();
+    let data_plane = DataPlane::new(Parts {
+        store: parts.store.clone(),
+        runtime: parts.runtime.clone(),
+        aws: parts.aws,
+        fetcher: parts.fetcher,
+        metrics: metrics.clone(),
+        scheduler: parts.scheduler,
+        config: parts.run,
+    });
+    let state = AppState::new(
+        parts.store,
+        parts.runtime,
+        metrics,
+        parts.admin_token,
+        parts.limits,
+        parts.platform_principal_arn,
+    )
+    .with_control(data_plane.control());
+    (state, data_plane)
+}
 
 /// Runs the daemon until `shutdown` resolves. Calls `on_bound` with the address actually bound
 /// (useful with port 0).
@@ -43,18 +85,17 @@ pub async fn run(
 
     let mut source = config.source.clone();
     source.allow_private |= config.allow_private_sources;
-    let state = AppState::new(store.clone(), runtime.clone(), token, limits, &principal);
-    let data_plane = DataPlane::new(Parts {
+    let (state, data_plane) = assemble(Components {
         store: store.clone(),
         runtime,
-        plugins: state.plugins(),
         aws: Aws::from_env(config.aws.clone()).await,
         fetcher: Fetcher::new(source).context("cannot build the HTTP client for sources")?,
-        metrics: state.metrics(),
         scheduler: Scheduler::new(config.scheduler.clone(), Clock::system()),
-        config: config.run.clone(),
+        run: config.run.clone(),
+        limits,
+        admin_token: token,
+        platform_principal_arn: &principal,
     });
-    let state = state.with_control(data_plane.control());
     let ready = state.readiness();
     let app = api::app(state);
 

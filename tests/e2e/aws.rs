@@ -13,7 +13,8 @@ use std::time::Duration;
 
 use aws_config::SdkConfig;
 use aws_sdk_kinesis::config::Credentials;
-use sluice::aws::{Aws, AwsConfig, AwsErrorKind, Record, RoleRef, Session};
+use sluice::aws::{Aws, AwsConfig, AwsErrorKind, RoleRef, Session};
+use sluice::records::Record;
 use sluice_tests::Moto;
 use sluice_tests::fault_proxy::{Fault, FaultProxy};
 use sluice_tests::tenant_account::{TenantAccount as Tenant, sdk_config};

@@ -22,4 +22,5 @@ mod openapi;
 mod plugins_api;
 mod projects_api;
 mod schemathesis;
+mod store_compat;
 mod tenant_stack;

@@ -9,7 +9,7 @@ use std::collections::BTreeSet;
 use std::io::Write;
 
 use serde_json::{Value, json};
-use sluice::store::{OutRecord, OutboxEntry, Run, RunError, RunLogLine, RunLogSource, RunOutcome, RunTrigger};
+use sluice::store::{OutboxEntry, Run, RunError, RunLogLine, RunLogSource, RunOutcome, Stage, Trigger};
 use sluice_tests::{ADMIN_TOKEN, RawResponse, TestApi, plugin_bytes};
 
 /// The API's surface, pinned: adding or removing a route is a deliberate change to this list.
@@ -404,7 +404,7 @@ async fn real_requests_and_responses_fit_the_documented_schemas() {
     let run = Run {
         id: "run_0000000000000001".into(),
         project_id: project_id.clone(),
-        trigger: RunTrigger::Schedule,
+        trigger: Trigger::Schedule,
         scheduled_at: at.clone(),
         started_at: at.clone(),
         finished_at: at,
@@ -414,8 +414,8 @@ async fn real_requests_and_responses_fit_the_documented_schemas() {
         records: 0,
         bytes_fetched: 0,
         bytes_delivered: 0,
-        stage_ms: [("assume_role".to_string(), 12.5)].into(),
-        error: Some(RunError { stage: "assume_role".into(), message: "access denied".into() }),
+        stage_ms: [(Stage::AssumeRole, 12.5)].into(),
+        error: Some(RunError { stage: Stage::AssumeRole, message: "access denied".into() }),
         page_cap_reached: true,
         logs: vec![RunLogLine { source: RunLogSource::Host, level: "info".into(), message: "page cap".into() }],
         logs_dropped: 2,
@@ -432,7 +432,11 @@ async fn real_requests_and_responses_fit_the_documented_schemas() {
         run_id: "run_0000000000000002".into(),
         scheduled_at_ms: 1_767_225_600_000,
         state: Some(b"cursor".to_vec()),
-        records: vec![OutRecord { data: b"{}".to_vec(), partition_key: "k".into(), explicit_hash_key: None }],
+        records: vec![sluice::records::Record {
+            data: b"{}".to_vec(),
+            partition_key: "k".into(),
+            explicit_hash_key: None,
+        }],
     };
     let outbox_key = api.store.enqueue(&entry).await.unwrap();
     api.store.park(&outbox_key, "InvalidArgumentException: refused", "2026-01-01T00:00:01Z").await.unwrap();

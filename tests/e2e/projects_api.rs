@@ -223,7 +223,7 @@ fn run(project: &str, n: i64, outcome: sluice::store::RunOutcome) -> sluice::sto
     sluice::store::Run {
         id: format!("run_{n:016x}"),
         project_id: project.into(),
-        trigger: sluice::store::RunTrigger::Schedule,
+        trigger: sluice::store::Trigger::Schedule,
         scheduled_at: at.clone(),
         started_at: at.clone(),
         finished_at: at,

@@ -246,7 +246,7 @@ fn generated_requests_get_documented_answers_and_never_a_5xx() {
 
     // The tenant first: the operator's run may disable or delete the tenant.
     let tenant = run(dir.path(), "tenant", &url, &data.key, ["--exclude-path-regex", "^/v1/tenants"]);
-    assert_complete("tenant", &tenant, 19);
+    assert_complete("tenant", &tenant, 22);
     let operator = run(dir.path(), "operator", &url, ADMIN_TOKEN, ["--include-path-regex", "^/v1/tenants"]);
     assert_complete("operator", &operator, 6);
 

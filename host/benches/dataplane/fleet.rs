@@ -3,7 +3,7 @@
 
 use super::*;
 
-use sluice::api::{self, AppState};
+use sluice::api;
 use sluice::runtime::Plugin;
 use sluice::store::Tenant;
 
@@ -212,8 +212,6 @@ impl Fleet {
             max_json_bytes: defaults.max_json_bytes as usize,
             max_plugin_bytes: defaults.max_plugin_bytes as usize,
         };
-        let state =
-            AppState::new(store.clone(), runtime.clone(), ADMIN_TOKEN, limits, "arn:aws:iam::111111111111:role/sluice");
 
         let per_tenant_projects = settings.n.div_ceil(settings.tenants);
         let mut members = Vec::with_capacity(settings.tenants);
@@ -221,14 +219,14 @@ impl Fleet {
             let (tenant, token) = add_tenant(&store, &format!("bench-{t}"), per_tenant_projects).await;
             let plugin = add_plugin(&store, &runtime, &tenant, "passthrough").await;
             // Compiled once in this process, as the API would have left it after the upload.
-            state.plugins().lock().unwrap().insert(plugin.id().to_string(), plugin.clone());
+            runtime.keep(plugin.clone());
             members.push(Member { tenant, token, plugin_id: plugin.id().to_string(), projects: Vec::new() });
         }
         let mut noisy = Vec::new();
         for t in 0..if settings.noisy > 0 { settings.noisy_tenants } else { 0 } {
             let (tenant, token) = add_tenant(&store, &format!("noisy-{t}"), settings.noisy).await;
             let plugin = add_plugin(&store, &runtime, &tenant, "hostile").await;
-            state.plugins().lock().unwrap().insert(plugin.id().to_string(), plugin.clone());
+            runtime.keep(plugin.clone());
             noisy.push(Member { tenant, token, plugin_id: plugin.id().to_string(), projects: Vec::new() });
         }
 
@@ -257,19 +255,19 @@ impl Fleet {
         let scheduler = Scheduler::new(config.clone(), Clock::system());
         let aws = Aws::from_env(AwsConfig::default()).await;
         let fetcher = Fetcher::new(SourceConfig { allow_private: true, ..SourceConfig::default() }).unwrap();
-        let metrics = state.metrics();
-        let plane = DataPlane::new(Parts {
+        let (state, plane) = sluice::server::assemble(sluice::server::Components {
             store: store.clone(),
             runtime: runtime.clone(),
-            plugins: state.plugins(),
             aws: aws.clone(),
             fetcher,
-            metrics: metrics.clone(),
             scheduler: scheduler.clone(),
-            config: RunConfig::default(),
+            run: RunConfig::default(),
+            limits,
+            admin_token: ADMIN_TOKEN,
+            platform_principal_arn: "arn:aws:iam::111111111111:role/sluice",
         });
+        let metrics = state.metrics();
         let control = plane.control();
-        let state = state.with_control(control.clone());
         let api = if settings.api {
             let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
             let addr = listener.local_addr().unwrap();

@@ -98,7 +98,7 @@ impl Tally {
             RunOutcome::Succeeded => self.succeeded += 1,
         }
         *self.per_project.entry(run.project_id.clone()).or_default() += 1;
-        self.catch_up += u64::from(run.trigger == RunTrigger::CatchUp);
+        self.catch_up += u64::from(run.trigger == Trigger::CatchUp);
         let lag_ms = offset.map(|offset| {
             let scheduled: Timestamp = run.scheduled_at.parse().unwrap();
             (started.as_millisecond() - scheduled.as_millisecond() - offset) as f64
@@ -107,14 +107,14 @@ impl Tally {
         let finished: Timestamp = run.finished_at.parse().unwrap();
         self.run_ms += (finished.as_millisecond() - started.as_millisecond()) as f64;
         for (stage, ms) in &run.stage_ms {
-            *self.stages.entry(stage.clone()).or_default() += ms;
+            *self.stages.entry(stage.as_str().to_string()).or_default() += ms;
         }
         self.points.push(Point {
             at_ms: started.as_millisecond() - self.from_ms,
             lag_ms,
             failed: run.outcome == RunOutcome::Failed,
-            transform_ms: run.stage_ms.get("transform").copied().unwrap_or(0.0),
-            outbox_ms: run.stage_ms.get("outbox").copied().unwrap_or(0.0),
+            transform_ms: run.stage_ms.get(&Stage::Transform).copied().unwrap_or(0.0),
+            outbox_ms: run.stage_ms.get(&Stage::Outbox).copied().unwrap_or(0.0),
         });
     }
 

@@ -78,13 +78,13 @@ use serde::Deserialize;
 use serde_json::{Value, json};
 use sluice::aws::{Aws, AwsConfig};
 use sluice::metrics::Metrics;
-use sluice::run::{DataPlane, Parts, RunConfig};
+use sluice::run::{DataPlane, RunConfig};
 use sluice::runtime::{Runtime, RuntimeConfig};
 use sluice::scheduler::{Clock, ProjectKey, Scheduler, SchedulerConfig};
 use sluice::source::{Fetcher, SourceConfig};
 use sluice::store::{
-    CreatePlugin, CreateProject, Onboarding, PluginMeta, Project, ProjectStatus, RunOutcome, RunTrigger, Source, Store,
-    Target, Tier, now_rfc3339, random_hex,
+    CreatePlugin, CreateProject, Onboarding, PluginMeta, Project, ProjectStatus, RunOutcome, Source, Stage, Store,
+    Target, Tier, Trigger, now_rfc3339, random_hex,
 };
 
 const ROLE: &str = "SLUICE_BENCH_ROLE";

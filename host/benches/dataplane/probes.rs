@@ -19,7 +19,7 @@ pub async fn store_run(store: &Store, project: &Project, body: &[u8]) {
         run_id: run_id.clone(),
         scheduled_at_ms: started.as_millisecond(),
         state,
-        records: vec![sluice::store::OutRecord {
+        records: vec![sluice::records::Record {
             data: body.to_vec(),
             partition_key: id.clone(),
             explicit_hash_key: None,
@@ -35,7 +35,7 @@ pub async fn store_run(store: &Store, project: &Project, body: &[u8]) {
     let run = sluice::store::Run {
         id: run_id,
         project_id: id.clone(),
-        trigger: RunTrigger::Schedule,
+        trigger: Trigger::Schedule,
         scheduled_at: ms(started),
         started_at: ms(started),
         finished_at: ms(Timestamp::now()),
@@ -45,10 +45,18 @@ pub async fn store_run(store: &Store, project: &Project, body: &[u8]) {
         records: 1,
         bytes_fetched: body.len() as u64,
         bytes_delivered: body.len() as u64,
-        stage_ms: ["assume_role", "load_plugin", "prepare", "fetch", "transform", "outbox", "deliver"]
-            .into_iter()
-            .map(|stage| (stage.to_string(), 0.5))
-            .collect(),
+        stage_ms: [
+            Stage::AssumeRole,
+            Stage::LoadPlugin,
+            Stage::Prepare,
+            Stage::Fetch,
+            Stage::Transform,
+            Stage::Outbox,
+            Stage::Deliver,
+        ]
+        .into_iter()
+        .map(|stage| (stage, 0.5))
+        .collect(),
         error: None,
         page_cap_reached: false,
         logs: Vec::new(),

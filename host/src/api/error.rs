@@ -7,6 +7,7 @@ use axum::response::{IntoResponse, Response};
 use serde::Serialize;
 use utoipa::ToSchema;
 
+use crate::runtime::LoadError;
 use crate::store::StoreError;
 
 /// Everything a handler can answer besides success.
@@ -86,6 +87,16 @@ pub struct ErrorDetail {
 impl From<StoreError> for ApiError {
     fn from(e: StoreError) -> Self {
         ApiError::Internal(e.to_string())
+    }
+}
+
+impl From<LoadError> for ApiError {
+    /// A component that does not load is the caller's to fix, unless the host failed.
+    fn from(e: LoadError) -> Self {
+        match e {
+            LoadError::Host(_) | LoadError::Cache(_) => ApiError::Internal(e.to_string()),
+            other => ApiError::Invalid { code: "invalid_plugin", message: other.to_string() },
+        }
     }
 }
 

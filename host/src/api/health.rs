@@ -94,7 +94,7 @@ async fn readyz(State(state): State<AppState>) -> (StatusCode, axum::Json<Readin
 )]
 async fn metrics(State(state): State<AppState>) -> ([(axum::http::HeaderName, &'static str); 1], String) {
     let tenants = state.store.tenants().map_or(0, |t| t.len()) as f64;
-    let loaded = state.loaded.lock().map_or(0, |l| l.len()) as f64;
+    let loaded = state.runtime.loaded_count() as f64;
     let ready = if state.ready.load(Ordering::Relaxed) { 1.0 } else { 0.0 };
     let body = state.metrics.render(&[
         ("sluice_tenants", "Tenants in the store.", tenants),

@@ -35,7 +35,7 @@ use utoipa_axum::router::OpenApiRouter;
 pub use error::ApiError;
 
 use crate::metrics::Metrics;
-use crate::run::{Control, LoadedPlugins};
+use crate::run::Control;
 use crate::runtime::Runtime;
 use crate::store::Store;
 
@@ -59,8 +59,6 @@ pub struct AppState {
     pub(crate) admin_token_sha256: Arc<[u8]>,
     /// Cleared when shutdown begins, so that `/readyz` turns away new traffic first.
     pub(crate) ready: Arc<AtomicBool>,
-    /// Plugins compiled and pre-linked in this process, by content id; shared with the data plane.
-    pub(crate) loaded: LoadedPlugins,
     pub(crate) metrics: Arc<Metrics>,
     /// The data plane's scheduler, told about every change so that it takes effect at once.
     /// `None` when this process serves the API only (in-process tests).
@@ -68,10 +66,13 @@ pub struct AppState {
 }
 
 impl AppState {
-    /// The state for a store, a runtime, the operator's token, and the principal tenants trust.
+    /// The state for a store, a runtime (which holds the compiled plugins the data plane shares),
+    /// the metrics (shared with the data plane too), the operator's token, and the principal
+    /// tenants trust.
     pub fn new(
         store: Store,
         runtime: Runtime,
+        metrics: Arc<Metrics>,
         admin_token: &str,
         limits: Limits,
         platform_principal_arn: &str,
@@ -83,8 +84,7 @@ impl AppState {
             platform_principal_arn: Arc::from(platform_principal_arn),
             admin_token_sha256: Arc::from(Sha256::digest(admin_token.as_bytes()).as_slice()),
             ready: Arc::new(AtomicBool::new(true)),
-            loaded: Arc::default(),
-            metrics: Arc::default(),
+            metrics,
             control: None,
         }
     }
@@ -93,11 +93,6 @@ impl AppState {
     pub fn with_control(mut self, control: Control) -> Self {
         self.control = Some(control);
         self
-    }
-
-    /// The compiled-plugin cache, to share with the data plane.
-    pub fn plugins(&self) -> LoadedPlugins {
-        self.loaded.clone()
     }
 
     /// The metrics, to share with the data plane.

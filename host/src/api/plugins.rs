@@ -3,7 +3,6 @@
 
 use std::collections::BTreeMap;
 
-use axum::body::Bytes;
 use axum::extract::State;
 use axum::http::header::CONTENT_TYPE;
 use axum::http::{HeaderMap, StatusCode};
@@ -153,11 +152,11 @@ async fn upload(
     if let Some(existing) = state.store.plugin(&tenant.id, &id)? {
         return Ok((StatusCode::OK, axum::Json(existing)));
     }
-    let plugin = load(&state, body.clone()).await?;
+    let plugin = state.runtime.compile(body.to_vec()).await?;
     let meta = PluginMeta { id: id.clone(), name, size_bytes: body.len() as u64, created_at: now_rfc3339() };
     match state.store.create_plugin(&tenant.id, meta, &body, quotas.max_plugins).await? {
         CreatePlugin::Created(meta) => {
-            state.loaded.lock().unwrap_or_else(|e| e.into_inner()).insert(id, plugin);
+            state.runtime.keep(plugin);
             Ok((StatusCode::CREATED, axum::Json(meta)))
         }
         CreatePlugin::Exists(meta) => Ok((StatusCode::OK, axum::Json(meta))),
@@ -171,24 +170,13 @@ async fn upload(
     }
 }
 
-/// Compiles and checks a component off the async threads: a large plugin takes seconds.
-async fn load(state: &AppState, bytes: Bytes) -> Result<Plugin, ApiError> {
-    let runtime = state.runtime.clone();
-    tokio::task::spawn_blocking(move || runtime.load(&bytes))
-        .await
-        .map_err(|e| ApiError::Internal(format!("plugin compilation task failed: {e}")))?
-        .map_err(|e| ApiError::Invalid { code: "invalid_plugin", message: e.to_string() })
-}
-
 /// The loaded plugin for an id, compiling it (from the on-disk cache, usually) on first use.
 async fn loaded(state: &AppState, id: &str) -> Result<Plugin, ApiError> {
-    if let Some(plugin) = state.loaded.lock().unwrap_or_else(|e| e.into_inner()).get(id) {
-        return Ok(plugin.clone());
-    }
-    let bytes = state.store.plugin_bytes(id)?.ok_or_else(|| not_found(id))?;
-    let plugin = load(state, Bytes::from(bytes)).await?;
-    state.loaded.lock().unwrap_or_else(|e| e.into_inner()).insert(id.to_string(), plugin.clone());
-    Ok(plugin)
+    state
+        .runtime
+        .get_or_load(id, || Ok::<_, ApiError>(state.store.plugin_bytes(id)?))
+        .await?
+        .ok_or_else(|| not_found(id))
 }
 
 /// List plugins
@@ -266,7 +254,13 @@ async fn remove(
     Path(id): Path<String>,
 ) -> Result<StatusCode, ApiError> {
     match state.store.delete_plugin(&tenant.id, &id).await? {
-        DeletePlugin::Deleted => Ok(StatusCode::NO_CONTENT),
+        DeletePlugin::Deleted => {
+            // The compiled plugin goes with the last tenant that held its bytes.
+            if state.store.plugin_bytes(&id)?.is_none() {
+                state.runtime.remove(&id);
+            }
+            Ok(StatusCode::NO_CONTENT)
+        }
         DeletePlugin::Absent => Err(not_found(&id)),
         DeletePlugin::InUse(project) => Err(ApiError::Conflict(format!(
             "project {project} uses this plugin; point the project at another plugin or delete it first"

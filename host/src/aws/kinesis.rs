@@ -11,27 +11,11 @@ use aws_sdk_kinesis::types::PutRecordsRequestEntry;
 use super::error::{AwsError, AwsErrorKind, classify_code, failure};
 use super::{AwsConfig, Inner, Session, parse_arn};
 use crate::arn::ArnKind;
+use crate::records::Record;
 
 /// Kinesis' limits per call, in records and in bytes (per record: `crate::records`).
 pub(super) const MAX_CALL_RECORDS: usize = 500;
 pub(super) const MAX_CALL_BYTES: usize = 5 << 20;
-
-/// One record for a stream. Kinesis counts the data plus the partition key against its limits:
-/// at most 1 MiB per record. The partition key has 1 to 256 characters; the explicit hash key,
-/// if any, is a decimal number below 2^128.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct Record {
-    pub data: Vec<u8>,
-    pub partition_key: String,
-    pub explicit_hash_key: Option<String>,
-}
-
-impl Record {
-    /// The bytes Kinesis counts: data plus partition key.
-    pub fn size(&self) -> usize {
-        self.data.len() + self.partition_key.len()
-    }
-}
 
 /// What a [`put_records`](super::Aws::put_records) call delivered.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]

@@ -33,10 +33,11 @@ use aws_config::{BehaviorVersion, Region, SdkConfig};
 use aws_smithy_http_client::hyper_014::HyperClientBuilder;
 
 use crate::arn::{Arn, ArnKind};
+use crate::records::Record;
 
 pub use credentials::{RoleRef, Session, session_name};
 pub use error::{AwsError, AwsErrorKind};
-pub use kinesis::{Delivered, Record};
+pub use kinesis::Delivered;
 pub use principal::{platform_principal, principal_from_caller_arn};
 
 /// Settings for AWS access (`[aws]` in the daemon's configuration).

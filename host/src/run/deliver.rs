@@ -6,9 +6,10 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use super::Inner;
+use super::failure::Failure;
 use super::pipeline::rfc3339_ms;
-use super::status::Failure;
-use crate::aws::{AwsErrorKind, Record};
+use crate::aws::AwsErrorKind;
+use crate::store::Stage;
 
 /// What one delivery pass sent, and what it parked.
 #[derive(Debug, Default, Clone)]
@@ -82,20 +83,11 @@ impl Inner {
             return Ok(totals);
         };
         let session = self.assume(&project).await.map_err(|mut f| {
-            f.stage = "deliver";
+            f.stage = Stage::Deliver;
             f
         })?;
         for (key, entry) in entries {
-            let records: Vec<Record> = entry
-                .records
-                .iter()
-                .map(|r| Record {
-                    data: r.data.clone(),
-                    partition_key: r.partition_key.clone(),
-                    explicit_hash_key: r.explicit_hash_key.clone(),
-                })
-                .collect();
-            let error = match self.aws.put_records(&session, &project.target.stream_arn, &records).await {
+            let error = match self.aws.put_records(&session, &project.target.stream_arn, &entry.records).await {
                 Ok(delivered) => {
                     self.store.complete_delivery(&key).await.map_err(Failure::host)?;
                     self.metrics.delivered(delivered.records, delivered.bytes);
@@ -121,7 +113,7 @@ impl Inner {
                 _ if error.kind == AwsErrorKind::Transient => format!("the {which} could not be delivered: {error}"),
                 _ => format!("the {which} are refused: {error}"),
             };
-            return Err(Failure::new("deliver", message).with_kind(error.kind));
+            return Err(Failure::new(Stage::Deliver, message).with_kind(error.kind));
         }
         Ok(totals)
     }

@@ -10,6 +10,7 @@
 //! - `pipeline.rs`: one run, stage by stage.
 //! - `deliver.rs`: delivering a project's outbox entries in order, parking entries Kinesis refuses
 //!   for good, and the drainer that retries what a run could not deliver.
+//! - `failure.rs`: why a run failed: its stage, a message for the tenant, and who can fix it.
 //! - `status.rs`: `pending` → `active` → `failing` and back, with exponential backoff.
 //! - `control.rs`: what the API calls when projects and tenants change.
 //! - `redact.rs`: keeps the source's API key out of failure messages that quote the source.
@@ -20,6 +21,7 @@
 
 mod control;
 mod deliver;
+mod failure;
 mod log;
 mod pipeline;
 mod redact;
@@ -36,13 +38,10 @@ pub use control::Control;
 
 use crate::aws::Aws;
 use crate::metrics::Metrics;
-use crate::runtime::{Plugin, Runtime};
+use crate::runtime::Runtime;
 use crate::scheduler::{Outcome, Scheduler, Tick};
 use crate::source::Fetcher;
 use crate::store::Store;
-
-/// Plugins compiled and pre-linked in this process, by content id; shared with the API.
-pub type LoadedPlugins = Arc<Mutex<HashMap<String, Plugin>>>;
 
 /// Held while a project's outbox entries are being delivered.
 type DeliveryLock = Arc<tokio::sync::Mutex<()>>;
@@ -87,7 +86,6 @@ impl Default for RunConfig {
 pub struct Parts {
     pub store: Store,
     pub runtime: Runtime,
-    pub plugins: LoadedPlugins,
     pub aws: Aws,
     pub fetcher: Fetcher,
     pub metrics: Arc<Metrics>,
@@ -104,7 +102,6 @@ pub struct DataPlane {
 struct Inner {
     store: Store,
     runtime: Runtime,
-    plugins: LoadedPlugins,
     aws: Aws,
     fetcher: Fetcher,
     metrics: Arc<Metrics>,
@@ -121,7 +118,6 @@ impl DataPlane {
             inner: Arc::new(Inner {
                 store: parts.store,
                 runtime: parts.runtime,
-                plugins: parts.plugins,
                 aws: parts.aws,
                 fetcher: parts.fetcher,
                 metrics: parts.metrics,

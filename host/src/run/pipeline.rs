@@ -7,24 +7,23 @@
 use std::collections::BTreeMap;
 use std::time::{Duration, Instant};
 
-use bytes::Bytes;
 use jiff::Timestamp;
 
 use super::Inner;
+use super::failure::{Failure, FailureKind};
 use super::log::RunLog;
-use super::status::Failure;
 use crate::aws::{AwsErrorKind, RoleRef, Session};
-use crate::records::{OutputCheck, RunLimits};
+use crate::records::{OutputCheck, Record, RunLimits};
 use crate::runtime::{CallError, Plugin, Poll, Request, Response};
-use crate::scheduler::{Outcome, Tick, Trigger};
+use crate::scheduler::{Outcome, Tick};
 use crate::source::{ApiKey, FetchRequest, Fetched, KeyPlacement};
-use crate::store::{OutRecord, OutboxEntry, Project, Quotas, Run, RunError, RunOutcome, RunTrigger, random_hex};
+use crate::store::{OutboxEntry, Project, Quotas, Run, RunError, RunOutcome, Stage, Trigger, random_hex};
 
 /// What a run produced, for its history record.
 #[derive(Default)]
 pub(super) struct Tally {
     pub run_id: String,
-    pub stage_ms: BTreeMap<String, f64>,
+    pub stage_ms: BTreeMap<Stage, f64>,
     pub http_status: Option<u16>,
     pub pages: u32,
     pub records: u64,
@@ -41,27 +40,11 @@ pub(super) struct Tally {
 
 impl Tally {
     /// Times one stage, adding to what earlier pages spent in it.
-    async fn time<T>(&mut self, stage: &'static str, work: impl Future<Output = T>) -> T {
+    async fn time<T>(&mut self, stage: Stage, work: impl Future<Output = T>) -> T {
         let started = Instant::now();
         let result = work.await;
-        *self.stage_ms.entry(stage.to_string()).or_default() += started.elapsed().as_secs_f64() * 1000.0;
+        *self.stage_ms.entry(stage).or_default() += started.elapsed().as_secs_f64() * 1000.0;
         result
-    }
-}
-
-fn trigger_of(trigger: Trigger) -> RunTrigger {
-    match trigger {
-        Trigger::Schedule => RunTrigger::Schedule,
-        Trigger::CatchUp => RunTrigger::CatchUp,
-        Trigger::Manual => RunTrigger::Manual,
-    }
-}
-
-fn trigger_label(trigger: RunTrigger) -> &'static str {
-    match trigger {
-        RunTrigger::Schedule => "schedule",
-        RunTrigger::CatchUp => "catch_up",
-        RunTrigger::Manual => "manual",
     }
 }
 
@@ -93,16 +76,15 @@ impl Inner {
         let finished_at = self.scheduler.clock().now();
         let (outcome, error) = match &result {
             Ok(()) => (RunOutcome::Succeeded, None),
-            Err(failure) => (
-                RunOutcome::Failed,
-                Some(RunError { stage: failure.stage.to_string(), message: failure.message.clone() }),
-            ),
+            Err(failure) => {
+                (RunOutcome::Failed, Some(RunError { stage: failure.stage, message: failure.message.clone() }))
+            }
         };
         let (logs, logs_dropped) = std::mem::take(&mut tally.log).finish(&tally.keys);
         let run = Run {
             id: tally.run_id.clone(),
             project_id: project.id.clone(),
-            trigger: trigger_of(tick.trigger),
+            trigger: tick.trigger,
             scheduled_at: rfc3339_ms(tick.scheduled_at),
             started_at: rfc3339_ms(started_at),
             finished_at: rfc3339_ms(finished_at),
@@ -119,12 +101,10 @@ impl Inner {
             logs_dropped,
         };
         for (stage, ms) in &tally.stage_ms {
-            if let Some(stage) = super::status::STAGES.iter().find(|s| **s == stage) {
-                self.metrics.stage(stage, Duration::from_secs_f64(ms / 1000.0));
-            }
+            self.metrics.stage(stage.as_str(), Duration::from_secs_f64(ms / 1000.0));
         }
         self.metrics.plugin_time(tally.plugin_time);
-        self.metrics.run(trigger_label(run.trigger), outcome_label(run.outcome));
+        self.metrics.run(run.trigger.as_str(), outcome_label(run.outcome));
         // The status first, so that whoever sees the run in the history also sees its effect.
         let outcome = self.settle_status(&project, result.as_ref().err(), finished_at).await;
         let plugin_ms = tally.plugin_time.as_secs_f64() * 1000.0;
@@ -139,7 +119,7 @@ impl Inner {
     /// skips thousands of ticks a second, and a store write for each would deepen the overload
     /// that caused them.
     pub(super) fn record_skipped(&self, tick: Tick, streak: u32) {
-        self.metrics.run(trigger_label(trigger_of(tick.trigger)), "skipped");
+        self.metrics.run(tick.trigger.as_str(), "skipped");
         if streak > 1 {
             return;
         }
@@ -149,7 +129,7 @@ impl Inner {
             let run = Run {
                 id: format!("run_{}", random_hex(8)),
                 project_id: tick.key.project.to_string(),
-                trigger: trigger_of(tick.trigger),
+                trigger: tick.trigger,
                 scheduled_at: rfc3339_ms(tick.scheduled_at),
                 started_at: now.clone(),
                 finished_at: now,
@@ -161,11 +141,12 @@ impl Inner {
                 bytes_delivered: 0,
                 stage_ms: BTreeMap::new(),
                 error: Some(RunError {
-                    stage: "schedule".into(),
+                    stage: Stage::Schedule,
                     message: "the previous run was still going, so this tick was skipped, and so are the \
                               ticks after it until that run ends (the metric `sluice_runs_total` with \
-                              outcome \"skipped\" counts them all); a schedule shorter than a run takes \
-                              skips runs"
+                              outcome \"skipped\" counts them all); when runs take longer than the \
+                              schedule's interval, ticks are skipped: lengthen the interval or make runs \
+                              shorter"
                         .into(),
                 }),
                 page_cap_reached: false,
@@ -190,7 +171,7 @@ impl Inner {
         if backlog > 0 {
             // Older records go first; if Kinesis still refuses them, new runs may still fetch
             // until the backlog reaches its cap.
-            let delivered = tally.time("deliver", self.deliver_project(tenant, &project.id, None)).await;
+            let delivered = tally.time(Stage::Deliver, self.deliver_project(tenant, &project.id, None)).await;
             match delivered {
                 Ok(totals) => {
                     tally.bytes_delivered += totals.bytes;
@@ -200,7 +181,7 @@ impl Inner {
                 }
                 Err(failure) if backlog >= self.config.max_outbox_entries_per_project => {
                     return Err(Failure::new(
-                        "deliver",
+                        Stage::Deliver,
                         format!(
                             "records of {backlog} earlier runs are still waiting for Kinesis, so this run did not \
                              fetch: {}",
@@ -214,17 +195,17 @@ impl Inner {
         }
         self.check_outbox_bytes(project, &quotas, 0)?;
 
-        let session = tally.time("assume_role", self.assume(project)).await?;
+        let session = tally.time(Stage::AssumeRole, self.assume(project)).await?;
         self.confirm_trust(project).await;
         let mut api_key = match &project.source.api_key {
-            Some(_) => Some(tally.time("secret", self.read_secret(&session, project, false)).await?),
+            Some(_) => Some(tally.time(Stage::Secret, self.read_secret(&session, project, false)).await?),
             None => None,
         };
         tally.keys.extend(api_key.clone());
-        let plugin = tally.time("load_plugin", self.plugin(&project.plugin_id)).await?;
+        let plugin = tally.time(Stage::LoadPlugin, self.plugin(&project.plugin_id)).await?;
 
         let origin = url::Url::parse(&project.source.url)
-            .map_err(|e| Failure::tenant("fetch", format!("the project's source url is invalid: {e}")))?;
+            .map_err(|e| Failure::tenant(Stage::Fetch, format!("the project's source url is invalid: {e}")))?;
         let mut state = self.store.next_state(tenant, &project.id).map_err(Failure::host)?;
         let settings: Vec<(String, String)> =
             project.plugin_settings.iter().map(|(k, v)| (k.clone(), v.clone())).collect();
@@ -253,17 +234,17 @@ impl Inner {
         while let Some(next) = request.take() {
             tally.pages += 1;
             // `prepare` shapes every page's request, as the contract says, seeing the newest state.
-            let report = tally.time("prepare", self.runtime.prepare(&plugin, &limits, &poll(&state), &next)).await;
+            let report = tally.time(Stage::Prepare, self.runtime.prepare(&plugin, &limits, &poll(&state), &next)).await;
             tally.plugin_time += report.duration;
             tally.log.plugin(&report.logs);
-            let current = report.result.map_err(|e| plugin_failure("prepare", e))?;
+            let current = report.result.map_err(|e| plugin_failure(Stage::Prepare, e))?;
             let fetched = self.fetch_page(project, &session, &origin, &current, &mut api_key, tally).await?;
             let response = Response { status: fetched.status, headers: fetched.headers, body: fetched.body };
             let report =
-                tally.time("transform", self.runtime.transform(&plugin, &limits, &poll(&state), &response)).await;
+                tally.time(Stage::Transform, self.runtime.transform(&plugin, &limits, &poll(&state), &response)).await;
             tally.plugin_time += report.duration;
             tally.log.plugin(&report.logs);
-            let output = report.result.map_err(|e| plugin_failure("transform", e))?;
+            let output = report.result.map_err(|e| plugin_failure(Stage::Transform, e))?;
             // Checked here, before anything is stored: a record Kinesis refuses must fail this run,
             // not become an outbox entry that no retry can deliver.
             let problems = check.page(
@@ -276,7 +257,7 @@ impl Inner {
             );
             if !problems.is_empty() {
                 return Err(Failure::tenant(
-                    "transform",
+                    Stage::Transform,
                     format!(
                         "the plugin's output cannot be delivered, so nothing of this run was stored and the state \
                          did not advance: {}",
@@ -284,7 +265,7 @@ impl Inner {
                     ),
                 ));
             }
-            records.extend(output.records.into_iter().map(|r| OutRecord {
+            records.extend(output.records.into_iter().map(|r| Record {
                 data: r.data,
                 partition_key: r.partition_key,
                 explicit_hash_key: r.explicit_hash_key,
@@ -329,14 +310,14 @@ impl Inner {
             &quotas,
             entry.payload_bytes() + entry.state.as_ref().map_or(0, |s| s.len() as u64),
         )?;
-        tally.time("outbox", self.store.enqueue(&entry)).await.map_err(Failure::host)?;
+        tally.time(Stage::Outbox, self.store.enqueue(&entry)).await.map_err(Failure::host)?;
         let run_id = tally.run_id.clone();
-        let totals = tally.time("deliver", self.deliver_project(tenant, &project.id, Some(&run_id))).await?;
+        let totals = tally.time(Stage::Deliver, self.deliver_project(tenant, &project.id, Some(&run_id))).await?;
         tally.bytes_delivered += totals.bytes;
         for parked in &totals.parked {
             if parked.run_id == tally.run_id {
                 return Err(Failure::tenant(
-                    "deliver",
+                    Stage::Deliver,
                     format!(
                         "{}; nothing is lost: retry them with POST /v1/projects/{}/outbox/{}/retry or discard them \
                          with DELETE /v1/projects/{}/outbox/{}",
@@ -359,9 +340,9 @@ impl Inner {
             return Ok(());
         }
         let (stage, what) = if adding == 0 {
-            ("deliver", "so this run did not fetch".to_string())
+            (Stage::Deliver, "so this run did not fetch".to_string())
         } else {
-            ("outbox", format!("so this run's {adding} bytes were not stored and the state did not advance"))
+            (Stage::Outbox, format!("so this run's {adding} bytes were not stored and the state did not advance"))
         };
         Err(Failure::tenant(
             stage,
@@ -390,7 +371,7 @@ impl Inner {
             } else {
                 e.to_string()
             };
-            Failure::new("assume_role", message).with_kind(e.kind)
+            Failure::new(Stage::AssumeRole, message).with_kind(e.kind)
         })
     }
 
@@ -402,27 +383,18 @@ impl Inner {
         self.aws
             .secret(session, &key.secret_arn, key.json_field.as_deref())
             .await
-            .map_err(|e| Failure::new("secret", e.to_string()).with_kind(e.kind))
+            .map_err(|e| Failure::new(Stage::Secret, e.to_string()).with_kind(e.kind))
     }
 
     /// The plugin for an id, compiling it (from the on-disk cache, usually) on first use.
     async fn plugin(&self, id: &str) -> Result<Plugin, Failure> {
-        if let Some(plugin) = self.plugins.lock().unwrap_or_else(|e| e.into_inner()).get(id) {
-            return Ok(plugin.clone());
-        }
-        let bytes = self.store.plugin_bytes(id).map_err(Failure::host)?.ok_or_else(|| {
+        let bytes = || self.store.plugin_bytes(id).map_err(Failure::host);
+        self.runtime.get_or_load(id, bytes).await?.ok_or_else(|| {
             Failure::tenant(
-                "load_plugin",
+                Stage::LoadPlugin,
                 format!("plugin {id} no longer exists; upload it again and PATCH the project"),
             )
-        })?;
-        let runtime = self.runtime.clone();
-        let plugin = tokio::task::spawn_blocking(move || runtime.load(&Bytes::from(bytes)))
-            .await
-            .map_err(|e| Failure::host(format!("plugin compilation task failed: {e}")))?
-            .map_err(|e| Failure::tenant("load_plugin", e.to_string()))?;
-        self.plugins.lock().unwrap_or_else(|e| e.into_inner()).insert(id.to_string(), plugin.clone());
-        Ok(plugin)
+        })
     }
 
     /// Fetches one page, re-reading the API key once if the source refuses it (the tenant may
@@ -438,19 +410,20 @@ impl Inner {
     ) -> Result<Fetched, Failure> {
         let mut reread = false;
         loop {
-            let fetched = tally.time("fetch", self.fetch_once(project, origin, request, api_key.as_deref())).await?;
+            let fetched =
+                tally.time(Stage::Fetch, self.fetch_once(project, origin, request, api_key.as_deref())).await?;
             tally.http_status = Some(fetched.status);
             tally.bytes_fetched += fetched.body.len() as u64;
             let refused = matches!(fetched.status, 401 | 403);
             if refused && api_key.is_some() && !reread {
                 reread = true;
-                *api_key = Some(tally.time("secret", self.read_secret(session, project, true)).await?);
+                *api_key = Some(tally.time(Stage::Secret, self.read_secret(session, project, true)).await?);
                 tally.keys.extend(api_key.clone());
                 continue;
             }
             if refused && let Some(key) = &project.source.api_key {
                 return Err(Failure::tenant(
-                    "fetch",
+                    Stage::Fetch,
                     format!(
                         "the source answered {} to the API key from secret {}, also after reading the secret again; \
                          store a valid key in the secret",
@@ -460,7 +433,7 @@ impl Inner {
             }
             if fetched.status == 429 || fetched.status >= 500 {
                 let mut failure = Failure::new(
-                    "fetch",
+                    Stage::Fetch,
                     format!("the source answered {}; the run is retried on schedule", fetched.status),
                 );
                 failure.retry_after = fetched.retry_after;
@@ -498,8 +471,8 @@ impl Inner {
         };
         self.fetcher.fetch(fetch).await.map_err(|e| {
             let transient = e.is_transient();
-            let failure = Failure::new("fetch", e.to_string());
-            if transient { failure } else { failure.with_kind(AwsErrorKind::Invalid) }
+            let failure = Failure::new(Stage::Fetch, e.to_string());
+            if transient { failure } else { failure.with_kind(FailureKind::Tenant) }
         })
     }
 }
@@ -508,7 +481,7 @@ impl Inner {
 const MAX_PROBLEMS: usize = 5;
 
 /// A plugin's error, as the tenant should read it.
-fn plugin_failure(stage: &'static str, error: CallError) -> Failure {
+fn plugin_failure(stage: Stage, error: CallError) -> Failure {
     match error {
         CallError::Rejected(message) => Failure::tenant(stage, format!("the plugin rejected the response: {message}")),
         CallError::Retry(message) => Failure::new(stage, format!("the plugin asked to retry later: {message}")),

@@ -6,7 +6,7 @@
 //! before a failure reaches the run history, the project's status or a log, every form of the
 //! keys the run used is replaced.
 
-use super::status::Failure;
+use super::failure::Failure;
 
 /// Keys shorter than this are left alone: replacing "abc" would mangle ordinary words, and a key
 /// that short is no secret to begin with.

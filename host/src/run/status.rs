@@ -8,68 +8,9 @@ use std::time::Duration;
 use jiff::Timestamp;
 
 use super::Inner;
-use crate::aws::AwsErrorKind;
+use super::failure::Failure;
 use crate::scheduler::Outcome;
-use crate::store::{Project, ProjectStatus};
-
-/// Every stage name a run can time or fail in; metrics label values come only from here.
-pub(super) const STAGES: [&str; 8] =
-    ["deliver", "assume_role", "secret", "load_plugin", "prepare", "fetch", "transform", "outbox"];
-
-/// Who can fix a failure.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub(super) enum FailureKind {
-    /// Throttling, timeouts, outages: the next run may well succeed.
-    Transient,
-    /// The tenant's configuration, plugin or source is wrong.
-    Tenant,
-    /// The tenant's role does not trust this project, or denies what the run needs.
-    Denied,
-    /// The host itself failed (storage); the tenant cannot fix it.
-    Host,
-}
-
-impl From<AwsErrorKind> for FailureKind {
-    fn from(kind: AwsErrorKind) -> Self {
-        match kind {
-            AwsErrorKind::Transient => FailureKind::Transient,
-            AwsErrorKind::AccessDenied => FailureKind::Denied,
-            AwsErrorKind::NotFound | AwsErrorKind::Invalid => FailureKind::Tenant,
-        }
-    }
-}
-
-/// Why a run failed: the stage, a message for the tenant, and when to try again.
-#[derive(Debug, Clone)]
-pub(super) struct Failure {
-    pub stage: &'static str,
-    pub message: String,
-    pub kind: FailureKind,
-    /// The source's Retry-After, if it sent one.
-    pub retry_after: Option<Duration>,
-}
-
-impl Failure {
-    /// A failure that may pass by itself.
-    pub fn new(stage: &'static str, message: impl Into<String>) -> Self {
-        Self { stage, message: message.into(), kind: FailureKind::Transient, retry_after: None }
-    }
-
-    /// A failure the tenant must fix.
-    pub fn tenant(stage: &'static str, message: impl Into<String>) -> Self {
-        Self::new(stage, message).with_kind(FailureKind::Tenant)
-    }
-
-    /// A failure of the host's own storage.
-    pub fn host(error: impl std::fmt::Display) -> Self {
-        Self::new("host", format!("internal error, not caused by the project: {error}")).with_kind(FailureKind::Host)
-    }
-
-    pub fn with_kind(mut self, kind: impl Into<FailureKind>) -> Self {
-        self.kind = kind.into();
-        self
-    }
-}
+use crate::store::{Project, ProjectStatus, Stage};
 
 /// How long a failing project waits: its schedule's interval doubled for every failure past
 /// the threshold, at most `max`.
@@ -99,12 +40,7 @@ impl Inner {
     }
 
     /// Updates the project's status after a run and tells the scheduler when to run it next.
-    pub(super) async fn settle_status(
-        &self,
-        project: &Project,
-        failure: Option<&super::status::Failure>,
-        now: Timestamp,
-    ) -> Outcome {
+    pub(super) async fn settle_status(&self, project: &Project, failure: Option<&Failure>, now: Timestamp) -> Outcome {
         let healthy = project.consecutive_failures == 0
             && project.backoff_until.is_none()
             && !matches!(project.status, ProjectStatus::Failing | ProjectStatus::Pending);
@@ -134,7 +70,7 @@ impl Inner {
                 }
                 Some(failure) => {
                     p.consecutive_failures = p.consecutive_failures.saturating_add(1);
-                    let stillborn = p.status == ProjectStatus::Pending && failure.stage == "assume_role";
+                    let stillborn = p.status == ProjectStatus::Pending && failure.stage == Stage::AssumeRole;
                     if stillborn {
                         p.status_message = format!("waiting for the first successful AssumeRole: {}", failure.message);
                     } else if p.status != ProjectStatus::Paused && p.consecutive_failures >= threshold {

@@ -24,6 +24,9 @@ pub enum LoadError {
     /// The host could not read or write its compiled-code cache.
     #[error("compiled-code cache failed: {0}")]
     Cache(String),
+    /// The host failed while compiling, not because of the component.
+    #[error("internal error while compiling the component: {0}")]
+    Host(String),
 }
 
 /// Why one plugin call produced no usable result.

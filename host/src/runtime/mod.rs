@@ -20,8 +20,9 @@ mod load;
 mod logs;
 mod state;
 
+use std::collections::HashMap;
 use std::path::PathBuf;
-use std::sync::Arc;
+use std::sync::{Arc, Mutex};
 
 use serde::{Deserialize, Serialize};
 use tokio::sync::{Semaphore, SemaphorePermit};
@@ -111,6 +112,9 @@ pub struct Runtime {
 }
 
 struct Inner {
+    /// Plugins compiled and pre-linked in this process, by content id: the API's dry runs and
+    /// every run share them.
+    loaded: Mutex<HashMap<String, Plugin>>,
     engine: wasmtime::Engine,
     linker: wasmtime::component::Linker<State>,
     slots: Semaphore,
@@ -181,7 +185,8 @@ impl Runtime {
         let slots = Semaphore::new(config.max_concurrent_calls as usize);
         let budget = budget::Budget::new(config.memory_budget_bytes);
         let pool = Pool::start(config.threads)?;
-        Ok(Self { inner: Arc::new(Inner { engine, linker, slots, budget, config, pool, _ticker: ticker }) })
+        let loaded = Mutex::default();
+        Ok(Self { inner: Arc::new(Inner { loaded, engine, linker, slots, budget, config, pool, _ticker: ticker }) })
     }
 
     /// The limits every call gets unless the caller passes others.
@@ -195,6 +200,50 @@ impl Runtime {
     /// blocking thread, not from an async task.
     pub fn load(&self, wasm: &[u8]) -> Result<Plugin, LoadError> {
         load::load(self, wasm)
+    }
+
+    /// [`Runtime::load`] on a blocking thread, so that compiling never holds an async worker.
+    pub async fn compile(&self, wasm: Vec<u8>) -> Result<Plugin, LoadError> {
+        let runtime = self.clone();
+        tokio::task::spawn_blocking(move || runtime.load(&wasm))
+            .await
+            .map_err(|e| LoadError::Host(format!("the compilation task failed: {e}")))?
+    }
+
+    /// Keeps a compiled plugin for [`Runtime::get_or_load`].
+    pub fn keep(&self, plugin: Plugin) {
+        self.loaded().insert(plugin.id().to_string(), plugin);
+    }
+
+    /// The plugin `id`, as compiled in this process before, or compiled now (usually from the
+    /// on-disk cache) from the bytes `bytes` finds; `None` when it finds none. `bytes` is only
+    /// called when the plugin is not loaded yet.
+    pub async fn get_or_load<E: From<LoadError>>(
+        &self,
+        id: &str,
+        bytes: impl FnOnce() -> Result<Option<Vec<u8>>, E>,
+    ) -> Result<Option<Plugin>, E> {
+        if let Some(plugin) = self.loaded().get(id) {
+            return Ok(Some(plugin.clone()));
+        }
+        let Some(wasm) = bytes()? else { return Ok(None) };
+        let plugin = self.compile(wasm).await?;
+        self.keep(plugin.clone());
+        Ok(Some(plugin))
+    }
+
+    /// Forgets a loaded plugin, once no tenant holds its bytes any more.
+    pub fn remove(&self, id: &str) {
+        self.loaded().remove(id);
+    }
+
+    /// How many plugins this process holds compiled.
+    pub fn loaded_count(&self) -> usize {
+        self.loaded().len()
+    }
+
+    fn loaded(&self) -> std::sync::MutexGuard<'_, HashMap<String, Plugin>> {
+        self.inner.loaded.lock().unwrap_or_else(|e| e.into_inner())
     }
 
     /// Calls the plugin's `prepare` export.

@@ -118,16 +118,9 @@ impl Entry {
     }
 }
 
-/// Why a tick fired.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Trigger {
-    /// The schedule's nominal time came.
-    Schedule,
-    /// The one run for the latest firing missed while the daemon was down (or fell behind).
-    CatchUp,
-    /// [`Scheduler::run_now`].
-    Manual,
-}
+/// Why a tick fired: the run record's own type, so that a run is recorded with the trigger the
+/// scheduler gave it, with nothing to map.
+pub use crate::store::Trigger;
 
 /// One firing of one project, handed to the [`Runner`].
 #[derive(Debug, Clone)]

@@ -40,11 +40,11 @@ pub use model::{
     ApiKeySource, Onboarding, PluginMeta, Project, ProjectStatus, QuotaOverrides, Quotas, Source, Target, Tenant,
     TenantStatus, Tier,
 };
-pub use outbox::{OutRecord, OutboxEntry, OutboxKey, WaitingEntry};
+pub use outbox::{OutboxEntry, OutboxKey, WaitingEntry};
 pub use parked::{ParkedAction, ParkedEntry};
 pub use plugins::{CreatePlugin, DeletePlugin};
 pub use projects::CreateProject;
-pub use runs::{RUNS_KEPT, Run, RunError, RunLogLine, RunLogSource, RunOutcome, RunTrigger, Usage};
+pub use runs::{RUNS_KEPT, Run, RunError, RunLogLine, RunLogSource, RunOutcome, Stage, Trigger, Usage};
 pub use secrets::{ApiKey, constant_time_eq, hash_key, random_hex};
 
 /// Grouped, serialized flushes (see [`Store::flush`]).

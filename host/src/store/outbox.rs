@@ -18,14 +18,7 @@ use sled::transaction::ConflictableTransactionError;
 
 use super::disk::{DiskKind, size};
 use super::{Result, Store, StoreError, chunks};
-
-/// One record bound for Kinesis.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct OutRecord {
-    pub data: Vec<u8>,
-    pub partition_key: String,
-    pub explicit_hash_key: Option<String>,
-}
+use crate::records::Record;
 
 /// One run's records and the state to commit once they are delivered. Delivery uses the
 /// project's target at delivery time, so a tenant who fixes a wrong stream or role sees the
@@ -39,13 +32,13 @@ pub struct OutboxEntry {
     pub scheduled_at_ms: i64,
     /// The state to commit once the records are accepted; `None` leaves the state unchanged.
     pub state: Option<Vec<u8>>,
-    pub records: Vec<OutRecord>,
+    pub records: Vec<Record>,
 }
 
 impl OutboxEntry {
     /// Bytes of record data and partition keys, as Kinesis counts them.
     pub fn payload_bytes(&self) -> u64 {
-        self.records.iter().map(|r| (r.data.len() + r.partition_key.len()) as u64).sum()
+        self.records.iter().map(|r| r.size() as u64).sum()
     }
 }
 
@@ -181,7 +174,7 @@ pub(super) fn decode_entry(key: &str, raw: &[u8]) -> Result<OutboxEntry> {
             0 => None,
             _ => Some(reader.string()?),
         };
-        records.push(OutRecord { data, partition_key, explicit_hash_key });
+        records.push(Record { data, partition_key, explicit_hash_key });
     }
     Ok(OutboxEntry {
         tenant_id: header.tenant_id,
@@ -369,7 +362,7 @@ mod tests {
             scheduled_at_ms: 1_700_000_000_000,
             state: state.map(<[u8]>::to_vec),
             records: (0..records)
-                .map(|i| OutRecord {
+                .map(|i| Record {
                     data: vec![i as u8; i],
                     partition_key: format!("pk-{i}"),
                     explicit_hash_key: (i % 2 == 1).then(|| i.to_string()),

@@ -170,7 +170,7 @@ impl Store {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::store::OutRecord;
+    use crate::records::Record;
 
     fn entry(run: &str, state: &[u8]) -> OutboxEntry {
         OutboxEntry {
@@ -179,7 +179,7 @@ mod tests {
             run_id: run.into(),
             scheduled_at_ms: 1_700_000_000_000,
             state: Some(state.to_vec()),
-            records: vec![OutRecord { data: b"x".to_vec(), partition_key: String::new(), explicit_hash_key: None }],
+            records: vec![Record { data: b"x".to_vec(), partition_key: String::new(), explicit_hash_key: None }],
         }
     }
 

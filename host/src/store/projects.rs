@@ -124,7 +124,8 @@ impl Store {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::store::{OutRecord, OutboxEntry};
+    use crate::records::Record;
+    use crate::store::OutboxEntry;
 
     fn project(tenant: &str, id: &str) -> Project {
         serde_json::from_value(serde_json::json!({
@@ -146,7 +147,7 @@ mod tests {
         for id in ["prj_1", "prj_2"] {
             store.create_project(project("ten_a", id), 10).await.unwrap();
             store.commit_state("ten_a", id, b"cursor").await.unwrap();
-            let records = vec![OutRecord { data: b"x".to_vec(), partition_key: "k".into(), explicit_hash_key: None }];
+            let records = vec![Record { data: b"x".to_vec(), partition_key: "k".into(), explicit_hash_key: None }];
             let entry = OutboxEntry {
                 tenant_id: "ten_a".into(),
                 project_id: id.into(),

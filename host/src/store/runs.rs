@@ -12,16 +12,27 @@ use super::{Result, Store, decode, decode_entry, encode};
 /// Runs kept per project; older ones are dropped as new ones arrive.
 pub const RUNS_KEPT: usize = 100;
 
-/// What started a run.
+/// What started a run (the scheduler's tick carries the same type).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
 #[serde(rename_all = "snake_case")]
-pub enum RunTrigger {
-    /// The project's schedule.
+pub enum Trigger {
+    /// The project's schedule: its nominal time came.
     Schedule,
     /// `POST /v1/projects/{id}/run`.
     Manual,
-    /// The one catch-up run after the daemon was down.
+    /// The one run for the latest firing missed while the daemon was down (or fell behind).
     CatchUp,
+}
+
+impl Trigger {
+    /// The trigger's name as run history and metrics show it.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Trigger::Schedule => "schedule",
+            Trigger::Manual => "manual",
+            Trigger::CatchUp => "catch_up",
+        }
+    }
 }
 
 /// How a run ended.
@@ -36,12 +47,77 @@ pub enum RunOutcome {
     Skipped,
 }
 
+/// A stage of a run, in the order a run goes through them. Run history times the stages a run
+/// reached (`stage_ms`) and names the one it failed in (`error.stage`); metrics label stage
+/// durations with the same names.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize, ToSchema)]
+#[serde(rename_all = "snake_case")]
+pub enum Stage {
+    /// The tick found the previous run still going and was skipped.
+    Schedule,
+    /// Delivering records earlier runs left in the outbox, before this run fetches, and this
+    /// run's own records after it.
+    Deliver,
+    /// Assuming the tenant's role with the project's external id.
+    AssumeRole,
+    /// Reading the source's API key from the tenant's secret.
+    Secret,
+    /// Compiling the plugin, or finding it compiled.
+    LoadPlugin,
+    /// The plugin's `prepare` call.
+    Prepare,
+    /// Fetching a page from the source.
+    Fetch,
+    /// The plugin's `transform` call, and the checks of what it returned.
+    Transform,
+    /// Writing the run's records and pending state to the durable outbox.
+    Outbox,
+    /// The host itself failed (its storage); nothing the tenant can fix.
+    Host,
+}
+
+impl Stage {
+    /// Every stage, in order.
+    pub const ALL: [Stage; 10] = [
+        Stage::Schedule,
+        Stage::Deliver,
+        Stage::AssumeRole,
+        Stage::Secret,
+        Stage::LoadPlugin,
+        Stage::Prepare,
+        Stage::Fetch,
+        Stage::Transform,
+        Stage::Outbox,
+        Stage::Host,
+    ];
+
+    /// The stage's name as run history and metrics show it.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Stage::Schedule => "schedule",
+            Stage::Deliver => "deliver",
+            Stage::AssumeRole => "assume_role",
+            Stage::Secret => "secret",
+            Stage::LoadPlugin => "load_plugin",
+            Stage::Prepare => "prepare",
+            Stage::Fetch => "fetch",
+            Stage::Transform => "transform",
+            Stage::Outbox => "outbox",
+            Stage::Host => "host",
+        }
+    }
+}
+
+impl std::fmt::Display for Stage {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
 /// Where and why a run failed. The message never contains secret values.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
 pub struct RunError {
-    /// `deliver`, `assume_role`, `secret`, `load_plugin`, `prepare`, `fetch`, `transform` or
-    /// `outbox` (a run), `schedule` (a skipped tick), or `host` (the host itself failed).
-    pub stage: String,
+    pub stage: Stage,
     pub message: String,
 }
 
@@ -74,7 +150,7 @@ pub struct Run {
     /// `run_` and 16 hex digits.
     pub id: String,
     pub project_id: String,
-    pub trigger: RunTrigger,
+    pub trigger: Trigger,
     /// When the schedule wanted the run, RFC 3339.
     pub scheduled_at: String,
     /// When it actually started, RFC 3339.
@@ -87,8 +163,8 @@ pub struct Run {
     pub records: u64,
     pub bytes_fetched: u64,
     pub bytes_delivered: u64,
-    /// Milliseconds spent per stage.
-    pub stage_ms: BTreeMap<String, f64>,
+    /// Milliseconds spent per stage, for the stages the run reached.
+    pub stage_ms: BTreeMap<Stage, f64>,
     pub error: Option<RunError>,
     /// Whether the run stopped at the project's page cap (`max_pages`) while the plugin still
     /// asked for another page. The host does not keep that request: the next run starts again
@@ -213,7 +289,7 @@ mod tests {
         Run {
             id: format!("run_{n:016x}"),
             project_id: project.into(),
-            trigger: RunTrigger::Schedule,
+            trigger: Trigger::Schedule,
             scheduled_at: "2026-01-01T00:00:00Z".into(),
             started_at: jiff::Timestamp::from_second(1_767_225_600 + n as i64).unwrap().to_string(),
             finished_at: "2026-01-01T00:00:01Z".into(),

@@ -1,0 +1,69 @@
+//! A data directory written by an earlier release opens in this one with everything in it: the
+//! fixture `tests/fixtures/store-v1.tar.gz` was written by the store as it was before large values
+//! were split into pieces (schema version 1), with a 200 KB record that sled kept in a blob file
+//! of its own and a state larger than one piece.
+
+use sluice::store::{Stage, Store, Trigger};
+
+const TENANT: &str = "ten_7f6e888aad404bb0";
+const KEY: &str = "slk_191d594b35be6bdd124760603181181f06ea80f2f3b9a04a7b10d6a4a36cc24e";
+const PROJECT: &str = "prj_00000000000f1x7e";
+
+fn unpack() -> tempfile::TempDir {
+    let dir = tempfile::tempdir().unwrap();
+    let fixture = sluice_tests::root().join("tests/fixtures/store-v1.tar.gz");
+    let status = std::process::Command::new("tar").arg("xzf").arg(&fixture).arg("-C").arg(dir.path()).status();
+    assert!(status.is_ok_and(|s| s.success()), "tar could not unpack {}", fixture.display());
+    dir
+}
+
+fn check(store: &Store) {
+    let tenant = store.tenant_for_key(KEY).unwrap().expect("the key still authenticates");
+    assert_eq!((tenant.id.as_str(), tenant.name.as_str()), (TENANT, "fixture"));
+    let plugins = store.plugins(TENANT).unwrap();
+    assert_eq!(plugins.len(), 1);
+    assert_eq!(store.plugin_bytes(&plugins[0].id).unwrap().as_deref(), Some(&b"\0asm fixture plugin bytes"[..]));
+    let project = store.project(TENANT, PROJECT).unwrap().expect("the project");
+    assert_eq!((project.schedule.as_str(), project.timezone.as_str()), ("rate(1 hour)", "Europe/Berlin"));
+    assert_eq!(project.onboarding.external_id, "ext-fixture");
+
+    let runs = store.runs(TENANT, PROJECT, 10).unwrap();
+    assert_eq!(runs.len(), 1);
+    assert_eq!(runs[0].trigger, Trigger::Schedule);
+    assert_eq!(runs[0].error.as_ref().map(|e| e.stage), Some(Stage::Deliver));
+    assert_eq!(runs[0].stage_ms.get(&Stage::AssumeRole), Some(&12.5));
+    assert!(runs[0].logs.is_empty() && !runs[0].page_cap_reached, "fields added since default");
+    assert_eq!(store.usage(TENANT).unwrap().runs, 1);
+}
+
+#[tokio::test]
+async fn a_store_written_before_values_were_split_opens_with_everything_in_it() {
+    let dir = unpack();
+    let path = dir.path().join("fixture-v1");
+    let store = Store::open(&path).unwrap();
+    check(&store);
+    assert_eq!(store.committed_state(TENANT, PROJECT).unwrap().as_deref(), Some(&b"cursor=1"[..]));
+    let waiting = store.outbox_of(TENANT, PROJECT).unwrap();
+    let runs: Vec<&str> = waiting.iter().map(|(_, e)| e.run_id.as_str()).collect();
+    assert_eq!(runs, ["run_000000000000000a", "run_000000000000000b"], "oldest first");
+    let first = &waiting[0].1;
+    assert_eq!(first.state.as_deref(), Some(&[b's'; 10_000][..]));
+    assert_eq!(first.records[1].explicit_hash_key.as_deref(), Some("12345"));
+    assert_eq!(first.records[2].data, [0, 159, 146, 150]);
+    assert_eq!(waiting[1].1.records[0].data.len(), 200_000);
+    assert_eq!(store.next_state(TENANT, PROJECT).unwrap().as_deref(), Some(&[b's'; 10_000][..]));
+    let disk = store.disk_usage(TENANT);
+    assert!(disk.outbox_bytes > 210_000 && disk.state_bytes > 8 && disk.history_bytes > 100, "{disk:?}");
+    drop(store);
+
+    // Migrated once: it opens again as it is, and delivering commits the states in order.
+    let store = Store::open(&path).unwrap();
+    check(&store);
+    let waiting = store.outbox_of(TENANT, PROJECT).unwrap();
+    assert_eq!(waiting.len(), 2);
+    for (key, _) in &waiting {
+        store.complete_delivery(key).await.unwrap();
+    }
+    assert_eq!(store.committed_state(TENANT, PROJECT).unwrap().as_deref(), Some(&[b's'; 10_000][..]));
+    assert_eq!(store.disk_usage(TENANT).outbox_bytes, 0);
+}
