@@ -40,6 +40,8 @@ pub async fn role_config(endpoint: &str, role_arn: &str, session_name: &str) -> 
 pub struct TenantAccount {
     pub account: String,
     pub role_arn: String,
+    /// `role_arn`, typed as a project holds it.
+    pub role: sluice::arn::RoleArn,
     pub kinesis: aws_sdk_kinesis::Client,
     pub secrets: aws_sdk_secretsmanager::Client,
 }
@@ -51,6 +53,7 @@ impl TenantAccount {
         let tenant = role_config(endpoint, &role_arn, "tenant-setup").await;
         Self {
             account: account.to_string(),
+            role: sluice::arn::RoleArn::parse(&role_arn).expect("a valid role ARN"),
             role_arn,
             kinesis: aws_sdk_kinesis::Client::new(&tenant),
             secrets: aws_sdk_secretsmanager::Client::new(&tenant),

@@ -121,6 +121,69 @@ impl fmt::Display for Arn {
     }
 }
 
+/// A checked ARN of one kind, as a project stores it: it serializes as the ARN's text and
+/// deserializes only from text that parses as that kind, naming the field when it does not.
+macro_rules! typed_arn {
+    ($(#[$doc:meta])* $name:ident, $kind:expr, $field:literal) => {
+        $(#[$doc])*
+        #[derive(Debug, Clone, PartialEq, Eq)]
+        pub struct $name(Arn);
+
+        impl $name {
+            /// Parses `text`; the error says what is wrong and shows a valid example.
+            pub fn parse(text: &str) -> Result<Self, String> {
+                Arn::parse(text, $kind).map($name)
+            }
+        }
+
+        impl std::ops::Deref for $name {
+            type Target = Arn;
+
+            fn deref(&self) -> &Arn {
+                &self.0
+            }
+        }
+
+        impl fmt::Display for $name {
+            fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+                f.write_str(self.0.as_str())
+            }
+        }
+
+        impl serde::Serialize for $name {
+            fn serialize<S: serde::Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
+                serializer.serialize_str(self.0.as_str())
+            }
+        }
+
+        impl<'de> serde::Deserialize<'de> for $name {
+            fn deserialize<D: serde::Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+                let text = <String as serde::Deserialize>::deserialize(deserializer)?;
+                $name::parse(&text).map_err(|e| serde::de::Error::custom(format!(concat!("`", $field, "`: {}"), e)))
+            }
+        }
+    };
+}
+
+typed_arn!(
+    /// The tenant's Secrets Manager secret holding a source's API key.
+    SecretArn,
+    ArnKind::Secret,
+    "source.api_key.secret_arn"
+);
+typed_arn!(
+    /// The tenant's Kinesis stream.
+    StreamArn,
+    ArnKind::Stream,
+    "target.stream_arn"
+);
+typed_arn!(
+    /// The tenant's IAM role that Sluice assumes.
+    RoleArn,
+    ArnKind::Role,
+    "target.role_arn"
+);
+
 /// Regions look like `eu-central-1`, `us-gov-west-1` or `cn-north-1`: letters and digits in
 /// dash-separated groups ending with a number.
 fn is_region(region: &str) -> bool {
@@ -148,6 +211,17 @@ mod tests {
         let role = Arn::parse("arn:aws:iam::123456789012:role/team/sluice", ArnKind::Role).unwrap();
         assert_eq!((role.region(), role.name()), ("", "team/sluice"));
         assert!(Arn::parse("arn:aws-us-gov:kinesis:us-gov-west-1:123456789012:stream/s", ArnKind::Stream).is_ok());
+    }
+
+    #[test]
+    fn typed_arns_serialize_as_their_text_and_name_their_field_when_refused() {
+        let text = "\"arn:aws:kinesis:eu-central-1:123456789012:stream/weather\"";
+        let stream: StreamArn = serde_json::from_str(text).unwrap();
+        assert_eq!((stream.region(), serde_json::to_string(&stream).unwrap().as_str()), ("eu-central-1", text));
+        let error = serde_json::from_str::<RoleArn>(text).unwrap_err().to_string();
+        assert!(error.starts_with("`target.role_arn`: ") && error.contains("not a iam one"), "{error}");
+        let error = serde_json::from_str::<SecretArn>("\"x\"").unwrap_err().to_string();
+        assert!(error.starts_with("`source.api_key.secret_arn`: `x` is not an ARN"), "{error}");
     }
 
     #[test]

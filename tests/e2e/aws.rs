@@ -13,6 +13,7 @@ use std::time::Duration;
 
 use aws_config::SdkConfig;
 use aws_sdk_kinesis::config::Credentials;
+use sluice::arn::{SecretArn, StreamArn};
 use sluice::aws::{Aws, AwsConfig, AwsErrorKind, RoleRef, Session};
 use sluice::records::Record;
 use sluice_tests::Moto;
@@ -61,7 +62,23 @@ trait Role {
 
 impl Role for Tenant {
     fn role(&self) -> RoleRef<'_> {
-        RoleRef { role_arn: &self.role_arn, external_id: EXTERNAL_ID, session_name: "sluice-t-1-p-1" }
+        RoleRef { role_arn: &self.role, external_id: EXTERNAL_ID, session_name: "sluice-t-1-p-1" }
+    }
+}
+
+/// The ARNs the tests get from moto as text, typed as the daemon's projects hold them.
+trait Typed {
+    fn secret_arn(&self) -> SecretArn;
+    fn stream_arn(&self) -> StreamArn;
+}
+
+impl Typed for str {
+    fn secret_arn(&self) -> SecretArn {
+        SecretArn::parse(self).unwrap()
+    }
+
+    fn stream_arn(&self) -> StreamArn {
+        StreamArn::parse(self).unwrap()
     }
 }
 
@@ -111,7 +128,7 @@ async fn assumed_sessions_are_cached_single_flight_and_renewed_before_expiry() {
     assert!(lifetime <= Duration::from_secs(900) && lifetime > Duration::from_secs(800), "{lifetime:?}");
     // The renewed session's clients work, and the cache never mixes up the two sessions.
     let stream = tenant.stream("events").await;
-    renewing.put_records(&second, &stream, &records("renewed", 2)).await.unwrap();
+    renewing.put_records(&second, &stream.stream_arn(), &records("renewed", 2)).await.unwrap();
     assert_eq!(tenant.read(&stream).await.len(), 2);
 }
 
@@ -124,34 +141,34 @@ async fn secrets_are_read_plain_or_by_json_field_cached_and_forgotten() {
     let aws = setup.aws(fast());
     let session = aws.assume(tenant.role()).await.unwrap();
 
-    assert_eq!(aws.secret(&session, &plain, None).await.unwrap(), "k-123");
-    assert_eq!(aws.secret(&session, &json, Some("api_key")).await.unwrap(), "k-456");
-    let err = aws.secret(&session, &json, Some("missing")).await.unwrap_err();
+    assert_eq!(aws.secret(&session, &plain.secret_arn(), None).await.unwrap(), "k-123");
+    assert_eq!(aws.secret(&session, &json.secret_arn(), Some("api_key")).await.unwrap(), "k-456");
+    let err = aws.secret(&session, &json.secret_arn(), Some("missing")).await.unwrap_err();
     assert_eq!(err.kind, AwsErrorKind::Invalid);
     assert!(err.message.contains("no string field `missing`") && !err.message.contains("k-456"), "{err}");
-    let err = aws.secret(&session, &plain, Some("api_key")).await.unwrap_err();
+    let err = aws.secret(&session, &plain.secret_arn(), Some("api_key")).await.unwrap_err();
     assert_eq!(err.kind, AwsErrorKind::Invalid);
     assert!(err.message.contains("is not a JSON object") && !err.message.contains("k-123"), "{err}");
     assert_eq!(aws.counters().get_secret_value_calls, 2, "the cache served every other read");
 
     // A rotated secret is seen after forget_secret, not before (the TTL is five minutes).
     tenant.secrets.put_secret_value().secret_id(&plain).secret_string("k-789").send().await.unwrap();
-    assert_eq!(aws.secret(&session, &plain, None).await.unwrap(), "k-123");
-    aws.forget_secret(&session, &plain);
-    assert_eq!(aws.secret(&session, &plain, None).await.unwrap(), "k-789");
+    assert_eq!(aws.secret(&session, &plain.secret_arn(), None).await.unwrap(), "k-123");
+    aws.forget_secret(&session, &plain.secret_arn());
+    assert_eq!(aws.secret(&session, &plain.secret_arn(), None).await.unwrap(), "k-789");
     assert_eq!(aws.counters().get_secret_value_calls, 3);
     assert_eq!(setup.proxy.count(GET_SECRET_VALUE), 3);
 
     // With a TTL of 1 ms every read goes to Secrets Manager.
     let short = setup.aws(AwsConfig { secret_ttl_ms: 1, ..fast() });
     let session = short.assume(tenant.role()).await.unwrap();
-    short.secret(&session, &plain, None).await.unwrap();
+    short.secret(&session, &plain.secret_arn(), None).await.unwrap();
     tokio::time::sleep(Duration::from_millis(5)).await;
-    short.secret(&session, &plain, None).await.unwrap();
+    short.secret(&session, &plain.secret_arn(), None).await.unwrap();
     assert_eq!(short.counters().get_secret_value_calls, 2);
 
     let missing = "arn:aws:secretsmanager:eu-central-1:111111111111:secret:nope-AbCdEf";
-    let err = aws.secret(&session, missing, None).await.unwrap_err();
+    let err = aws.secret(&session, &missing.secret_arn(), None).await.unwrap_err();
     assert_eq!(err.kind, AwsErrorKind::NotFound, "{err}");
     assert!(err.message.contains("fix source.api_key.secret_arn"), "{err}");
 }
@@ -165,7 +182,7 @@ async fn records_arrive_in_the_roles_account_in_batches_and_oversized_ones_fail_
     let session = aws.assume(tenant.role()).await.unwrap();
 
     let sent = records("r", 1200);
-    let delivered = aws.put_records(&session, &stream, &sent).await.unwrap();
+    let delivered = aws.put_records(&session, &stream.stream_arn(), &sent).await.unwrap();
     assert_eq!((delivered.records, delivered.calls, delivered.retried_records), (1200, 3, 0));
     assert_eq!(delivered.bytes, sent.iter().map(|r| r.size() as u64).sum::<u64>());
     assert_eq!(setup.proxy.count(PUT_RECORDS), 3);
@@ -173,7 +190,7 @@ async fn records_arrive_in_the_roles_account_in_batches_and_oversized_ones_fail_
 
     let mut oversized = records("big", 2);
     oversized[1].data = vec![b'x'; (1 << 20) + 1 - oversized[1].partition_key.len()];
-    let err = aws.put_records(&session, &stream, &oversized).await.unwrap_err();
+    let err = aws.put_records(&session, &stream.stream_arn(), &oversized).await.unwrap_err();
     assert_eq!(err.kind, AwsErrorKind::Invalid);
     assert!(err.message.contains("record 1 is 1048577 bytes"), "{err}");
     assert_eq!(setup.proxy.count(PUT_RECORDS), 3, "nothing was sent");
@@ -191,7 +208,7 @@ async fn a_partial_failure_resends_only_the_failed_entries() {
 
     setup.proxy.inject(PUT_RECORDS, Fault::PartialFailure, 1);
     let sent = records("p", 10);
-    let delivered = aws.put_records(&session, &stream, &sent).await.unwrap();
+    let delivered = aws.put_records(&session, &stream.stream_arn(), &sent).await.unwrap();
     assert_eq!((delivered.records, delivered.calls, delivered.retried_records), (10, 2, 5));
     // moto kept the entries the proxy marked failed, so exactly those arrive twice, after the rest.
     let mut expected = as_read(&sent);
@@ -208,25 +225,25 @@ async fn throttling_server_errors_and_outages_are_retried_then_transient() {
     let session = aws.assume(tenant.role()).await.unwrap();
 
     setup.proxy.inject(PUT_RECORDS, Fault::Throttle, 2);
-    let delivered = aws.put_records(&session, &stream, &records("a", 3)).await.unwrap();
+    let delivered = aws.put_records(&session, &stream.stream_arn(), &records("a", 3)).await.unwrap();
     assert_eq!((delivered.calls, delivered.retried_records), (3, 6));
     assert_eq!(setup.proxy.count(PUT_RECORDS), 3);
 
     setup.proxy.inject(PUT_RECORDS, Fault::ServerError, 1);
-    let delivered = aws.put_records(&session, &stream, &records("b", 3)).await.unwrap();
+    let delivered = aws.put_records(&session, &stream.stream_arn(), &records("b", 3)).await.unwrap();
     assert_eq!(delivered.calls, 2);
     assert_eq!(tenant.read(&stream).await, [as_read(&records("a", 3)), as_read(&records("b", 3))].concat());
 
     setup.proxy.inject(PUT_RECORDS, Fault::Throttle, 3);
-    let err = aws.put_records(&session, &stream, &records("c", 3)).await.unwrap_err();
+    let err = aws.put_records(&session, &stream.stream_arn(), &records("c", 3)).await.unwrap_err();
     assert_eq!(err.kind, AwsErrorKind::Transient);
     assert!(err.message.contains("did not accept 3 of 3 records") && err.message.contains("after 3 attempts"), "{err}");
 
     setup.proxy.set_down("Kinesis_20131202.", true);
-    let err = aws.put_records(&session, &stream, &records("d", 3)).await.unwrap_err();
+    let err = aws.put_records(&session, &stream.stream_arn(), &records("d", 3)).await.unwrap_err();
     assert_eq!(err.kind, AwsErrorKind::Transient, "{err}");
     setup.proxy.set_down("Kinesis_20131202.", false);
-    aws.put_records(&session, &stream, &records("e", 3)).await.unwrap();
+    aws.put_records(&session, &stream.stream_arn(), &records("e", 3)).await.unwrap();
     assert_eq!(tenant.read(&stream).await.len(), 9, "nothing from the failed calls arrived");
 }
 
@@ -246,19 +263,19 @@ async fn denied_and_missing_resources_fail_at_once_saying_what_to_fix() {
     assert_eq!(aws.counters().assume_role_calls, 2);
 
     setup.proxy.inject(PUT_RECORDS, Fault::AccessDenied, 1);
-    let err = aws.put_records(&session, &stream, &records("x", 3)).await.unwrap_err();
+    let err = aws.put_records(&session, &stream.stream_arn(), &records("x", 3)).await.unwrap_err();
     assert_eq!(err.kind, AwsErrorKind::AccessDenied);
     let fix = format!("kinesis denied PutRecords on {stream} to role {}", tenant.role_arn);
     assert!(err.message.contains(&fix) && err.message.contains("allow kinesis:PutRecords on the stream"), "{err}");
     assert_eq!(setup.proxy.count(PUT_RECORDS), 1, "not retried");
 
     setup.proxy.inject(GET_SECRET_VALUE, Fault::AccessDenied, 1);
-    let err = aws.secret(&session, &secret, None).await.unwrap_err();
+    let err = aws.secret(&session, &secret.secret_arn(), None).await.unwrap_err();
     assert_eq!(err.kind, AwsErrorKind::AccessDenied);
     assert!(err.message.contains("allow secretsmanager:GetSecretValue"), "{err}");
 
     let missing = "arn:aws:kinesis:eu-central-1:111111111111:stream/missing";
-    let err = aws.put_records(&session, missing, &records("x", 3)).await.unwrap_err();
+    let err = aws.put_records(&session, &missing.stream_arn(), &records("x", 3)).await.unwrap_err();
     assert_eq!(err.kind, AwsErrorKind::NotFound, "{err}");
     assert!(err.message.contains("kinesis stream arn:aws:kinesis:eu-central-1:111111111111:stream/missing"), "{err}");
     assert!(tenant.read(&stream).await.is_empty());
@@ -273,10 +290,10 @@ async fn roles_in_two_accounts_reach_only_their_own_streams() {
     let sessions: HashMap<&str, Session> =
         HashMap::from([("a", aws.assume(a.role()).await.unwrap()), ("b", aws.assume(b.role()).await.unwrap())]);
 
-    aws.put_records(&sessions["a"], &stream_a, &records("for-a", 5)).await.unwrap();
-    aws.put_records(&sessions["b"], &stream_b, &records("for-b", 3)).await.unwrap();
+    aws.put_records(&sessions["a"], &stream_a.stream_arn(), &records("for-a", 5)).await.unwrap();
+    aws.put_records(&sessions["b"], &stream_b.stream_arn(), &records("for-b", 3)).await.unwrap();
     // Role A naming B's stream does not reach it (moto says not found; AWS would deny).
-    assert!(aws.put_records(&sessions["a"], &stream_b, &records("stray", 2)).await.is_err());
+    assert!(aws.put_records(&sessions["a"], &stream_b.stream_arn(), &records("stray", 2)).await.is_err());
 
     assert_eq!(a.read(&stream_a).await, as_read(&records("for-a", 5)));
     assert_eq!(b.read(&stream_b).await, as_read(&records("for-b", 3)));
@@ -294,7 +311,7 @@ async fn sts_throttling_and_secrets_manager_server_errors_are_retried_by_the_sdk
     assert_eq!((aws.counters().assume_role_calls, setup.proxy.count(ASSUME_ROLE)), (1, 2));
 
     setup.proxy.inject(GET_SECRET_VALUE, Fault::ServerError, 1);
-    assert_eq!(aws.secret(&session, &secret, None).await.unwrap(), "k-1");
+    assert_eq!(aws.secret(&session, &secret.secret_arn(), None).await.unwrap(), "k-1");
     assert_eq!((aws.counters().get_secret_value_calls, setup.proxy.count(GET_SECRET_VALUE)), (1, 2));
 }
 
@@ -319,7 +336,7 @@ async fn one_tenants_failing_secret_reads_do_not_use_up_another_tenants_retries(
     for _ in 0..100 {
         setup.proxy.inject(GET_SECRET_VALUE, Fault::ServerError, 3);
         let sent = setup.proxy.count(GET_SECRET_VALUE);
-        let err = aws.secret(&session_a, &secret_a, None).await.unwrap_err();
+        let err = aws.secret(&session_a, &secret_a.secret_arn(), None).await.unwrap_err();
         assert_eq!(err.kind, AwsErrorKind::Transient, "{err}");
         let attempts = setup.proxy.count(GET_SECRET_VALUE) - sent;
         if attempts < 3 {
@@ -330,9 +347,9 @@ async fn one_tenants_failing_secret_reads_do_not_use_up_another_tenants_retries(
     assert!(queued > 0, "a hundred failing reads never used up the retries of A's session");
 
     // B's read meets the errors still queued and retries past them.
-    assert_eq!(aws.secret(&session_b, &secret_b, None).await.unwrap(), "k-b");
+    assert_eq!(aws.secret(&session_b, &secret_b.secret_arn(), None).await.unwrap(), "k-b");
     // A's bucket is still empty: one error is one failed read.
     setup.proxy.inject(GET_SECRET_VALUE, Fault::ServerError, 1);
-    assert_eq!(aws.secret(&session_a, &secret_a, None).await.unwrap_err().kind, AwsErrorKind::Transient);
-    assert_eq!(aws.secret(&session_a, &secret_a, None).await.unwrap(), "k-a");
+    assert_eq!(aws.secret(&session_a, &secret_a.secret_arn(), None).await.unwrap_err().kind, AwsErrorKind::Transient);
+    assert_eq!(aws.secret(&session_a, &secret_a.secret_arn(), None).await.unwrap(), "k-a");
 }

@@ -24,7 +24,9 @@ fn check(store: &Store) {
     assert_eq!(plugins.len(), 1);
     assert_eq!(store.plugin_bytes(&plugins[0].id).unwrap().as_deref(), Some(&b"\0asm fixture plugin bytes"[..]));
     let project = store.project(TENANT, PROJECT).unwrap().expect("the project");
-    assert_eq!((project.schedule.as_str(), project.timezone.as_str()), ("rate(1 hour)", "Europe/Berlin"));
+    assert_eq!((project.schedule.to_string(), project.timezone.name()), ("rate(1 hour)".into(), "Europe/Berlin"));
+    assert_eq!(project.target.stream_arn.region(), "eu-central-1", "ARNs come back parsed");
+    assert_eq!(project.source.url.url().host_str(), Some("api.example.com"));
     assert_eq!(project.onboarding.external_id, "ext-fixture");
 
     let runs = store.runs(TENANT, PROJECT, 10).unwrap();

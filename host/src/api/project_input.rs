@@ -7,8 +7,7 @@ use serde::Deserialize;
 use utoipa::ToSchema;
 
 use super::error::ApiError;
-use crate::arn::{Arn, ArnKind};
-use crate::schedule::{Schedule, parse_timezone};
+use crate::schedule::{Schedule, Timezone};
 use crate::store::{ApiKeySource, Quotas, Source, Target};
 
 /// The body of `POST /v1/projects`.
@@ -19,12 +18,13 @@ pub struct ProjectInput {
     #[schema(min_length = 1, max_length = 100, examples("weather-berlin"))]
     pub name: String,
     /// An EventBridge schedule expression: `rate(5 minutes)`, `cron(0 12 * * ? *)`.
-    #[schema(examples("rate(5 minutes)"))]
-    pub schedule: String,
+    #[serde(deserialize_with = "schedule_field")]
+    #[schema(value_type = String, examples("rate(5 minutes)"))]
+    pub schedule: Schedule,
     /// The IANA timezone for `cron()` schedules (default `UTC`).
-    #[serde(default = "utc")]
-    #[schema(default = "UTC", examples("Europe/Berlin"))]
-    pub timezone: String,
+    #[serde(default = "Timezone::utc")]
+    #[schema(value_type = String, default = "UTC", examples("Europe/Berlin"))]
+    pub timezone: Timezone,
     pub source: Source,
     /// The id of one of the tenant's plugins.
     pub plugin_id: String,
@@ -38,8 +38,15 @@ pub struct ProjectInput {
     pub max_pages: u32,
 }
 
-fn utc() -> String {
-    "UTC".into()
+/// A schedule, with the field named when it does not parse.
+fn schedule_field<'de, D: serde::Deserializer<'de>>(deserializer: D) -> Result<Schedule, D::Error> {
+    let expr = String::deserialize(deserializer)?;
+    Schedule::parse(&expr).map_err(|e| serde::de::Error::custom(format!("`schedule`: {e}")))
+}
+
+fn optional_schedule_field<'de, D: serde::Deserializer<'de>>(deserializer: D) -> Result<Option<Schedule>, D::Error> {
+    let Some(expr) = Option::<String>::deserialize(deserializer)? else { return Ok(None) };
+    Schedule::parse(&expr).map(Some).map_err(|e| serde::de::Error::custom(format!("`schedule`: {e}")))
 }
 
 fn default_max_pages() -> u32 {
@@ -53,8 +60,11 @@ fn default_max_pages() -> u32 {
 pub struct ProjectPatch {
     #[schema(min_length = 1, max_length = 100)]
     pub name: Option<String>,
-    pub schedule: Option<String>,
-    pub timezone: Option<String>,
+    #[serde(default, deserialize_with = "optional_schedule_field")]
+    #[schema(value_type = Option<String>)]
+    pub schedule: Option<Schedule>,
+    #[schema(value_type = Option<String>)]
+    pub timezone: Option<Timezone>,
     pub source: Option<Source>,
     pub plugin_id: Option<String>,
     pub plugin_settings: Option<BTreeMap<String, String>>,
@@ -86,12 +96,12 @@ fn invalid(message: impl Into<String>) -> ApiError {
 const RESERVED_HEADERS: [&str; 5] = ["host", "content-length", "transfer-encoding", "connection", "upgrade"];
 
 impl ProjectInput {
-    /// Checks every field and normalizes the ones with a canonical form (schedule, method).
+    /// Checks what deserializing could not (quotas, plugins, settings, headers) and normalizes the
+    /// method. The schedule, time zone, URL and ARNs were parsed as the body was read.
     /// `plugin_exists` answers whether the tenant has the named plugin.
     pub fn validate(mut self, quotas: &Quotas, plugin_exists: impl Fn(&str) -> bool) -> Result<Self, ApiError> {
         check_text("name", &self.name, 100)?;
-        let schedule = Schedule::parse(&self.schedule).map_err(|e| invalid(format!("`schedule`: {e}")))?;
-        if let Some(interval) = schedule.min_interval()
+        if let Some(interval) = self.schedule.min_interval()
             && interval.as_secs() < quotas.min_interval_seconds
         {
             return Err(ApiError::Forbidden {
@@ -103,9 +113,7 @@ impl ProjectInput {
                 ),
             });
         }
-        self.schedule = schedule.to_string();
-        let timezone = parse_timezone(&self.timezone).map_err(|e| invalid(format!("`timezone`: {e}")))?;
-        if schedule.next_after(jiff::Timestamp::now(), &timezone).is_none() {
+        if self.schedule.next_after(jiff::Timestamp::now(), self.timezone.zone()).is_none() {
             return Err(invalid(format!(
                 "`schedule` {} never fires again; choose one with future times",
                 self.schedule
@@ -127,9 +135,6 @@ impl ProjectInput {
                 return Err(invalid(format!("`plugin_settings.{name}` is longer than 4096 bytes")));
             }
         }
-        Arn::parse(&self.target.stream_arn, ArnKind::Stream)
-            .map_err(|e| invalid(format!("`target.stream_arn`: {e}")))?;
-        Arn::parse(&self.target.role_arn, ArnKind::Role).map_err(|e| invalid(format!("`target.role_arn`: {e}")))?;
         if !(1..=100).contains(&self.max_pages) {
             return Err(invalid("`max_pages` must be between 1 and 100"));
         }
@@ -145,23 +150,6 @@ fn check_text(field: &str, value: &str, max_chars: usize) -> Result<(), ApiError
 }
 
 fn check_source(mut source: Source) -> Result<Source, ApiError> {
-    if source.url.len() > 2048 {
-        return Err(invalid("`source.url` is longer than 2048 characters"));
-    }
-    let url = url::Url::parse(&source.url).map_err(|e| {
-        invalid(format!("`source.url` is not an absolute URL ({e}); use one like https://api.example.com/v1/obs"))
-    })?;
-    if !matches!(url.scheme(), "http" | "https") {
-        return Err(invalid(format!("`source.url` uses {}:, but only http and https are supported", url.scheme())));
-    }
-    if url.host_str().is_none_or(str::is_empty) {
-        return Err(invalid("`source.url` has no host"));
-    }
-    if !url.username().is_empty() || url.password().is_some() {
-        return Err(invalid(
-            "`source.url` carries credentials; keep them in the tenant's secret and name it in `source.api_key`",
-        ));
-    }
     source.method = source.method.to_ascii_uppercase();
     if !matches!(source.method.as_str(), "GET" | "POST") {
         return Err(invalid(format!("`source.method` is {}; use GET or POST", source.method)));
@@ -195,7 +183,6 @@ fn check_header_name(field: &str, name: &str) -> Result<(), ApiError> {
 }
 
 fn check_api_key(mut key: ApiKeySource) -> Result<ApiKeySource, ApiError> {
-    Arn::parse(&key.secret_arn, ArnKind::Secret).map_err(|e| invalid(format!("`source.api_key.secret_arn`: {e}")))?;
     match (&key.header, &key.query_param) {
         (Some(_), Some(_)) => {
             return Err(invalid("`source.api_key` sets both `header` and `query_param`; choose one"));

@@ -9,8 +9,8 @@ use aws_sdk_kinesis::primitives::Blob;
 use aws_sdk_kinesis::types::PutRecordsRequestEntry;
 
 use super::error::{AwsError, AwsErrorKind, classify_code, failure};
-use super::{AwsConfig, Inner, Session, parse_arn};
-use crate::arn::ArnKind;
+use super::{AwsConfig, Inner, Session};
+use crate::arn::StreamArn;
 use crate::records::Record;
 
 /// Kinesis' limits per call, in records and in bytes (per record: `crate::records`).
@@ -40,10 +40,9 @@ struct Target<'a> {
 pub(super) async fn put_records(
     aws: &Inner,
     session: &Session,
-    stream_arn: &str,
+    stream_arn: &StreamArn,
     records: &[Record],
 ) -> Result<Delivered, AwsError> {
-    let arn = parse_arn(stream_arn, ArnKind::Stream)?;
     check(records)?;
     let mut delivered = Delivered {
         records: records.len() as u64,
@@ -53,7 +52,8 @@ pub(super) async fn put_records(
     if records.is_empty() {
         return Ok(delivered);
     }
-    let target = Target { client: session.kinesis(aws, arn.region()), stream_arn, role_arn: session.role_arn() };
+    let client = session.kinesis(aws, stream_arn.region());
+    let target = Target { client, stream_arn: stream_arn.as_str(), role_arn: session.role_arn() };
     let sizes: Vec<usize> = records.iter().map(Record::size).collect();
     for batch in batches(&sizes) {
         put_batch(aws, &target, records, batch, &mut delivered).await?;

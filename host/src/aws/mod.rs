@@ -32,7 +32,7 @@ use aws_config::timeout::TimeoutConfig;
 use aws_config::{BehaviorVersion, Region, SdkConfig};
 use aws_smithy_http_client::hyper_014::HyperClientBuilder;
 
-use crate::arn::{Arn, ArnKind};
+use crate::arn::{SecretArn, StreamArn};
 use crate::records::Record;
 
 pub use credentials::{RoleRef, Session, session_name};
@@ -158,7 +158,7 @@ impl Aws {
     pub async fn secret(
         &self,
         session: &Session,
-        secret_arn: &str,
+        secret_arn: &SecretArn,
         json_field: Option<&str>,
     ) -> Result<String, AwsError> {
         secrets::secret(&self.inner, session, secret_arn, json_field).await
@@ -166,7 +166,7 @@ impl Aws {
 
     /// Drops a cached secret so that the next [`Aws::secret`] call reads it again (the pipeline
     /// calls this when the source answers 401 or 403, which usually means the key was rotated).
-    pub fn forget_secret(&self, session: &Session, secret_arn: &str) {
+    pub fn forget_secret(&self, session: &Session, secret_arn: &SecretArn) {
         self.inner.secrets.forget(session, secret_arn);
     }
 
@@ -180,7 +180,7 @@ impl Aws {
     pub async fn put_records(
         &self,
         session: &Session,
-        stream_arn: &str,
+        stream_arn: &StreamArn,
         records: &[Record],
     ) -> Result<Delivered, AwsError> {
         kinesis::put_records(&self.inner, session, stream_arn, records).await
@@ -203,42 +203,9 @@ impl Inner {
     }
 }
 
-/// Parses an ARN a caller passed (the region for the client comes from it). Projects' ARNs are
-/// checked when they are created, so a failure here means a caller skipped that check.
-fn parse_arn(text: &str, kind: ArnKind) -> Result<Arn, AwsError> {
-    Arn::parse(text, kind).map_err(|e| AwsError::invalid(format!("bad {} ARN: {e}", kind_name(kind))))
-}
-
-fn kind_name(kind: ArnKind) -> &'static str {
-    match kind {
-        ArnKind::Secret => "secret",
-        ArnKind::Stream => "stream",
-        ArnKind::Role => "role",
-    }
-}
-
-impl std::fmt::Debug for Aws {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("Aws").field("config", &self.inner.config).field("counters", &self.counters()).finish()
-    }
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn clients_take_their_region_from_the_arn() {
-        let stream = parse_arn("arn:aws:kinesis:ap-southeast-2:123456789012:stream/s", ArnKind::Stream).unwrap();
-        assert_eq!(stream.region(), "ap-southeast-2");
-        let secret =
-            parse_arn("arn:aws:secretsmanager:us-gov-west-1:123456789012:secret:k-AbCdEf", ArnKind::Secret).unwrap();
-        assert_eq!(secret.region(), "us-gov-west-1");
-        let err = parse_arn("arn:aws:kinesis:eu-central-1:123456789012:secret:k", ArnKind::Stream).unwrap_err();
-        assert_eq!(err.kind, AwsErrorKind::Invalid);
-        assert!(err.message.starts_with("bad stream ARN: "), "{}", err.message);
-        assert!(parse_arn("arn:aws:kinesis::123456789012:stream/s", ArnKind::Stream).is_err(), "no region");
-    }
 
     #[test]
     fn the_configuration_has_documented_defaults_and_rejects_unknown_settings() {

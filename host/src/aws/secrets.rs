@@ -7,8 +7,8 @@ use std::sync::{Arc, Mutex, PoisonError};
 use std::time::{Duration, Instant};
 
 use super::error::{AwsError, AwsErrorKind, failure};
-use super::{Inner, Session, parse_arn};
-use crate::arn::{Arn, ArnKind};
+use super::{Inner, Session};
+use crate::arn::SecretArn;
 
 /// Raw secret strings by (role ARN, external id, secret ARN). The role is part of the key because
 /// whether a secret may be read at all depends on who asks. Each key has its own async lock, held
@@ -40,38 +40,37 @@ impl SecretCache {
     }
 
     /// Removes the entry; a read in flight fills the removed slot, which nobody looks at again.
-    pub(super) fn forget(&self, session: &Session, secret_arn: &str) {
+    pub(super) fn forget(&self, session: &Session, secret_arn: &SecretArn) {
         self.slots.lock().unwrap_or_else(PoisonError::into_inner).remove(&key(session, secret_arn));
     }
 }
 
-fn key(session: &Session, secret_arn: &str) -> SecretKey {
+fn key(session: &Session, secret_arn: &SecretArn) -> SecretKey {
     (session.role_arn().to_string(), session.external_id().to_string(), secret_arn.to_string())
 }
 
 pub(super) async fn secret(
     aws: &Inner,
     session: &Session,
-    secret_arn: &str,
+    secret_arn: &SecretArn,
     json_field: Option<&str>,
 ) -> Result<String, AwsError> {
-    let arn = parse_arn(secret_arn, ArnKind::Secret)?;
     let ttl = Duration::from_millis(aws.config.secret_ttl_ms);
     let slot = aws.secrets.slot(key(session, secret_arn), ttl);
     let mut cached = slot.lock().await;
     if let Some(entry) = cached.as_ref()
         && entry.read_at.elapsed() < ttl
     {
-        return extract(&entry.value, json_field, secret_arn);
+        return extract(&entry.value, json_field, secret_arn.as_str());
     }
-    let value = read(aws, session, &arn).await?;
+    let value = read(aws, session, secret_arn).await?;
     // A secret whose key cannot be extracted is not cached, so the tenant's fix counts at once.
-    let key = extract(&value, json_field, secret_arn)?;
+    let key = extract(&value, json_field, secret_arn.as_str())?;
     *cached = Some(Cached { value, read_at: Instant::now() });
     Ok(key)
 }
 
-async fn read(aws: &Inner, session: &Session, arn: &Arn) -> Result<String, AwsError> {
+async fn read(aws: &Inner, session: &Session, arn: &SecretArn) -> Result<String, AwsError> {
     let client = session.secrets_manager(aws, arn.region());
     aws.counters.get_secret_value.fetch_add(1, Ordering::Relaxed);
     let output = client.get_secret_value().secret_id(arn.as_str()).send().await.map_err(|err| {

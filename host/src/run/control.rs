@@ -2,7 +2,6 @@
 
 use jiff::Timestamp;
 
-use crate::schedule::{Schedule, parse_timezone};
 use crate::scheduler::{Entry, ProjectKey, RunNowError, Scheduler};
 use crate::store::{Project, ProjectStatus, Store, Tenant, TenantStatus};
 
@@ -24,11 +23,9 @@ impl Control {
         Self { scheduler, store }
     }
 
-    /// The scheduler entry for a stored project, or `None` if its stored schedule no longer
-    /// parses (it was validated on the way in, so that means a newer build wrote it).
-    fn entry(&self, project: &Project) -> Option<Entry> {
-        let schedule = project.schedule.parse::<Schedule>().ok()?;
-        let timezone = parse_timezone(&project.timezone).ok()?;
+    /// The scheduler entry for a stored project. Its schedule and time zone were parsed when it
+    /// was read: a project that loads is one the scheduler can run.
+    fn entry(&self, project: &Project) -> Entry {
         let anchor = project.created_at.parse::<Timestamp>().unwrap_or(Timestamp::UNIX_EPOCH);
         // The newest run's nominal time tells whether a firing was missed while the daemon was down.
         let last_scheduled_at = self
@@ -37,14 +34,14 @@ impl Control {
             .ok()
             .and_then(|runs| runs.into_iter().next())
             .and_then(|run| run.scheduled_at.parse::<Timestamp>().ok());
-        Some(Entry {
-            schedule,
-            timezone,
+        Entry {
+            schedule: project.schedule.clone(),
+            timezone: project.timezone.zone().clone(),
             anchor,
             last_scheduled_at,
             paused: project.status == ProjectStatus::Paused,
             not_before: project.backoff_until.as_deref().and_then(|t| t.parse().ok()),
-        })
+        }
     }
 
     /// Registers a new or changed project (schedule, timezone, pause and resume).
@@ -55,9 +52,10 @@ impl Control {
             .ok()
             .flatten()
             .is_none_or(|tenant| tenant.status == TenantStatus::Disabled);
-        match self.entry(project) {
-            Some(entry) if !disabled => self.scheduler.upsert(key(&project.tenant_id, &project.id), entry),
-            _ => self.scheduler.remove(&key(&project.tenant_id, &project.id)),
+        if disabled {
+            self.scheduler.remove(&key(&project.tenant_id, &project.id));
+        } else {
+            self.scheduler.upsert(key(&project.tenant_id, &project.id), self.entry(project));
         }
     }
 

@@ -204,8 +204,7 @@ impl Inner {
         tally.keys.extend(api_key.clone());
         let plugin = tally.time(Stage::LoadPlugin, self.plugin(&project.plugin_id)).await?;
 
-        let origin = url::Url::parse(&project.source.url)
-            .map_err(|e| Failure::tenant(Stage::Fetch, format!("the project's source url is invalid: {e}")))?;
+        let origin = project.source.url.url();
         let mut state = self.store.next_state(tenant, &project.id).map_err(Failure::host)?;
         let settings: Vec<(String, String)> =
             project.plugin_settings.iter().map(|(k, v)| (k.clone(), v.clone())).collect();
@@ -218,7 +217,7 @@ impl Inner {
         };
         let base = Request {
             method: project.source.method.clone(),
-            url: project.source.url.clone(),
+            url: project.source.url.as_str().to_string(),
             headers: project.source.headers.iter().map(|(k, v)| (k.clone(), v.clone())).collect(),
             body: None,
         };
@@ -238,7 +237,7 @@ impl Inner {
             tally.plugin_time += report.duration;
             tally.log.plugin(&report.logs);
             let current = report.result.map_err(|e| plugin_failure(Stage::Prepare, e))?;
-            let fetched = self.fetch_page(project, &session, &origin, &current, &mut api_key, tally).await?;
+            let fetched = self.fetch_page(project, &session, origin, &current, &mut api_key, tally).await?;
             let response = Response { status: fetched.status, headers: fetched.headers, body: fetched.body };
             let report =
                 tally.time(Stage::Transform, self.runtime.transform(&plugin, &limits, &poll(&state), &response)).await;

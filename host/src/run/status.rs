@@ -49,12 +49,7 @@ impl Inner {
             return Outcome::default();
         }
         let threshold = self.config.failing_after_failures.max(1);
-        let interval = project
-            .schedule
-            .parse::<crate::schedule::Schedule>()
-            .ok()
-            .and_then(|s| s.min_interval())
-            .unwrap_or(Duration::from_secs(60));
+        let interval = project.schedule.min_interval().unwrap_or(Duration::from_secs(60));
         let max = Duration::from_millis(self.config.max_backoff_ms);
         let mut not_before = None;
         let updated = self

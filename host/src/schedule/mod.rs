@@ -34,7 +34,7 @@ use jiff::tz::TimeZone;
 
 pub use cron::Cron;
 pub use rate::{Rate, RateUnit};
-pub use tz::parse_timezone;
+pub use tz::{Timezone, parse_timezone};
 
 /// The longest schedule expression accepted, in bytes: EventBridge Scheduler's own limit.
 pub const MAX_EXPRESSION_LEN: usize = 256;

@@ -33,6 +33,70 @@ const ABBREVIATIONS: [(&str, &str); 14] = [
     ("NZST", "Pacific/Auckland"),
 ];
 
+/// A checked IANA time zone: its name as the bundled database spells it, and its rules. It
+/// serializes as the name and deserializes only from a name [`parse_timezone`] accepts, so a
+/// stored project's time zone is always a valid one.
+#[derive(Clone)]
+pub struct Timezone {
+    name: String,
+    zone: TimeZone,
+}
+
+impl Timezone {
+    /// Looks up `name` as [`parse_timezone`] does.
+    pub fn parse(name: &str) -> Result<Self, ScheduleError> {
+        Ok(Self { zone: parse_timezone(name)?, name: name.to_string() })
+    }
+
+    /// UTC, the default for projects that name no time zone.
+    pub fn utc() -> Self {
+        Self { name: "UTC".into(), zone: TimeZone::UTC }
+    }
+
+    /// The IANA name.
+    pub fn name(&self) -> &str {
+        &self.name
+    }
+
+    /// The zone's rules.
+    pub fn zone(&self) -> &TimeZone {
+        &self.zone
+    }
+}
+
+impl PartialEq for Timezone {
+    fn eq(&self, other: &Self) -> bool {
+        self.name == other.name
+    }
+}
+
+impl Eq for Timezone {}
+
+impl std::fmt::Debug for Timezone {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(&self.name)
+    }
+}
+
+impl std::fmt::Display for Timezone {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(&self.name)
+    }
+}
+
+impl serde::Serialize for Timezone {
+    fn serialize<S: serde::Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
+        serializer.serialize_str(&self.name)
+    }
+}
+
+impl<'de> serde::Deserialize<'de> for Timezone {
+    fn deserialize<D: serde::Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+        let name = String::deserialize(deserializer)?;
+        Timezone::parse(&name).map_err(|e| serde::de::Error::custom(format!("`timezone`: {e}")))
+    }
+}
+
 /// The bundled database, opened once.
 fn database() -> &'static TimeZoneDatabase {
     static DATABASE: OnceLock<TimeZoneDatabase> = OnceLock::new();

@@ -25,6 +25,7 @@ mod error;
 mod guard;
 mod network;
 mod response;
+mod source_url;
 
 #[cfg(test)]
 mod tests;
@@ -40,6 +41,7 @@ use reqwest::{Method, Url};
 pub use error::FetchError;
 use guard::{Guard, GuardedResolver, origin_of, redirect_policy};
 pub use network::Network;
+pub use source_url::{MAX_URL_LEN, SourceUrl};
 
 /// How the daemon fetches sources. Every field has a default, so the section can be left out.
 #[derive(Debug, Clone, serde::Deserialize)]

@@ -3,6 +3,10 @@
 use serde::{Deserialize, Serialize};
 use utoipa::ToSchema;
 
+use crate::arn::{RoleArn, SecretArn, StreamArn};
+use crate::schedule::{Schedule, Timezone};
+use crate::source::SourceUrl;
+
 /// A tenant's service tier, which sets its default quotas.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize, ToSchema)]
 #[serde(rename_all = "snake_case")]
@@ -175,7 +179,8 @@ pub enum ProjectStatus {
 #[serde(deny_unknown_fields)]
 pub struct ApiKeySource {
     /// The secret holding the key: a plain string, or JSON with the key at `json_field`.
-    pub secret_arn: String,
+    #[schema(value_type = String)]
+    pub secret_arn: SecretArn,
     /// The request header to put the key in (default `x-api-key`); `null` when `query_param` is
     /// used instead.
     #[serde(default)]
@@ -195,8 +200,9 @@ pub struct ApiKeySource {
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct Source {
-    /// An absolute http or https URL.
-    pub url: String,
+    /// An absolute http or https URL, at most 2048 characters, without credentials.
+    #[schema(value_type = String)]
+    pub url: SourceUrl,
     /// `GET` (default) or `POST`.
     #[serde(default = "default_method")]
     #[schema(default = "GET")]
@@ -218,9 +224,11 @@ fn default_method() -> String {
 #[serde(deny_unknown_fields)]
 pub struct Target {
     /// The tenant's Kinesis stream.
-    pub stream_arn: String,
+    #[schema(value_type = String)]
+    pub stream_arn: StreamArn,
     /// The tenant's role that Sluice assumes to read the secret and write to the stream.
-    pub role_arn: String,
+    #[schema(value_type = String)]
+    pub role_arn: RoleArn,
 }
 
 /// What the tenant puts into its stack so that the role trusts this project.
@@ -232,7 +240,9 @@ pub struct Onboarding {
     pub external_id: String,
 }
 
-/// One polled resource of a tenant.
+/// One polled resource of a tenant. Its schedule, time zone, source URL and ARNs are parsed
+/// where they enter and kept parsed: a project that loads is a valid one, and nothing parses them
+/// again.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
 pub struct Project {
     /// `prj_` and 16 hex digits.
@@ -240,9 +250,11 @@ pub struct Project {
     pub tenant_id: String,
     pub name: String,
     /// An EventBridge schedule expression, normalized.
-    pub schedule: String,
+    #[schema(value_type = String)]
+    pub schedule: Schedule,
     /// The IANA timezone `cron()` schedules are evaluated in.
-    pub timezone: String,
+    #[schema(value_type = String)]
+    pub timezone: Timezone,
     pub source: Source,
     pub plugin_id: String,
     pub plugin_settings: std::collections::BTreeMap<String, String>,

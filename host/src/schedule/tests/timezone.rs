@@ -55,3 +55,11 @@ fn unknown_or_misspelled_names_are_rejected_with_a_suggestion() {
     let message = parse_timezone(&long).unwrap_err().to_string();
     assert!(message.starts_with("time zone name is 65 bytes long, longer than any IANA name"), "{message}");
 }
+
+#[test]
+fn a_timezone_serializes_as_its_name_and_names_its_field_when_refused() {
+    let zone: crate::schedule::Timezone = serde_json::from_str("\"Europe/Berlin\"").unwrap();
+    assert_eq!((zone.name(), serde_json::to_string(&zone).unwrap().as_str()), ("Europe/Berlin", "\"Europe/Berlin\""));
+    let error = serde_json::from_str::<crate::schedule::Timezone>("\"Berlin\"").unwrap_err().to_string();
+    assert!(error.starts_with("`timezone`: ") && error.contains("Europe/Berlin"), "{error}");
+}
