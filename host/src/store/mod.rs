@@ -235,6 +235,23 @@ pub fn now_rfc3339() -> String {
     now.round(second).unwrap_or(now).to_string()
 }
 
+/// Opens a store again in the same process once the dropped one has let go of its file lock,
+/// which sled's background flusher holds until its next wake-up: reopening at once can fail with
+/// "could not acquire lock".
+#[cfg(test)]
+pub(crate) fn reopen(dir: &Path) -> Store {
+    let started = std::time::Instant::now();
+    loop {
+        match Store::open(dir) {
+            Ok(store) => return store,
+            Err(e) if e.to_string().contains("could not acquire lock") && started.elapsed().as_secs() < 10 => {
+                std::thread::sleep(std::time::Duration::from_millis(50));
+            }
+            Err(e) => panic!("cannot reopen the store: {e}"),
+        }
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -281,7 +298,7 @@ mod tests {
         assert!(store.tenant_for_key(key.expose()).unwrap().is_none(), "the old key is revoked");
         drop(store);
 
-        let store = Store::open(dir.path()).unwrap();
+        let store = crate::store::reopen(dir.path());
         assert_eq!(store.tenant_for_key(new_key.expose()).unwrap().unwrap().name, "acme");
         assert!(store.delete_tenant(&tenant.id).await.unwrap());
         assert!(store.tenant_for_key(new_key.expose()).unwrap().is_none());

@@ -397,7 +397,7 @@ mod tests {
         drop(store);
 
         // Reopening finds the undelivered entry and the committed state.
-        let store = Store::open(dir.path()).unwrap();
+        let store = crate::store::reopen(dir.path());
         assert_eq!(store.outbox_of("ten_a", "prj_1").unwrap().len(), 1);
         assert_eq!(store.committed_state("ten_a", "prj_1").unwrap().as_deref(), Some(&b"cursor=1"[..]));
         store.complete_delivery(&k2).await.unwrap();

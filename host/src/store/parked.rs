@@ -215,7 +215,7 @@ mod tests {
         assert!(store.parked_of("ten_a", "prj_1").unwrap().is_empty());
         let usage = store.disk_usage("ten_a");
         drop(store);
-        let store = Store::open(dir.path()).unwrap();
+        let store = crate::store::reopen(dir.path());
         assert_eq!(store.disk_usage("ten_a"), usage, "the accounting is rebuilt the same from disk");
     }
 }
