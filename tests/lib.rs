@@ -5,7 +5,7 @@
 
 pub mod fault_proxy;
 pub mod hostile_source;
-pub mod secrets;
+pub mod secret_registry;
 pub mod source;
 pub mod tenant_account;
 pub mod world;
@@ -13,8 +13,8 @@ pub mod world;
 use std::path::PathBuf;
 use std::sync::{Arc, Mutex, OnceLock};
 
-use secrets::observe_response;
-pub use secrets::{assert_no_secrets, canary, leaked_secrets, register_secret, wire_log_lines};
+use secret_registry::observe_response;
+pub use secret_registry::{assert_no_secrets, canary, leaked_secrets, register_secret, wire_log_lines};
 
 use sluice::run::Control;
 use sluice::scheduler::{Clock, Outcome, Runner, Scheduler, SchedulerConfig, Tick};
@@ -125,7 +125,7 @@ impl TestApi {
             ..RuntimeConfig::default()
         })
         .unwrap();
-        let limits = sluice::api::Limits { max_json_bytes: 1 << 20, max_plugin_bytes: 32 << 20 };
+        let limits = sluice::api::BodyLimits { max_json_bytes: 1 << 20, max_plugin_bytes: 32 << 20 };
         let metrics = Arc::default();
         let mut state =
             sluice::api::AppState::new(store.clone(), runtime, metrics, ADMIN_TOKEN, limits, PLATFORM_PRINCIPAL);

@@ -26,7 +26,7 @@ pub struct Components<'a> {
     pub fetcher: Fetcher,
     pub scheduler: Scheduler,
     pub run: RunConfig,
-    pub limits: api::Limits,
+    pub limits: api::BodyLimits,
     pub admin_token: &'a str,
     pub platform_principal_arn: &'a str,
 }
@@ -73,7 +73,7 @@ pub async fn run(
     let mut runtime_config = config.runtime.clone();
     runtime_config.cache_dir.get_or_insert_with(|| config.data_dir.join("compiled"));
     let runtime = Runtime::new(runtime_config).context("cannot start the component runtime")?;
-    let limits = api::Limits {
+    let limits = api::BodyLimits {
         max_json_bytes: config.max_json_bytes as usize,
         max_plugin_bytes: config.max_plugin_bytes as usize,
     };

@@ -216,7 +216,7 @@ impl Fleet {
         })
         .unwrap();
         let defaults = sluice::config::Config::default();
-        let limits = api::Limits {
+        let limits = api::BodyLimits {
             max_json_bytes: defaults.max_json_bytes as usize,
             max_plugin_bytes: defaults.max_plugin_bytes as usize,
         };

@@ -43,10 +43,7 @@ impl FromRequestParts<AppState> for Operator {
             return Ok(Operator);
         }
         if state.store.tenant_for_key(token)?.is_some() {
-            return Err(ApiError::Forbidden {
-                code: "forbidden",
-                message: "this route is for the operator; tenant API keys cannot use it".into(),
-            });
+            return Err(ApiError::forbidden("this route is for the operator; tenant API keys cannot use it"));
         }
         Err(ApiError::Unauthorized("the token is not valid; check it, or ask the operator for a new key".into()))
     }
@@ -58,15 +55,13 @@ impl FromRequestParts<AppState> for Caller {
     async fn from_request_parts(parts: &mut Parts, state: &AppState) -> Result<Self, Self::Rejection> {
         let token = bearer(parts)?;
         match state.store.tenant_for_key(token)? {
-            Some(tenant) if tenant.status == TenantStatus::Disabled => Err(ApiError::Forbidden {
-                code: "tenant_disabled",
-                message: "this tenant is disabled; ask the operator to enable it".into(),
-            }),
+            Some(tenant) if tenant.status == TenantStatus::Disabled => {
+                Err(ApiError::tenant_disabled("this tenant is disabled; ask the operator to enable it"))
+            }
             Some(tenant) => Ok(Caller(tenant)),
-            None if is_operator(state, token) => Err(ApiError::Forbidden {
-                code: "forbidden",
-                message: "this route is for tenants; use a tenant API key, not the operator token".into(),
-            }),
+            None if is_operator(state, token) => {
+                Err(ApiError::forbidden("this route is for tenants; use a tenant API key, not the operator token"))
+            }
             None => Err(ApiError::Unauthorized("the API key is not valid; it may have been rotated or revoked".into())),
         }
     }

@@ -48,6 +48,26 @@ impl ApiError {
         ApiError::Invalid { code: "invalid_request", message: message.into() }
     }
 
+    /// A 400 with the `invalid_plugin` code: an uploaded component that does not load.
+    pub fn invalid_plugin(message: impl Into<String>) -> Self {
+        ApiError::Invalid { code: "invalid_plugin", message: message.into() }
+    }
+
+    /// A 403 with the `quota_exceeded` code.
+    pub fn quota_exceeded(message: impl Into<String>) -> Self {
+        ApiError::Forbidden { code: "quota_exceeded", message: message.into() }
+    }
+
+    /// A 403 with the `forbidden` code: the credential is known but not for this route.
+    pub fn forbidden(message: impl Into<String>) -> Self {
+        ApiError::Forbidden { code: "forbidden", message: message.into() }
+    }
+
+    /// A 403 with the `tenant_disabled` code.
+    pub fn tenant_disabled(message: impl Into<String>) -> Self {
+        ApiError::Forbidden { code: "tenant_disabled", message: message.into() }
+    }
+
     fn parts(&self) -> (StatusCode, &'static str) {
         match self {
             ApiError::Invalid { code, .. } => (StatusCode::BAD_REQUEST, code),
@@ -95,7 +115,7 @@ impl From<LoadError> for ApiError {
     fn from(e: LoadError) -> Self {
         match e {
             LoadError::Host(_) | LoadError::Cache(_) => ApiError::Internal(e.to_string()),
-            other => ApiError::Invalid { code: "invalid_plugin", message: other.to_string() },
+            other => ApiError::invalid_plugin(other.to_string()),
         }
     }
 }

@@ -41,7 +41,7 @@ use crate::store::Store;
 
 /// Body limits per kind of route.
 #[derive(Debug, Clone, Copy)]
-pub struct Limits {
+pub struct BodyLimits {
     /// Largest JSON body, in bytes.
     pub max_json_bytes: usize,
     /// Largest plugin upload, in bytes.
@@ -53,7 +53,7 @@ pub struct Limits {
 pub struct AppState {
     pub(crate) store: Store,
     pub(crate) runtime: Runtime,
-    pub(crate) limits: Limits,
+    pub(crate) limits: BodyLimits,
     /// The AWS principal tenants' roles must trust, shown in every project's onboarding.
     pub(crate) platform_principal_arn: Arc<str>,
     pub(crate) admin_token_sha256: Arc<[u8]>,
@@ -74,7 +74,7 @@ impl AppState {
         runtime: Runtime,
         metrics: Arc<Metrics>,
         admin_token: &str,
-        limits: Limits,
+        limits: BodyLimits,
         platform_principal_arn: &str,
     ) -> Self {
         Self {

@@ -21,6 +21,7 @@ use utoipa_axum::router::OpenApiRouter;
 use utoipa_axum::routes;
 
 use super::AppState;
+use super::error::ErrorBody;
 
 /// The security scheme of operator routes.
 pub const OPERATOR: &str = "operator_token";
@@ -45,6 +46,33 @@ pub const TENANT_ONLY: &str =
 pub const TOO_LARGE: &str = "The body is larger than the daemon's JSON limit, `max_json_bytes` (1 MiB unless the operator changed it) (`too_large`)";
 /// 500 on every route that reads the store.
 pub const INTERNAL: &str = "The daemon failed (`internal`); the message is generic and the detail is in its log";
+
+// The statuses every tenant (or operator) route answers besides its own, declared once and
+// listed in each operation's `responses` by name.
+
+/// 401, 403 and 500, which every tenant route can answer.
+#[derive(utoipa::IntoResponses)]
+#[allow(dead_code)]
+pub enum TenantErrors {
+    #[response(status = 401, description = UNAUTHORIZED)]
+    Unauthorized(ErrorBody),
+    #[response(status = 403, description = TENANT_ONLY)]
+    Forbidden(ErrorBody),
+    #[response(status = 500, description = INTERNAL)]
+    Internal(ErrorBody),
+}
+
+/// 401, 403 and 500, which every operator route can answer.
+#[derive(utoipa::IntoResponses)]
+#[allow(dead_code)]
+pub enum OperatorErrors {
+    #[response(status = 401, description = UNAUTHORIZED)]
+    Unauthorized(ErrorBody),
+    #[response(status = 403, description = OPERATOR_ONLY)]
+    Forbidden(ErrorBody),
+    #[response(status = 500, description = INTERNAL)]
+    Internal(ErrorBody),
+}
 
 #[derive(utoipa::OpenApi)]
 #[openapi(

@@ -12,7 +12,7 @@ use super::AppState;
 use super::auth::Caller;
 use super::error::{ApiError, ErrorBody};
 use super::extract::Path;
-use super::openapi::{INTERNAL, TENANT_ONLY, UNAUTHORIZED};
+use super::openapi::TenantErrors;
 use super::projects::{NO_PROJECT, find};
 use crate::store::ParkedAction;
 
@@ -82,10 +82,8 @@ fn rfc3339(ms: i64) -> String {
     params(("id" = String, Path, description = "The project id, `prj_` and 16 hex digits")),
     responses(
         (status = 200, description = "The project's outbox", body = Outbox),
-        (status = 401, description = UNAUTHORIZED, body = ErrorBody),
-        (status = 403, description = TENANT_ONLY, body = ErrorBody),
         (status = 404, description = NO_PROJECT, body = ErrorBody),
-        (status = 500, description = INTERNAL, body = ErrorBody),
+        TenantErrors,
     )
 )]
 async fn show(
@@ -150,11 +148,9 @@ fn not_parked(action: ParkedAction, id: &str, run: &str) -> ApiError {
     ),
     responses(
         (status = 204, description = "The records are gone"),
-        (status = 401, description = UNAUTHORIZED, body = ErrorBody),
-        (status = 403, description = TENANT_ONLY, body = ErrorBody),
         (status = 404, description = NO_ENTRY, body = ErrorBody),
         (status = 409, description = "The run's records are waiting for delivery, not parked (`conflict`)", body = ErrorBody),
-        (status = 500, description = INTERNAL, body = ErrorBody),
+        TenantErrors,
     )
 )]
 async fn discard(
@@ -187,11 +183,9 @@ async fn discard(
     ),
     responses(
         (status = 202, description = "The records wait for delivery again", body = Outbox),
-        (status = 401, description = UNAUTHORIZED, body = ErrorBody),
-        (status = 403, description = TENANT_ONLY, body = ErrorBody),
         (status = 404, description = NO_ENTRY, body = ErrorBody),
         (status = 409, description = "The run's records are waiting for delivery, not parked (`conflict`)", body = ErrorBody),
-        (status = 500, description = INTERNAL, body = ErrorBody),
+        TenantErrors,
     )
 )]
 async fn retry(

@@ -17,7 +17,7 @@ use super::AppState;
 use super::auth::Caller;
 use super::error::{ApiError, ErrorBody};
 use super::extract::{Json, Path, Query, RawBody};
-use super::openapi::{INTERNAL, TENANT_ONLY, TOO_LARGE, UNAUTHORIZED};
+use super::openapi::{INTERNAL, TOO_LARGE, TenantErrors, UNAUTHORIZED};
 use crate::records::{OutputCheck, RunLimits};
 use crate::runtime::{self, CallError, LogLine, Plugin, Poll, Response, plugin_id};
 use crate::store::{CreatePlugin, DeletePlugin, PluginMeta, now_rfc3339};
@@ -139,14 +139,11 @@ async fn upload(
     }
     let quotas = tenant.quotas();
     if body.len() as u64 > quotas.max_plugin_bytes {
-        return Err(ApiError::Forbidden {
-            code: "quota_exceeded",
-            message: format!(
-                "the plugin is {}, over this tenant's max_plugin_bytes quota of {}; shrink it (opt-level \"s\", LTO, strip) or ask the operator to raise the quota",
-                human(body.len() as u64),
-                human(quotas.max_plugin_bytes)
-            ),
-        });
+        return Err(ApiError::quota_exceeded(format!(
+            "the plugin is {}, over this tenant's max_plugin_bytes quota of {}; shrink it (opt-level \"s\", LTO, strip) or ask the operator to raise the quota",
+            human(body.len() as u64),
+            human(quotas.max_plugin_bytes)
+        )));
     }
     let id = plugin_id(&body);
     if let Some(existing) = state.store.plugin(&tenant.id, &id)? {
@@ -160,13 +157,10 @@ async fn upload(
             Ok((StatusCode::CREATED, axum::Json(meta)))
         }
         CreatePlugin::Exists(meta) => Ok((StatusCode::OK, axum::Json(meta))),
-        CreatePlugin::QuotaExceeded => Err(ApiError::Forbidden {
-            code: "quota_exceeded",
-            message: format!(
-                "this tenant already has its max_plugins quota of {} plugins; delete one or ask the operator to raise the quota",
-                quotas.max_plugins
-            ),
-        }),
+        CreatePlugin::QuotaExceeded => Err(ApiError::quota_exceeded(format!(
+            "this tenant already has its max_plugins quota of {} plugins; delete one or ask the operator to raise the quota",
+            quotas.max_plugins
+        ))),
     }
 }
 
@@ -188,12 +182,7 @@ async fn loaded(state: &AppState, id: &str) -> Result<Plugin, ApiError> {
     operation_id = "list_plugins",
     tag = "plugins",
     security(("tenant_key" = [])),
-    responses(
-        (status = 200, description = "The tenant's plugins", body = PluginList),
-        (status = 401, description = UNAUTHORIZED, body = ErrorBody),
-        (status = 403, description = TENANT_ONLY, body = ErrorBody),
-        (status = 500, description = INTERNAL, body = ErrorBody),
-    )
+    responses((status = 200, description = "The tenant's plugins", body = PluginList), TenantErrors)
 )]
 async fn list(Caller(tenant): Caller, State(state): State<AppState>) -> Result<axum::Json<PluginList>, ApiError> {
     Ok(axum::Json(PluginList { plugins: state.store.plugins(&tenant.id)? }))
@@ -211,10 +200,8 @@ async fn list(Caller(tenant): Caller, State(state): State<AppState>) -> Result<a
     params(("id" = String, Path, description = "The plugin id, `sha256:` and the hex digest of its bytes")),
     responses(
         (status = 200, description = "The plugin", body = PluginMeta),
-        (status = 401, description = UNAUTHORIZED, body = ErrorBody),
-        (status = 403, description = TENANT_ONLY, body = ErrorBody),
         (status = 404, description = NO_PLUGIN, body = ErrorBody),
-        (status = 500, description = INTERNAL, body = ErrorBody),
+        TenantErrors,
     )
 )]
 async fn show(
@@ -237,15 +224,13 @@ async fn show(
     params(("id" = String, Path, description = "The plugin id, `sha256:` and the hex digest of its bytes")),
     responses(
         (status = 204, description = "Deleted"),
-        (status = 401, description = UNAUTHORIZED, body = ErrorBody),
-        (status = 403, description = TENANT_ONLY, body = ErrorBody),
         (status = 404, description = NO_PLUGIN, body = ErrorBody),
         (
             status = 409,
             description = "A project uses the plugin; the message names it (`conflict`)",
             body = ErrorBody
         ),
-        (status = 500, description = INTERNAL, body = ErrorBody),
+        TenantErrors,
     )
 )]
 async fn remove(
@@ -356,7 +341,7 @@ struct TestReport {
     #[schema(value_type = String, examples("ok"))]
     outcome: &'static str,
     #[serde(skip_serializing_if = "Option::is_none")]
-    failure: Option<Failure>,
+    failure: Option<DryRunFailure>,
     records: Vec<TestRecord>,
     /// The new state, absent when unchanged.
     #[serde(skip_serializing_if = "Option::is_none")]
@@ -376,7 +361,7 @@ struct TestReport {
 /// Why a dry run failed.
 #[derive(Debug, Serialize, ToSchema)]
 #[schema(as = PluginTestFailure)]
-struct Failure {
+struct DryRunFailure {
     /// `rejected`, `retry`, `deadline`, `memory`, `output_too_large`, `too_many_records`,
     /// `stack_overflow`, `trap` or `host`; or `invalid_output` when the call succeeded but a run
     /// could not store its output (see `problems`).
@@ -444,11 +429,9 @@ enum LogLevelSchema {
                 plugin no longer compiles (`invalid_plugin`)",
             body = ErrorBody
         ),
-        (status = 401, description = UNAUTHORIZED, body = ErrorBody),
-        (status = 403, description = TENANT_ONLY, body = ErrorBody),
         (status = 404, description = NO_PLUGIN, body = ErrorBody),
         (status = 413, description = TOO_LARGE, body = ErrorBody),
-        (status = 500, description = INTERNAL, body = ErrorBody),
+        TenantErrors,
     )
 )]
 async fn test(
@@ -497,7 +480,7 @@ async fn test(
                 output.state.as_deref(),
                 MAX_PROBLEMS,
             );
-            let failure = problems.first().map(|first| Failure {
+            let failure = problems.first().map(|first| DryRunFailure {
                 kind: "invalid_output",
                 message: format!("a run would store nothing of this output: {first}"),
             });
@@ -536,6 +519,6 @@ async fn test(
 /// Problems a dry run lists; the rest are counted.
 const MAX_PROBLEMS: usize = 20;
 
-fn failure(error: &CallError) -> Failure {
-    Failure { kind: error.kind(), message: error.to_string() }
+fn failure(error: &CallError) -> DryRunFailure {
+    DryRunFailure { kind: error.kind(), message: error.to_string() }
 }

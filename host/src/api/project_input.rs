@@ -104,14 +104,11 @@ impl ProjectInput {
         if let Some(interval) = self.schedule.min_interval()
             && interval.as_secs() < quotas.min_interval_seconds
         {
-            return Err(ApiError::Forbidden {
-                code: "quota_exceeded",
-                message: format!(
-                    "`schedule` fires every {} s at its most frequent, more often than this tenant's min_interval_seconds quota of {} s; choose a slower schedule or ask the operator",
-                    interval.as_secs(),
-                    quotas.min_interval_seconds
-                ),
-            });
+            return Err(ApiError::quota_exceeded(format!(
+                "`schedule` fires every {} s at its most frequent, more often than this tenant's min_interval_seconds quota of {} s; choose a slower schedule or ask the operator",
+                interval.as_secs(),
+                quotas.min_interval_seconds
+            )));
         }
         if self.schedule.next_after(jiff::Timestamp::now(), self.timezone.zone()).is_none() {
             return Err(invalid(format!(

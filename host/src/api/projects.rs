@@ -12,7 +12,7 @@ use super::AppState;
 use super::auth::Caller;
 use super::error::{ApiError, ErrorBody};
 use super::extract::{Json, Path, Query};
-use super::openapi::{INTERNAL, TENANT_ONLY, TOO_LARGE, UNAUTHORIZED};
+use super::openapi::{INTERNAL, TOO_LARGE, TenantErrors, UNAUTHORIZED};
 use super::project_input::{ProjectInput, ProjectPatch};
 use crate::scheduler::RunNowError;
 use crate::store::{
@@ -129,13 +129,10 @@ async fn create(
             state.notify(|control| control.project_changed(&project));
             Ok((StatusCode::CREATED, axum::Json(*project)))
         }
-        CreateProject::QuotaExceeded => Err(ApiError::Forbidden {
-            code: "quota_exceeded",
-            message: format!(
-                "this tenant already has its max_projects quota of {} projects; delete one or ask the operator to raise the quota",
-                tenant.quotas().max_projects
-            ),
-        }),
+        CreateProject::QuotaExceeded => Err(ApiError::quota_exceeded(format!(
+            "this tenant already has its max_projects quota of {} projects; delete one or ask the operator to raise the quota",
+            tenant.quotas().max_projects
+        ))),
     }
 }
 
@@ -150,9 +147,7 @@ async fn create(
     security(("tenant_key" = [])),
     responses(
         (status = 200, description = "The tenant's projects", body = ProjectList),
-        (status = 401, description = UNAUTHORIZED, body = ErrorBody),
-        (status = 403, description = TENANT_ONLY, body = ErrorBody),
-        (status = 500, description = INTERNAL, body = ErrorBody),
+        TenantErrors,
     )
 )]
 async fn list(Caller(tenant): Caller, State(state): State<AppState>) -> Result<axum::Json<ProjectList>, ApiError> {
@@ -176,10 +171,8 @@ pub(super) fn find(state: &AppState, tenant: &Tenant, id: &str) -> Result<Projec
     params(("id" = String, Path, description = "The project id, `prj_` and 16 hex digits")),
     responses(
         (status = 200, description = "The project", body = Project),
-        (status = 401, description = UNAUTHORIZED, body = ErrorBody),
-        (status = 403, description = TENANT_ONLY, body = ErrorBody),
         (status = 404, description = NO_PROJECT, body = ErrorBody),
-        (status = 500, description = INTERNAL, body = ErrorBody),
+        TenantErrors,
     )
 )]
 async fn show(
@@ -273,10 +266,8 @@ async fn update(
     params(("id" = String, Path, description = "The project id, `prj_` and 16 hex digits")),
     responses(
         (status = 204, description = "Deleted"),
-        (status = 401, description = UNAUTHORIZED, body = ErrorBody),
-        (status = 403, description = TENANT_ONLY, body = ErrorBody),
         (status = 404, description = NO_PROJECT, body = ErrorBody),
-        (status = 500, description = INTERNAL, body = ErrorBody),
+        TenantErrors,
     )
 )]
 async fn remove(
@@ -301,10 +292,8 @@ async fn remove(
     params(("id" = String, Path, description = "The project id, `prj_` and 16 hex digits")),
     responses(
         (status = 200, description = "The project, now `paused`", body = Project),
-        (status = 401, description = UNAUTHORIZED, body = ErrorBody),
-        (status = 403, description = TENANT_ONLY, body = ErrorBody),
         (status = 404, description = NO_PROJECT, body = ErrorBody),
-        (status = 500, description = INTERNAL, body = ErrorBody),
+        TenantErrors,
     )
 )]
 async fn pause(
@@ -333,10 +322,8 @@ async fn pause(
     params(("id" = String, Path, description = "The project id, `prj_` and 16 hex digits")),
     responses(
         (status = 200, description = "The project", body = Project),
-        (status = 401, description = UNAUTHORIZED, body = ErrorBody),
-        (status = 403, description = TENANT_ONLY, body = ErrorBody),
         (status = 404, description = NO_PROJECT, body = ErrorBody),
-        (status = 500, description = INTERNAL, body = ErrorBody),
+        TenantErrors,
     )
 )]
 async fn resume(
@@ -377,8 +364,6 @@ struct RunStarted {
     params(("id" = String, Path, description = "The project id, `prj_` and 16 hex digits")),
     responses(
         (status = 202, description = "The run has started", body = RunStarted),
-        (status = 401, description = UNAUTHORIZED, body = ErrorBody),
-        (status = 403, description = TENANT_ONLY, body = ErrorBody),
         (status = 404, description = NO_PROJECT, body = ErrorBody),
         (status = 409, description = "A run of this project is still going (`conflict`)", body = ErrorBody),
         (
@@ -386,7 +371,7 @@ struct RunStarted {
             description = "This process runs no scheduler, or it is shutting down (`unavailable`)",
             body = ErrorBody
         ),
-        (status = 500, description = INTERNAL, body = ErrorBody),
+        TenantErrors,
     )
 )]
 async fn run_now(
@@ -446,10 +431,8 @@ struct RunList {
                 parameter (`invalid_request`)",
             body = ErrorBody
         ),
-        (status = 401, description = UNAUTHORIZED, body = ErrorBody),
-        (status = 403, description = TENANT_ONLY, body = ErrorBody),
         (status = 404, description = NO_PROJECT, body = ErrorBody),
-        (status = 500, description = INTERNAL, body = ErrorBody),
+        TenantErrors,
     )
 )]
 async fn runs(
@@ -478,9 +461,7 @@ async fn runs(
     security(("tenant_key" = [])),
     responses(
         (status = 200, description = "The tenant's counters and disk use", body = Usage),
-        (status = 401, description = UNAUTHORIZED, body = ErrorBody),
-        (status = 403, description = TENANT_ONLY, body = ErrorBody),
-        (status = 500, description = INTERNAL, body = ErrorBody),
+        TenantErrors,
     )
 )]
 async fn usage(Caller(tenant): Caller, State(state): State<AppState>) -> Result<axum::Json<Usage>, ApiError> {

@@ -11,7 +11,7 @@ use super::AppState;
 use super::auth::{Caller, Operator};
 use super::error::{ApiError, ErrorBody};
 use super::extract::{Json, Path};
-use super::openapi::{BAD_JSON, INTERNAL, OPERATOR_ONLY, TENANT_ONLY, TOO_LARGE, UNAUTHORIZED};
+use super::openapi::{BAD_JSON, OperatorErrors, TOO_LARGE, TenantErrors};
 use crate::store::{QuotaOverrides, Quotas, Tenant, TenantStatus, Tier};
 
 /// Each `routes!` call holds the handlers of one path: `OpenApiRouter` registers every handler of
@@ -142,10 +142,8 @@ fn not_found(id: &str) -> ApiError {
     responses(
         (status = 201, description = "The tenant, with its API key in `api_key`", body = TenantBody),
         (status = 400, description = BAD_JSON, body = ErrorBody),
-        (status = 401, description = UNAUTHORIZED, body = ErrorBody),
-        (status = 403, description = OPERATOR_ONLY, body = ErrorBody),
         (status = 413, description = TOO_LARGE, body = ErrorBody),
-        (status = 500, description = INTERNAL, body = ErrorBody),
+        OperatorErrors,
     )
 )]
 async fn create(
@@ -169,9 +167,7 @@ async fn create(
     security(("operator_token" = [])),
     responses(
         (status = 200, description = "Every tenant", body = TenantList),
-        (status = 401, description = UNAUTHORIZED, body = ErrorBody),
-        (status = 403, description = OPERATOR_ONLY, body = ErrorBody),
-        (status = 500, description = INTERNAL, body = ErrorBody),
+        OperatorErrors,
     )
 )]
 async fn list(_: Operator, State(state): State<AppState>) -> Result<axum::Json<TenantList>, ApiError> {
@@ -191,10 +187,8 @@ async fn list(_: Operator, State(state): State<AppState>) -> Result<axum::Json<T
     params(("id" = String, Path, description = "The tenant id, `ten_` and 16 hex digits")),
     responses(
         (status = 200, description = "The tenant", body = TenantBody),
-        (status = 401, description = UNAUTHORIZED, body = ErrorBody),
-        (status = 403, description = OPERATOR_ONLY, body = ErrorBody),
         (status = 404, description = "No tenant has this id (`not_found`)", body = ErrorBody),
-        (status = 500, description = INTERNAL, body = ErrorBody),
+        OperatorErrors,
     )
 )]
 async fn show(
@@ -221,11 +215,9 @@ async fn show(
     responses(
         (status = 200, description = "The changed tenant", body = TenantBody),
         (status = 400, description = BAD_JSON, body = ErrorBody),
-        (status = 401, description = UNAUTHORIZED, body = ErrorBody),
-        (status = 403, description = OPERATOR_ONLY, body = ErrorBody),
         (status = 404, description = "No tenant has this id (`not_found`)", body = ErrorBody),
         (status = 413, description = TOO_LARGE, body = ErrorBody),
-        (status = 500, description = INTERNAL, body = ErrorBody),
+        OperatorErrors,
     )
 )]
 async fn update(
@@ -276,10 +268,8 @@ async fn update(
     params(("id" = String, Path, description = "The tenant id, `ten_` and 16 hex digits")),
     responses(
         (status = 204, description = "Deleted"),
-        (status = 401, description = UNAUTHORIZED, body = ErrorBody),
-        (status = 403, description = OPERATOR_ONLY, body = ErrorBody),
         (status = 404, description = "No tenant has this id (`not_found`)", body = ErrorBody),
-        (status = 500, description = INTERNAL, body = ErrorBody),
+        OperatorErrors,
     )
 )]
 async fn remove(_: Operator, State(state): State<AppState>, Path(id): Path<String>) -> Result<StatusCode, ApiError> {
@@ -300,10 +290,8 @@ async fn remove(_: Operator, State(state): State<AppState>, Path(id): Path<Strin
     params(("id" = String, Path, description = "The tenant id, `ten_` and 16 hex digits")),
     responses(
         (status = 201, description = "The tenant, with its new API key in `api_key`", body = TenantBody),
-        (status = 401, description = UNAUTHORIZED, body = ErrorBody),
-        (status = 403, description = OPERATOR_ONLY, body = ErrorBody),
         (status = 404, description = "No tenant has this id (`not_found`)", body = ErrorBody),
-        (status = 500, description = INTERNAL, body = ErrorBody),
+        OperatorErrors,
     )
 )]
 async fn rotate(
@@ -328,9 +316,7 @@ async fn rotate(
     security(("tenant_key" = [])),
     responses(
         (status = 200, description = "The calling tenant", body = TenantBody),
-        (status = 401, description = UNAUTHORIZED, body = ErrorBody),
-        (status = 403, description = TENANT_ONLY, body = ErrorBody),
-        (status = 500, description = INTERNAL, body = ErrorBody),
+        TenantErrors,
     )
 )]
 async fn me(Caller(tenant): Caller) -> axum::Json<TenantBody> {

@@ -44,7 +44,7 @@ impl AwsError {
 
 /// An SDK error reduced to its kind, its error code (when the service answered) and a one-line
 /// description for messages.
-pub(super) struct Failure {
+pub(super) struct Classified {
     pub kind: AwsErrorKind,
     pub code: Option<String>,
     pub detail: String,
@@ -56,7 +56,7 @@ pub(super) struct Failure {
 /// The detail is what the service said (code, message, HTTP status, request id), or else the
 /// error's chain of causes. `DisplayErrorContext` adds the error's `Debug` form, raw response
 /// included, which is too much for a message a tenant reads, so it goes to the debug log only.
-pub(super) fn failure<E>(err: &SdkError<E, HttpResponse>) -> Failure
+pub(super) fn failure<E>(err: &SdkError<E, HttpResponse>) -> Classified
 where
     E: ProvideErrorMetadata + std::error::Error + 'static,
 {
@@ -75,10 +75,10 @@ where
                 detail.push_str(&format!(", request id {id}"));
             }
             detail.push(')');
-            Failure { kind, code, detail }
+            Classified { kind, code, detail }
         }
-        SdkError::ConstructionFailure(_) => Failure { kind: AwsErrorKind::Invalid, code: None, detail: causes(err) },
-        _ => Failure { kind: AwsErrorKind::Transient, code: None, detail: causes(err) },
+        SdkError::ConstructionFailure(_) => Classified { kind: AwsErrorKind::Invalid, code: None, detail: causes(err) },
+        _ => Classified { kind: AwsErrorKind::Transient, code: None, detail: causes(err) },
     }
 }
 

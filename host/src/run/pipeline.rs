@@ -16,7 +16,7 @@ use crate::aws::{AwsErrorKind, RoleRef, Session};
 use crate::records::{OutputCheck, Record, RunLimits};
 use crate::runtime::{CallError, Plugin, Poll, Request, Response};
 use crate::scheduler::{Outcome, Tick};
-use crate::source::{ApiKey, FetchRequest, Fetched, KeyPlacement};
+use crate::source::{FetchRequest, Fetched, KeyPlacement, SourceKey};
 use crate::store::{OutboxEntry, Project, Quotas, Run, RunError, RunOutcome, Stage, Trigger, random_hex};
 
 /// What a run produced, for its history record.
@@ -450,7 +450,7 @@ impl Inner {
         key: Option<&str>,
     ) -> Result<Fetched, Failure> {
         let api_key = match (&project.source.api_key, key) {
-            (Some(source), Some(value)) => Some(ApiKey {
+            (Some(source), Some(value)) => Some(SourceKey {
                 value,
                 placement: match (&source.header, &source.query_param) {
                     (_, Some(param)) => KeyPlacement::Query { param, prefix: &source.prefix },

@@ -99,21 +99,21 @@ pub struct FetchRequest<'a> {
     /// The request body, if any.
     pub body: Option<&'a [u8]>,
     /// The API key to add, if the project has one.
-    pub api_key: Option<ApiKey<'a>>,
+    pub api_key: Option<SourceKey<'a>>,
 }
 
 /// The tenant's API key and where it goes. Its `Debug` output hides the value.
 #[derive(Clone, Copy)]
-pub struct ApiKey<'a> {
+pub struct SourceKey<'a> {
     /// The key itself, from the tenant's secret.
     pub value: &'a str,
     /// Where the request carries it.
     pub placement: KeyPlacement<'a>,
 }
 
-impl fmt::Debug for ApiKey<'_> {
+impl fmt::Debug for SourceKey<'_> {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.debug_struct("ApiKey").field("value", &"[redacted]").field("placement", &self.placement).finish()
+        f.debug_struct("SourceKey").field("value", &"[redacted]").field("placement", &self.placement).finish()
     }
 }
 
@@ -258,7 +258,7 @@ fn request_headers(pairs: &[(String, String)]) -> Result<HeaderMap, FetchError> 
 }
 
 /// Adds the API key where the project says, replacing whatever the request had there.
-fn add_api_key(key: ApiKey<'_>, url: &mut Url, headers: &mut HeaderMap) -> Result<(), FetchError> {
+fn add_api_key(key: SourceKey<'_>, url: &mut Url, headers: &mut HeaderMap) -> Result<(), FetchError> {
     match key.placement {
         KeyPlacement::Header { name, prefix } => {
             let name = HeaderName::from_bytes(name.as_bytes()).map_err(|_| {

@@ -28,7 +28,7 @@ async fn get(fetcher: &Fetcher, url: &str) -> Result<Fetched, FetchError> {
     get_with_key(fetcher, url, None).await
 }
 
-async fn get_with_key(fetcher: &Fetcher, url: &str, api_key: Option<ApiKey<'_>>) -> Result<Fetched, FetchError> {
+async fn get_with_key(fetcher: &Fetcher, url: &str, api_key: Option<SourceKey<'_>>) -> Result<Fetched, FetchError> {
     let origin = Url::parse(url).unwrap();
     let request = FetchRequest { method: "GET", url, origin: &origin, headers: &[], body: None, api_key };
     fetcher.fetch(request).await
@@ -127,7 +127,7 @@ async fn header_key_arrives_with_prefix_and_replaces_a_plugin_value() {
     let url = server.url("/echo");
     let origin = Url::parse(&url).unwrap();
     let headers = [("X-Api-Key".to_owned(), "plugin-chosen".to_owned())];
-    let key = ApiKey { value: KEY, placement: KeyPlacement::Header { name: "x-api-key", prefix: "Token " } };
+    let key = SourceKey { value: KEY, placement: KeyPlacement::Header { name: "x-api-key", prefix: "Token " } };
     let request =
         FetchRequest { method: "GET", url: &url, origin: &origin, headers: &headers, body: None, api_key: Some(key) };
     let echoed = json(&open().fetch(request).await.unwrap());
@@ -138,7 +138,7 @@ async fn header_key_arrives_with_prefix_and_replaces_a_plugin_value() {
 async fn query_key_arrives_with_prefix_and_replaces_a_plugin_value() {
     let server = Server::start().await;
     let url = server.url("/echo?page=2&api_key=plugin-chosen&q=a%20b");
-    let key = ApiKey { value: KEY, placement: KeyPlacement::Query { param: "api_key", prefix: "Key " } };
+    let key = SourceKey { value: KEY, placement: KeyPlacement::Query { param: "api_key", prefix: "Key " } };
     let echoed = json(&get_with_key(&open(), &url, Some(key)).await.unwrap());
     let want = serde_json::json!([["page", "2"], ["q", "a b"], ["api_key", format!("Key {KEY}")]]);
     assert_eq!(echoed["query"], want);
@@ -147,7 +147,7 @@ async fn query_key_arrives_with_prefix_and_replaces_a_plugin_value() {
 #[tokio::test]
 async fn the_key_never_appears_in_errors() {
     let server = Server::start().await;
-    let query_key = Some(ApiKey { value: KEY, placement: KeyPlacement::Query { param: "api_key", prefix: "" } });
+    let query_key = Some(SourceKey { value: KEY, placement: KeyPlacement::Query { param: "api_key", prefix: "" } });
     let closed = {
         let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
         listener.local_addr().unwrap()
@@ -173,7 +173,7 @@ async fn the_key_never_appears_in_errors() {
         }
     }
     // Header placement: the request's own Debug output hides the key too.
-    let key = ApiKey { value: KEY, placement: KeyPlacement::Header { name: "x-api-key", prefix: "" } };
+    let key = SourceKey { value: KEY, placement: KeyPlacement::Header { name: "x-api-key", prefix: "" } };
     assert!(!format!("{key:?}").contains(KEY));
 }
 
@@ -225,7 +225,7 @@ fn big_enough(limit: usize) -> Fetcher {
 async fn same_origin_redirects_are_followed_with_the_key() {
     let server = Server::start().await;
     let url = server.url("/redirect?to=/echo%3Ffrom%3Dredirect");
-    let key = ApiKey { value: KEY, placement: KeyPlacement::Header { name: "x-api-key", prefix: "" } };
+    let key = SourceKey { value: KEY, placement: KeyPlacement::Header { name: "x-api-key", prefix: "" } };
     let echoed = json(&get_with_key(&open(), &url, Some(key)).await.unwrap());
     assert_eq!(echoed["query"], serde_json::json!([["from", "redirect"]]));
     assert_eq!(echoed["x-api-key"], serde_json::json!([KEY]));

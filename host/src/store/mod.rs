@@ -20,13 +20,13 @@
 
 mod chunks;
 mod disk;
+mod keys;
 pub mod model;
 mod outbox;
 mod parked;
 mod plugins;
 mod projects;
 mod runs;
-mod secrets;
 mod tenants;
 
 use std::path::Path;
@@ -36,6 +36,7 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use sled::transaction::{ConflictableTransactionError, TransactionError, TransactionalTree};
 
 pub use disk::DiskUsage;
+pub use keys::{TenantKey, constant_time_eq, hash_key, random_hex};
 pub use model::{
     ApiKeySource, Onboarding, PluginMeta, Project, ProjectStatus, QuotaOverrides, Quotas, Source, Target, Tenant,
     TenantStatus, Tier,
@@ -45,7 +46,6 @@ pub use parked::{ParkedAction, ParkedEntry};
 pub use plugins::{CreatePlugin, DeletePlugin};
 pub use projects::CreateProject;
 pub use runs::{RUNS_KEPT, Run, RunError, RunLogLine, RunLogSource, RunOutcome, Stage, Trigger, Usage};
-pub use secrets::{ApiKey, constant_time_eq, hash_key, random_hex};
 
 /// Grouped, serialized flushes (see [`Store::flush`]).
 #[derive(Default)]

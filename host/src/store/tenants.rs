@@ -3,16 +3,16 @@
 use sled::Transactional;
 use sled::transaction::ConflictableTransactionError;
 
+use super::keys::{self, TenantKey, constant_time_eq, hash_key};
 use super::model::{QuotaOverrides, Tenant, TenantStatus, Tier};
-use super::secrets::{self, ApiKey, constant_time_eq, hash_key};
 use super::{Result, Store, StoreError, decode, decode_entry, encode, now_rfc3339};
 
 impl Store {
     /// Creates a tenant with a fresh API key, returned once here and stored only as its hash.
-    pub async fn create_tenant(&self, name: &str, tier: Tier) -> Result<(Tenant, ApiKey)> {
-        let key = ApiKey::generate();
+    pub async fn create_tenant(&self, name: &str, tier: Tier) -> Result<(Tenant, TenantKey)> {
+        let key = TenantKey::generate();
         let tenant = Tenant {
-            id: format!("ten_{}", secrets::random_hex(8)),
+            id: format!("ten_{}", keys::random_hex(8)),
             name: name.to_string(),
             tier,
             status: TenantStatus::Active,
@@ -64,8 +64,8 @@ impl Store {
     }
 
     /// Issues a new API key for a tenant and revokes the old one at once.
-    pub async fn rotate_key(&self, id: &str) -> Result<Option<ApiKey>> {
-        let key = ApiKey::generate();
+    pub async fn rotate_key(&self, id: &str) -> Result<Option<TenantKey>> {
+        let key = TenantKey::generate();
         let new_hash = key.hash();
         let rotated = (&self.tenants, &self.keys).transaction(|(tenants, keys)| {
             let Some(raw) = tenants.get(id)? else { return Ok(false) };

@@ -3,12 +3,12 @@
 use sha2::{Digest, Sha256};
 
 /// A freshly issued API key. It is shown to the caller once and never stored.
-pub struct ApiKey(String);
+pub struct TenantKey(String);
 
 /// Random bytes in a key: 256 bits, well past the 128 that make guessing hopeless.
 const KEY_BYTES: usize = 32;
 
-impl ApiKey {
+impl TenantKey {
     /// A new key: `slk_` (so that secret scanners can spot leaked keys) and 64 hex digits.
     pub fn generate() -> Self {
         Self(format!("slk_{}", random_hex(KEY_BYTES)))
@@ -25,9 +25,9 @@ impl ApiKey {
     }
 }
 
-impl std::fmt::Debug for ApiKey {
+impl std::fmt::Debug for TenantKey {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.write_str("ApiKey(<redacted>)")
+        f.write_str("TenantKey(<redacted>)")
     }
 }
 
@@ -54,7 +54,7 @@ mod tests {
 
     #[test]
     fn keys_are_long_random_and_hashed() {
-        let (a, b) = (ApiKey::generate(), ApiKey::generate());
+        let (a, b) = (TenantKey::generate(), TenantKey::generate());
         assert_eq!(a.expose().len(), 4 + 2 * KEY_BYTES);
         assert_ne!(a.expose(), b.expose());
         assert_eq!(a.hash(), hash_key(a.expose()));
