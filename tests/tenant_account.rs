@@ -9,12 +9,16 @@ use aws_config::{BehaviorVersion, Region, SdkConfig};
 use aws_sdk_kinesis::config::Credentials;
 use aws_sdk_kinesis::types::ShardIteratorType;
 
-/// SDK settings for moto (or a proxy in front of it) in `eu-central-1`.
+/// SDK settings for moto (or a proxy in front of it) in `eu-central-1`, with a bound on every
+/// call so that a stuck emulator fails a test or the demo instead of stalling it.
 pub async fn sdk_config(endpoint: &str, credentials: Credentials) -> SdkConfig {
+    let timeouts =
+        aws_config::timeout::TimeoutConfig::builder().operation_timeout(std::time::Duration::from_secs(30)).build();
     aws_config::defaults(BehaviorVersion::latest())
         .endpoint_url(endpoint)
         .region(Region::new("eu-central-1"))
         .credentials_provider(credentials)
+        .timeout_config(timeouts)
         .load()
         .await
 }

@@ -23,9 +23,10 @@ use std::sync::Mutex;
 use std::time::{Duration, Instant};
 
 use anyhow::{Context, Result, bail};
-use aws_config::{BehaviorVersion, Region, SdkConfig};
+
 use aws_sdk_kinesis::config::Credentials;
 use serde_json::{Value, json};
+use sluice_tests::tenant_account::sdk_config;
 use sluice_tests::{ADMIN_TOKEN, Daemon, Moto, http_call_raw, plugins_dir, root};
 
 /// How long the demo may take once everything is built, from starting moto to the last record.
@@ -94,19 +95,6 @@ fn main() -> ExitCode {
     }
 }
 
-/// SDK settings for moto: an endpoint, a region, the given credentials, and a bound on every
-/// call so that a stuck emulator cannot stall the demo.
-async fn aws(endpoint: &str, credentials: Credentials) -> SdkConfig {
-    let timeouts = aws_config::timeout::TimeoutConfig::builder().operation_timeout(Duration::from_secs(15)).build();
-    aws_config::defaults(BehaviorVersion::latest())
-        .endpoint_url(endpoint)
-        .region(Region::new(REGION))
-        .credentials_provider(credentials)
-        .timeout_config(timeouts)
-        .load()
-        .await
-}
-
 /// Calls the daemon's API and expects `want`; anything else is an error naming the answer.
 fn call(daemon: &Daemon, method: &str, path: &str, token: &str, body: Option<Value>, want: u16) -> Result<Value> {
     let body = body.map(|b| b.to_string());
@@ -166,7 +154,7 @@ async fn demo() -> Result<bool> {
         &format!("starting sluice as the platform role {PLATFORM_ROLE}"),
         "build the daemon with `cargo build -p sluice-host --bin sluice`; its own messages are above",
     );
-    let operator = aws(&moto.endpoint, Credentials::new("testing", "testing", None, None, "operator")).await;
+    let operator = sdk_config(&moto.endpoint, Credentials::new("testing", "testing", None, None, "operator")).await;
     let assumed = aws_sdk_sts::Client::new(&operator)
         .assume_role()
         .role_arn(PLATFORM_ROLE)
@@ -209,7 +197,7 @@ async fn demo() -> Result<bool> {
         &format!("deploying the tenant stack {STACK} from tenant-stack/template.yaml (CloudFormation CreateStack)"),
         "fix tenant-stack/template.yaml (check it with `cfn-lint`), or see moto's CloudFormation support",
     );
-    let tenant_aws = aws(&moto.endpoint, Credentials::new("testing", "testing", None, None, "tenant")).await;
+    let tenant_aws = sdk_config(&moto.endpoint, Credentials::new("testing", "testing", None, None, "tenant")).await;
     let cloudformation = aws_sdk_cloudformation::Client::new(&tenant_aws);
     let secrets = aws_sdk_secretsmanager::Client::new(&tenant_aws);
     // The trust parameters keep their defaults on the first deployment: the project that

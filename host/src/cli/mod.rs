@@ -21,7 +21,7 @@ pub struct Cli {
 
 #[derive(Debug, Subcommand)]
 enum Command {
-    /// Run the daemon: the HTTP API (and, as it lands, the scheduler).
+    /// Run the daemon: the HTTP API, the scheduler and the data plane.
     Serve(serve::Args),
     /// Work with plugins locally.
     #[command(subcommand)]

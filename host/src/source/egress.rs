@@ -1,6 +1,6 @@
 //! Which IP addresses a source may never reach unless the operator allows private sources.
 //!
-//! This is the classification behind invariant 5: a tenant controls the URL a project polls (and a
+//! This is the classification behind the egress-guard invariant (ARCHITECTURE.md): a tenant controls the URL a project polls (and a
 //! plugin may rewrite it), so without this check a project could make the daemon read its own
 //! loopback services, the cloud metadata endpoint or anything else on the operator's network. The
 //! check is pure so that it can be tested exhaustively; `guard.rs` applies it to every resolved

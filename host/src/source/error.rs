@@ -26,7 +26,7 @@ pub enum FetchError {
         /// The scheme, host and port of the project's source URL.
         origin: String,
     },
-    /// The egress guard refused an address (invariant 5).
+    /// The egress guard refused an address (the egress-guard invariant).
     #[error(
         "refused to connect to {}: {range} addresses are blocked; an operator can allow the network in the \
          source setting allowed_private_networks, or every private network with SLUICE_ALLOW_PRIVATE_SOURCES=true",

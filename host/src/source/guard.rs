@@ -1,4 +1,4 @@
-//! Where requests may go: the egress guard (invariant 5) and the origin rule, applied to the first
+//! Where requests may go: the egress guard (the egress-guard invariant) and the origin rule, applied to the first
 //! request, to every redirect and to every DNS answer.
 //!
 //! Addresses are checked in two places because neither alone is enough. Host names are checked

@@ -5,7 +5,7 @@
 //! [`Fetched`] response or a [`FetchError`]. Everything that makes fetching from tenant-chosen
 //! URLs safe happens here:
 //!
-//! - The egress guard (invariant 5): unless the operator allows private sources, no request goes
+//! - The egress guard (the egress-guard invariant in ARCHITECTURE.md): unless the operator allows private sources, no request goes
 //!   to a loopback, private, link-local, metadata or otherwise internal address. Host names are
 //!   checked on the addresses they resolve to, IP literals before sending, redirects included
 //!   (`guard.rs`, with the address ranges in `egress.rs`). The operator may open chosen private
