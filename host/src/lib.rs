@@ -13,7 +13,7 @@
 //! - [`scheduler`]: one timer queue firing every project on its schedule, with jitter and caps.
 //! - [`run`]: the pipeline that joins them: fetch, transform, outbox, deliver, commit.
 //! - [`arn`]: parsing and checking the ARNs a project names (secret, stream, role).
-//! - [`schedule`]: EventBridge schedule expressions: parse, validate, next firing in a timezone.
+//! - [`calendar`]: EventBridge schedule expressions and time zones: parse, validate, next firing.
 //! - [`config`]: `sluice serve` settings from TOML and `SLUICE_*` variables.
 //! - [`metrics`]: counters and histograms rendered in Prometheus text format.
 //! - [`records`]: what a run may hand to the outbox: Kinesis' rules per record, state and run limits.
@@ -25,13 +25,13 @@
 pub mod api;
 pub mod arn;
 pub mod aws;
+pub mod calendar;
 pub mod cli;
 pub mod config;
 pub mod metrics;
 pub mod records;
 pub mod run;
 pub mod runtime;
-pub mod schedule;
 pub mod scheduler;
 pub mod server;
 pub mod source;

@@ -128,7 +128,7 @@ pub fn project(tenant: &str, plugin_id: &str, source_url: &str, n: usize) -> Pro
         tenant_id: tenant.into(),
         name: format!("project-{n}"),
         schedule: "rate(1 second)".parse().unwrap(),
-        timezone: sluice::schedule::Timezone::utc(),
+        timezone: sluice::calendar::Timezone::utc(),
         source: Source {
             url: sluice::source::SourceUrl::parse(source_url).unwrap(),
             method: "GET".into(),

@@ -7,7 +7,7 @@ use serde::Deserialize;
 use utoipa::ToSchema;
 
 use super::error::ApiError;
-use crate::schedule::{Schedule, Timezone};
+use crate::calendar::{Schedule, Timezone};
 use crate::store::{ApiKeySource, Quotas, Source, Target};
 
 /// The body of `POST /v1/projects`.

@@ -14,7 +14,7 @@ use jiff::SignedDuration;
 use sha2::{Digest, Sha256};
 
 use super::ProjectKey;
-use crate::schedule::Schedule;
+use crate::calendar::Schedule;
 
 /// The offset, in `[0, limit)`, that `key` adds to each of its nominal firing times, where `limit` is
 /// the smaller of `window_ms` and the schedule's shortest interval.

@@ -3,7 +3,7 @@
 //! A [`Scheduler`] holds one [`Entry`] per project (its schedule, time zone, rate anchor and state)
 //! and one driver task ([`Scheduler::run`]) fires them, handing each firing to a [`Runner`] as a
 //! [`Tick`]. The module knows nothing of HTTP, AWS, storage or wasm: when a project fires is decided
-//! here, what a run does is the runner's business, and firing times come from [`crate::schedule`]
+//! here, what a run does is the runner's business, and firing times come from [`crate::calendar`]
 //! (EventBridge expressions, time zones and daylight saving time).
 //!
 //! - **One timer queue.** Every project's next firing sits in one ordered map keyed by due time. The
@@ -48,7 +48,7 @@ use tokio::sync::{Notify, Semaphore};
 
 pub use clock::Clock;
 
-use crate::schedule::Schedule;
+use crate::calendar::Schedule;
 use queue::Queue;
 
 /// How the scheduler spreads and bounds runs; the `[scheduler]` settings of `sluice serve`.

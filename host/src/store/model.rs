@@ -4,7 +4,7 @@ use serde::{Deserialize, Serialize};
 use utoipa::ToSchema;
 
 use crate::arn::{RoleArn, SecretArn, StreamArn};
-use crate::schedule::{Schedule, Timezone};
+use crate::calendar::{Schedule, Timezone};
 use crate::source::SourceUrl;
 
 /// A tenant's service tier, which sets its default quotas.

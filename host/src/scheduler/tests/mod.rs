@@ -19,7 +19,7 @@ use tokio::sync::{Notify, oneshot};
 use tokio::task::JoinHandle;
 
 use super::{Clock, Entry, Outcome, ProjectKey, Runner, Scheduler, SchedulerConfig, Tick, Trigger};
-use crate::schedule::{Schedule, parse_timezone};
+use crate::calendar::{Schedule, parse_timezone};
 
 /// A Monday at midnight UTC, where most tests start their schedules.
 const T0: &str = "2025-01-06T00:00:00Z";

@@ -8,8 +8,8 @@ use jiff::tz::TimeZone;
 use jiff::{Timestamp, ToSpan};
 
 use super::{schedule, ts, zone};
-use crate::schedule::Schedule;
-use crate::schedule::cron::{Cron, DayOfMonth, DayOfWeek, Days};
+use crate::calendar::Schedule;
+use crate::calendar::cron::{Cron, DayOfMonth, DayOfWeek, Days};
 
 #[test]
 fn rates_fire_on_multiples_of_the_interval_from_the_epoch() {

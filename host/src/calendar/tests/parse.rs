@@ -1,7 +1,7 @@
 //! Which expressions parse, what they normalize to, and what the rejections say.
 
 use super::schedule;
-use crate::schedule::{MAX_EXPRESSION_LEN, Schedule};
+use crate::calendar::{MAX_EXPRESSION_LEN, Schedule};
 
 /// Valid expressions and their normalized form (`=` when it is the same text).
 const VALID: &[(&str, &str)] = &[
@@ -293,7 +293,7 @@ fn schedules_serialize_as_their_normalized_expression() {
 fn rate_accessors_describe_the_interval() {
     let Schedule::Rate(rate) = schedule("rate(90 minutes)") else { panic!("a rate") };
     assert_eq!(rate.value(), 90);
-    assert_eq!(rate.unit(), crate::schedule::RateUnit::Minute);
+    assert_eq!(rate.unit(), crate::calendar::RateUnit::Minute);
     assert_eq!(rate.interval(), std::time::Duration::from_secs(90 * 60));
     assert_eq!(rate.unit().singular(), "minute");
     assert_eq!(rate.unit().plural(), "minutes");

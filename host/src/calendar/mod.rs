@@ -17,8 +17,8 @@
 //! The module is pure logic: it reads no clock and does no I/O, so every answer depends only on its
 //! arguments and on the time zone database bundled into the binary.
 
-mod calendar;
 mod cron;
+mod dates;
 mod rate;
 mod tz;
 

@@ -1,6 +1,6 @@
 //! Time zone names: which are accepted, and what the rejections suggest.
 
-use crate::schedule::parse_timezone;
+use crate::calendar::parse_timezone;
 
 #[test]
 fn iana_names_are_accepted_as_spelled() {
@@ -58,8 +58,8 @@ fn unknown_or_misspelled_names_are_rejected_with_a_suggestion() {
 
 #[test]
 fn a_timezone_serializes_as_its_name_and_names_its_field_when_refused() {
-    let zone: crate::schedule::Timezone = serde_json::from_str("\"Europe/Berlin\"").unwrap();
+    let zone: crate::calendar::Timezone = serde_json::from_str("\"Europe/Berlin\"").unwrap();
     assert_eq!((zone.name(), serde_json::to_string(&zone).unwrap().as_str()), ("Europe/Berlin", "\"Europe/Berlin\""));
-    let error = serde_json::from_str::<crate::schedule::Timezone>("\"Berlin\"").unwrap_err().to_string();
+    let error = serde_json::from_str::<crate::calendar::Timezone>("\"Berlin\"").unwrap_err().to_string();
     assert!(error.starts_with("`timezone`: ") && error.contains("Europe/Berlin"), "{error}");
 }
