@@ -7,6 +7,7 @@
 //! - `http.rs`: the small HTTP/1.1 client the tests talk to a daemon with.
 //! - `moto.rs`: [`Moto`], moto's server on a port of its own.
 //! - `secret_registry.rs`: every secret a helper issued, and the scan for them.
+//! - `stream_tail.rs`: a tenant's stream read back as the tenant would, for tests and the demo.
 //! - `source.rs`, `hostile_source.rs`, `fault_proxy.rs`, `tenant_account.rs` and `world.rs`: the
 //!   peers of the data plane, and all of them together.
 //!
@@ -21,6 +22,7 @@ mod moto;
 mod paths;
 pub mod secret_registry;
 pub mod source;
+pub mod stream_tail;
 pub mod tenant_account;
 mod test_api;
 pub mod world;

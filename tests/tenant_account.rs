@@ -7,7 +7,6 @@
 
 use aws_config::{BehaviorVersion, Region, SdkConfig};
 use aws_sdk_kinesis::config::Credentials;
-use aws_sdk_kinesis::types::ShardIteratorType;
 
 /// SDK settings for moto (or a proxy in front of it) in `eu-central-1`, with a bound on every
 /// call so that a stuck emulator fails a test or the demo instead of stalling it.
@@ -85,32 +84,14 @@ impl TenantAccount {
 
     /// Every record in the stream, oldest first: (partition key, data as text).
     pub async fn read(&self, stream_arn: &str) -> Vec<(String, String)> {
-        let shards = self.kinesis.list_shards().stream_arn(stream_arn).send().await.unwrap();
+        let mut tail = crate::stream_tail::Tail::open(self.kinesis.clone(), stream_arn).await.unwrap();
         let mut records = Vec::new();
-        for shard in shards.shards() {
-            let iterator = self
-                .kinesis
-                .get_shard_iterator()
-                .stream_arn(stream_arn)
-                .shard_id(shard.shard_id())
-                .shard_iterator_type(ShardIteratorType::TrimHorizon)
-                .send()
-                .await
-                .unwrap();
-            let mut iterator = iterator.shard_iterator().map(str::to_string);
-            while let Some(current) = iterator {
-                let page =
-                    self.kinesis.get_records().stream_arn(stream_arn).shard_iterator(current).send().await.unwrap();
-                if page.records().is_empty() {
-                    break;
-                }
-                for record in page.records() {
-                    let data = String::from_utf8(record.data().as_ref().to_vec()).unwrap();
-                    records.push((record.partition_key().unwrap_or_default().to_string(), data));
-                }
-                iterator = page.next_shard_iterator().map(str::to_string);
+        loop {
+            let arrived = tail.poll().await.unwrap();
+            if arrived.is_empty() {
+                return records;
             }
+            records.extend(arrived.into_iter().map(|r| (r.partition_key, r.data)));
         }
-        records
     }
 }

@@ -16,7 +16,6 @@
 
 mod sample_api;
 mod stack;
-mod stream;
 
 use std::process::ExitCode;
 use std::sync::Mutex;
@@ -26,6 +25,7 @@ use anyhow::{Context, Result, bail};
 
 use aws_sdk_kinesis::config::Credentials;
 use serde_json::{Value, json};
+use sluice_tests::stream_tail;
 use sluice_tests::tenant_account::sdk_config;
 use sluice_tests::{ADMIN_TOKEN, Daemon, Moto, http_call_raw, plugins_dir, root};
 
@@ -274,7 +274,7 @@ async fn demo() -> Result<bool> {
         "see the project's runs in the summary; the failing stage says what to fix",
     );
     let kinesis = aws_sdk_kinesis::Client::new(&tenant_aws);
-    let mut tail = stream::Tail::open(kinesis, &outputs.stream_arn).await?;
+    let mut tail = stream_tail::Tail::open(kinesis, &outputs.stream_arn).await?;
     let mut delays = Vec::new();
     while delays.len() < WANTED && Instant::now() < deadline {
         for record in tail.poll().await? {
@@ -319,7 +319,7 @@ async fn demo() -> Result<bool> {
 
 /// Prints one record as it arrived and returns its delay in milliseconds: Kinesis's arrival
 /// time minus the time the sample API produced it. `None` for a record the API did not stamp.
-fn show(number: usize, record: &stream::Arrived) -> Option<i64> {
+fn show(number: usize, record: &stream_tail::Arrived) -> Option<i64> {
     let data: Value = serde_json::from_str(&record.data).unwrap_or(Value::Null);
     let produced = data["produced_at"].as_str().and_then(|t| t.parse::<jiff::Timestamp>().ok())?;
     let arrived = record.arrived_at_ms.unwrap_or_else(|| jiff::Timestamp::now().as_millisecond());
