@@ -8,7 +8,7 @@
 //! only: a restart orphans them for good. A project whose plugin returned an 8 MiB state grew the
 //! data directory by its outbox entry and state on every run, without end.
 //!
-//! So the outbox, parked entries and committed state never go into sled whole: a value up to
+//! So the outbox, parked entries, committed state and plugin components never go into sled whole: a value up to
 //! [`CHUNK_BYTES`] is stored inline under its key, behind a tag byte; a larger one is stored as
 //! pieces of [`CHUNK_BYTES`] in a companion tree, under `<key> 0x00 <index>`, with a header under
 //! its key. A full leaf of such pieces (17 items) stays far below the threshold, so sled's log

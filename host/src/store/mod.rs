@@ -57,8 +57,9 @@ struct FlushState {
     lock: tokio::sync::Mutex<()>,
 }
 
-/// The layout version this build reads and writes. Version 2 split large values of `outbox` and
-/// `state` into pieces (see `chunks.rs`); a version 1 directory is migrated when it is opened.
+/// The layout version this build reads and writes. Version 2 split large values of `outbox`,
+/// `state` and `blobs` into pieces (see `chunks.rs`); a version 1 directory is migrated when it
+/// is opened.
 const SCHEMA_VERSION: u32 = 2;
 
 /// A storage failure. These are the host's problems, never the caller's input.
@@ -103,10 +104,11 @@ pub struct Store {
     /// why, until the tenant retries or discards it (see `parked.rs`).
     parked: sled::Tree,
     state: sled::Tree,
-    /// The pieces of large values of `outbox`, `parked` and `state` (see `chunks.rs`).
+    /// The pieces of large values of `outbox`, `parked`, `state` and `blobs` (see `chunks.rs`).
     outbox_chunks: sled::Tree,
     parked_chunks: sled::Tree,
     state_chunks: sled::Tree,
+    blob_chunks: sled::Tree,
     disk: disk::DiskLedger,
     flush_state: Arc<FlushState>,
     /// Serializes creates that check a count quota (see `create_plugin`).
@@ -138,6 +140,7 @@ impl Store {
             outbox_chunks: db.open_tree("outbox_chunks")?,
             parked_chunks: db.open_tree("parked_chunks")?,
             state_chunks: db.open_tree("state_chunks")?,
+            blob_chunks: db.open_tree("blob_chunks")?,
             disk: disk::DiskLedger::default(),
             flush_state: Arc::default(),
             quota_lock: Default::default(),
@@ -147,6 +150,7 @@ impl Store {
             // A new directory has nothing to rewrite; one of version 1 stored values whole.
             chunks::rewrite_tree(&store.outbox, &store.outbox_chunks)?;
             chunks::rewrite_tree(&store.state, &store.state_chunks)?;
+            chunks::rewrite_tree(&store.blobs, &store.blob_chunks)?;
             meta.insert("schema_version", &SCHEMA_VERSION.to_be_bytes())?;
             store.db.flush()?;
         }

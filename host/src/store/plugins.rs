@@ -4,7 +4,7 @@ use sled::Transactional;
 use sled::transaction::{ConflictableTransactionError, TransactionalTree};
 
 use super::model::PluginMeta;
-use super::{Result, Store, StoreError, add_count, decode, decode_count, decode_entry, encode};
+use super::{Result, Store, StoreError, add_count, chunks, decode, decode_count, decode_entry, encode};
 
 /// What [`Store::delete_plugin`] did.
 #[derive(Debug, PartialEq, Eq)]
@@ -35,9 +35,10 @@ fn count_key(tenant: &str) -> String {
 }
 
 /// Changes a blob's reference count inside a transaction, storing or removing the blob itself
-/// when the count leaves or reaches zero.
+/// (in pieces, see `chunks.rs`: a component is megabytes) when the count leaves or reaches zero.
 fn adjust_refs(
     blobs: &TransactionalTree,
+    pieces: &TransactionalTree,
     refs: &TransactionalTree,
     id: &str,
     delta: i64,
@@ -47,13 +48,13 @@ fn adjust_refs(
     let next = current.saturating_add_signed(delta);
     if next == 0 {
         refs.remove(id)?;
-        blobs.remove(id)?;
+        chunks::remove(blobs, pieces, id.as_bytes())?;
     } else {
         refs.insert(id, &next.to_be_bytes())?;
         if current == 0
             && let Some(bytes) = bytes
         {
-            blobs.insert(id, bytes)?;
+            chunks::put(blobs, pieces, id.as_bytes(), bytes)?;
         }
     }
     Ok(())
@@ -80,10 +81,11 @@ impl Store {
         let key = record_key(tenant, &meta.id);
         let value = encode(&meta)?;
         let counter = count_key(tenant);
-        (&self.plugins, &self.blobs, &self.blob_refs, &self.counts).transaction(|(plugins, blobs, refs, counts)| {
+        let trees = (&self.plugins, &self.blobs, &self.blob_chunks, &self.blob_refs, &self.counts);
+        trees.transaction(|(plugins, blobs, pieces, refs, counts)| {
             plugins.insert(key.as_bytes(), value.as_slice())?;
             add_count(counts, &counter, 1)?;
-            adjust_refs(blobs, refs, &meta.id, 1, Some(bytes))
+            adjust_refs(blobs, pieces, refs, &meta.id, 1, Some(bytes))
         })?;
         // As in `create_project`: the count is settled, so the disk sync need not hold the lock.
         drop(guard);
@@ -104,7 +106,7 @@ impl Store {
 
     /// A plugin's component bytes, if any tenant still holds it.
     pub fn plugin_bytes(&self, id: &str) -> Result<Option<Vec<u8>>> {
-        Ok(self.blobs.get(id)?.map(|raw| raw.to_vec()))
+        chunks::get(&self.blobs, &self.blob_chunks, id.as_bytes())
     }
 
     /// Removes one of a tenant's plugins unless a project of the tenant uses it.
@@ -121,16 +123,15 @@ impl Store {
     async fn remove_plugin(&self, tenant: &str, id: &str) -> Result<DeletePlugin> {
         let key = record_key(tenant, id);
         let counter = count_key(tenant);
-        let deleted = (&self.plugins, &self.blobs, &self.blob_refs, &self.counts).transaction(
-            |(plugins, blobs, refs, counts)| {
-                if plugins.remove(key.as_bytes())?.is_none() {
-                    return Ok(false);
-                }
-                add_count(counts, &counter, -1)?;
-                adjust_refs(blobs, refs, id, -1, None)?;
-                Ok(true)
-            },
-        )?;
+        let trees = (&self.plugins, &self.blobs, &self.blob_chunks, &self.blob_refs, &self.counts);
+        let deleted = trees.transaction(|(plugins, blobs, pieces, refs, counts)| {
+            if plugins.remove(key.as_bytes())?.is_none() {
+                return Ok(false);
+            }
+            add_count(counts, &counter, -1)?;
+            adjust_refs(blobs, pieces, refs, id, -1, None)?;
+            Ok(true)
+        })?;
         self.flush().await?;
         Ok(if deleted { DeletePlugin::Deleted } else { DeletePlugin::Absent })
     }
@@ -182,5 +183,14 @@ mod tests {
         assert!(store.plugin(&a.id, "sha256:x").unwrap().is_none());
         store.delete_tenant(&b.id).await.unwrap();
         assert!(store.plugin_bytes("sha256:x").unwrap().is_none(), "freed with its last holder");
+
+        // A component is stored in pieces, and its pieces go with it.
+        let big: Vec<u8> = (0..100_000).map(|i| (i % 251) as u8).collect();
+        let (c, _) = store.create_tenant("c", Tier::Free).await.unwrap();
+        store.create_plugin(&c.id, meta("sha256:big"), &big, 5).await.unwrap();
+        assert_eq!(store.plugin_bytes("sha256:big").unwrap(), Some(big));
+        assert!(store.blob_chunks.len() > 20);
+        store.delete_plugin(&c.id, "sha256:big").await.unwrap();
+        assert!(store.blob_chunks.is_empty() && store.blobs.is_empty());
     }
 }
