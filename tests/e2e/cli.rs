@@ -92,3 +92,24 @@ fn an_invalid_component_exits_65_naming_the_problem() {
     assert_eq!(code, 65);
     assert!(stderr.contains("cannot read the component /nonexistent.wasm"), "{stderr}");
 }
+
+/// The checks a run applies before storing anything: records Kinesis would refuse and a state
+/// over the tenant's limit make the dry run fail, listing each problem.
+#[test]
+fn output_a_run_could_not_store_fails_with_each_problem_listed() {
+    let dir = tempfile::tempdir().unwrap();
+    let body = dir.path().join("body.json");
+    std::fs::write(&body, "{}").unwrap();
+    let path = body.to_str().unwrap();
+    let bad = ["--setting", "record=long-key", "--setting", "state_bytes=70000", "--max-state-bytes", "65536"];
+    let (code, stdout, stderr) = plugin_test(&[&[wasm("raw_output").as_str(), "--response", path][..], &bad].concat());
+    assert_eq!(code, 1, "stdout: {stdout}\nstderr: {stderr}");
+    assert!(stdout.contains("checks     failed: a run would store nothing of this output"), "{stdout}");
+    assert!(stdout.contains("record 0 has a partition key of 257 characters"), "{stdout}");
+    assert!(stdout.contains("a state of 70000 bytes, over the tenant's limit of 65536 bytes"), "{stdout}");
+
+    let (code, stdout, _) = plugin_test(&[&wasm("raw_output"), "--response", path, "--json"]);
+    assert_eq!(code, 0, "{stdout}");
+    let report: Value = serde_json::from_str(&stdout).unwrap();
+    assert_eq!(report["checks"], serde_json::json!({"ok": true, "problems": []}));
+}
