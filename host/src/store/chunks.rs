@@ -87,6 +87,29 @@ pub(super) fn put(
     Ok(old)
 }
 
+/// Stores `value` under `key` outside a transaction when that is safe: the value fits inline and
+/// whatever it replaces has no pieces, which is every small state and outbox entry. Such a write
+/// is one key, atomic by itself, and avoids sled's process-wide transaction lock on the hot
+/// path. Anything else goes through [`put`] in a transaction. Returns the replaced length.
+///
+/// Callers serialize writes to one key (a project's runs and deliveries do), since a concurrent
+/// writer of pieces could slip between the check and the write.
+pub(super) fn put_single(main: &sled::Tree, chunks: &sled::Tree, key: &[u8], value: &[u8]) -> Result<Option<u64>> {
+    let old = main.get(key)?;
+    let old_is_split = old.as_ref().is_some_and(|raw| matches!(parse(key, raw), Ok(Stored::Split { .. })));
+    if value.len() <= CHUNK_BYTES && !old_is_split {
+        let mut inline = Vec::with_capacity(value.len() + 1);
+        inline.push(INLINE);
+        inline.extend_from_slice(value);
+        let replaced = main.insert(key, inline)?;
+        return Ok(replaced.map(|raw| stored_len(key, &raw)));
+    }
+    use sled::Transactional;
+    Ok((main, chunks).transaction(|(main, chunks)| {
+        Ok::<_, sled::transaction::ConflictableTransactionError<StoreError>>(put(main, chunks, key, value)?)
+    })?)
+}
+
 /// Removes the value under `key` and its pieces inside a transaction. Returns its length.
 pub(super) fn remove(
     main: &TransactionalTree,
@@ -190,6 +213,18 @@ mod tests {
             .unwrap();
         assert_eq!(removed, Some(10));
         assert!(main.is_empty() && chunks.is_empty());
+    }
+
+    #[test]
+    fn single_writes_stay_outside_transactions_only_while_nothing_is_split() {
+        let db = sled::Config::new().temporary(true).open().unwrap();
+        let (main, chunks) = (db.open_tree("main").unwrap(), db.open_tree("chunks").unwrap());
+        assert_eq!(put_single(&main, &chunks, b"k", b"small").unwrap(), None);
+        assert_eq!(put_single(&main, &chunks, b"k", &[1; 3 * CHUNK_BYTES]).unwrap(), Some(5));
+        assert_eq!(chunks.len(), 3);
+        assert_eq!(put_single(&main, &chunks, b"k", b"small again").unwrap(), Some(3 * CHUNK_BYTES as u64));
+        assert!(chunks.is_empty(), "the split value's pieces went with it");
+        assert_eq!(get(&main, &chunks, b"k").unwrap().as_deref(), Some(&b"small again"[..]));
     }
 
     #[test]

@@ -191,10 +191,7 @@ impl Store {
     pub async fn enqueue(&self, entry: &OutboxEntry) -> Result<OutboxKey> {
         let key = self.new_outbox_key(&entry.tenant_id, &entry.project_id)?;
         let value = encode_entry(entry)?;
-        (&self.outbox, &self.outbox_chunks).transaction(|(outbox, pieces)| {
-            chunks::put(outbox, pieces, &key, &value)?;
-            Ok(())
-        })?;
+        chunks::put_single(&self.outbox, &self.outbox_chunks, &key, &value)?;
         self.disk.change(&entry.tenant_id, DiskKind::Outbox, size(&key, &value), 0);
         self.flush().await?;
         Ok(OutboxKey(key))
@@ -314,9 +311,7 @@ impl Store {
     /// flushed at once.
     pub async fn commit_state(&self, tenant: &str, project: &str, state: &[u8]) -> Result<()> {
         let key = state_key(tenant, project);
-        let old = (&self.state, &self.state_chunks).transaction(|(main, pieces)| {
-            Ok::<_, ConflictableTransactionError<StoreError>>(chunks::put(main, pieces, key.as_bytes(), state)?)
-        })?;
+        let old = chunks::put_single(&self.state, &self.state_chunks, key.as_bytes(), state)?;
         let removed = old.map_or(0, |old| key.len() as u64 + old);
         self.disk.change(tenant, DiskKind::State, size(key.as_bytes(), state), removed);
         Ok(())
