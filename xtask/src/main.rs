@@ -6,8 +6,10 @@
 //! - `demo`: install what is missing, build the plugins and the daemon, and run the whole flow on
 //!   a local AWS emulator, printing records as they arrive in Kinesis.
 //! - `bench`: build the plugins and run the benchmarks in release mode (`runtime`, `api`,
-//!   `dataplane`; all of them without an argument). `hostile` runs the data-plane benchmark's
-//!   "under load" scenarios instead (noisy neighbours, the memory budget, control plane under load).
+//!   `dataplane`; all three without an argument). `hostile` runs the "under load" bench (noisy
+//!   neighbours, the memory budget, control plane under load), which only runs when named. Flags
+//!   after `--` go to the one of `dataplane` and `hostile` that is named, e.g.
+//!   `cargo xtask bench hostile -- --sides budget`; `-- --help` lists them.
 //!
 //! Each step prints what it runs; a failing step stops the command with its exit code.
 
@@ -25,7 +27,7 @@ fn main() -> ExitCode {
         Some("bench") => bench(&args[1..]),
         _ => {
             eprintln!(
-                "usage: cargo xtask <plugins | test | demo | bench [runtime | api | dataplane | hostile | passthrough | json-split]>"
+                "usage: cargo xtask <plugins | test | demo | bench [runtime | api | dataplane | hostile | passthrough | json-split] [-- <flags of dataplane or hostile; see -- --help>]>"
             );
             return ExitCode::from(2);
         }
@@ -265,20 +267,35 @@ fn host_target() -> Result<String> {
 }
 
 /// Runs the benchmarks: `runtime` (narrowed by `passthrough` or `json-split`), `api` and
-/// `dataplane`. With no argument, all of them. `hostile` is the data-plane benchmark with only
-/// its noisy-neighbour, memory-budget and control-plane-under-load scenarios
-/// (`SLUICE_BENCH_SIDES`), which are long and so not part of the default run.
-fn bench(filter: &[String]) -> Result<()> {
-    build_plugins()?;
+/// `dataplane`. With no argument, all of them. `hostile` is the bench of the noisy-neighbour,
+/// memory-budget and control-plane-under-load scenarios, which are long and so not part of the
+/// default run. Arguments after `--` are flags of the `dataplane` or `hostile` bench, whichever
+/// is named alone.
+fn bench(args: &[String]) -> Result<()> {
+    // `cargo xtask bench [NAME...] [-- FLAG...]`: the flags go to the one bench they are for.
+    let (filter, flags) = match args.iter().position(|a| a == "--") {
+        Some(i) => (&args[..i], &args[i + 1..]),
+        None => (args, &args[args.len()..]),
+    };
     const OTHERS: [&str; 3] = ["api", "dataplane", "hostile"];
-    let run_api = filter.is_empty() || filter.iter().any(|f| f == "api");
-    let hostile = filter.iter().any(|f| f == "hostile");
-    let run_dataplane = filter.is_empty() || hostile || filter.iter().any(|f| f == "dataplane");
+    let named = |name: &str| filter.iter().any(|f| f == name);
+    let run_api = filter.is_empty() || named("api");
+    let run_dataplane = filter.is_empty() || named("dataplane");
+    let run_hostile = named("hostile");
     let run_runtime = filter.is_empty() || filter.iter().any(|f| !OTHERS.contains(&f.as_str()));
+    if !flags.is_empty() && (run_runtime || run_api || run_dataplane == run_hostile) {
+        bail!("flags after `--` are for one bench: name `dataplane` or `hostile` alone");
+    }
+    build_plugins()?;
     let runtime_filter: Vec<&String> =
         filter.iter().filter(|f| !OTHERS.contains(&f.as_str()) && *f != "runtime").collect();
-    let benches =
-        [("runtime", run_runtime, runtime_filter), ("api", run_api, vec![]), ("dataplane", run_dataplane, vec![])];
+    let flags: Vec<&String> = flags.iter().collect();
+    let benches = [
+        ("runtime", run_runtime, runtime_filter),
+        ("api", run_api, vec![]),
+        ("dataplane", run_dataplane, flags.clone()),
+        ("hostile", run_hostile, flags),
+    ];
     for (name, wanted, args) in benches {
         if !wanted {
             continue;
@@ -287,15 +304,6 @@ fn bench(filter: &[String]) -> Result<()> {
         cmd.args(["bench", "-p", "sluice-host", "--bench", name, "--"])
             .args(args)
             .env("SLUICE_PLUGINS_DIR", plugin_artifacts());
-        // `hostile` alone narrows the data-plane bench to its under-load scenarios; asked for
-        // beside `dataplane`, or with SLUICE_BENCH_SIDES already set, it leaves the choice alone.
-        if name == "dataplane"
-            && hostile
-            && !filter.iter().any(|f| f == "dataplane")
-            && std::env::var_os("SLUICE_BENCH_SIDES").is_none()
-        {
-            cmd.env("SLUICE_BENCH_SIDES", "noisy,budget,control");
-        }
         run(cmd)?;
     }
     Ok(())

@@ -2,13 +2,9 @@
 
 use super::*;
 
-pub async fn bare_side() -> Value {
-    let concurrency: usize = env_or("SLUICE_BENCH_CONCURRENCY", 64);
-    // 0: closed loop, as fast as it goes; otherwise polls per second, paced.
-    let rate: u64 = env_or("SLUICE_BENCH_RATE", 0);
-    let warmup = Duration::from_secs(env_or("SLUICE_BENCH_WARMUP_S", 3));
-    let window = Duration::from_secs(env_or("SLUICE_BENCH_WINDOW_S", 10));
-    let source_url = format!("http://{}/items", std::env::var(PEER).unwrap());
+pub async fn bare_side(settings: BareSettings) -> Value {
+    let BareSettings { concurrency, rate, warmup, window, perf } = settings;
+    let source_url = format!("http://{}/items", peer_addr());
 
     let http = reqwest::Client::new();
     let sdk = aws_config::defaults(aws_config::BehaviorVersion::latest()).load().await;
@@ -74,7 +70,7 @@ pub async fn bare_side() -> Value {
 
     tokio::time::sleep(warmup).await;
     let (polls_before, errors_before) = (polls.load(Ordering::Relaxed), errors.load(Ordering::Relaxed));
-    let perf = start_perf(&format!("bare-{rate}"), window.as_secs_f64());
+    let perf = start_perf(perf.as_deref(), &format!("bare-{rate}"), window.as_secs_f64());
     let start = Sample::now();
     tokio::time::sleep(window).await;
     let end = Sample::now();

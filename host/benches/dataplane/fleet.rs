@@ -10,51 +10,6 @@ use sluice::store::Tenant;
 /// The operator token of the API a Sluice side serves.
 pub const ADMIN_TOKEN: &str = "bench-admin-token-0123456789";
 
-/// What the environment asks the Sluice side to build.
-pub struct Settings {
-    /// Well-behaved (passthrough) projects, spread evenly over `tenants`.
-    pub n: usize,
-    pub tenants: usize,
-    /// Projects running the hostile fixture, added when the window starts, spread over
-    /// `noisy_tenants` more tenants.
-    pub noisy: usize,
-    pub noisy_tenants: usize,
-    /// The runtime's host-wide plugin memory budget; the shipped one when `None`.
-    pub memory_budget_bytes: Option<u64>,
-    pub concurrency: usize,
-    pub per_tenant: usize,
-    /// Serve the API on loopback.
-    pub api: bool,
-    /// Requests per second from a separate load-generator process; 0 for none.
-    pub api_rate: f64,
-    pub warmup: Duration,
-    pub window: Duration,
-}
-
-impl Settings {
-    pub fn from_env() -> Self {
-        let concurrency: usize = env_or("SLUICE_BENCH_CONCURRENCY", 64);
-        let api_rate: f64 = env_or("SLUICE_BENCH_API_RATE", 0.0);
-        Self {
-            n: env_or("SLUICE_BENCH_N", 1000),
-            tenants: env_or("SLUICE_BENCH_TENANTS", 1usize).max(1),
-            noisy: env_or("SLUICE_BENCH_NOISY", 0),
-            noisy_tenants: env_or("SLUICE_BENCH_NOISY_HOSTILE_TENANTS", 1usize).max(1),
-            memory_budget_bytes: std::env::var("SLUICE_BENCH_MEMORY_BUDGET_MIB")
-                .ok()
-                .and_then(|v| v.parse::<u64>().ok())
-                .map(|mib| mib << 20),
-            concurrency,
-            per_tenant: env_or("SLUICE_BENCH_PER_TENANT", concurrency),
-            // A load generator needs something to talk to.
-            api: env_or("SLUICE_BENCH_API", 0u8) == 1 || api_rate > 0.0,
-            api_rate,
-            warmup: Duration::from_secs(env_or("SLUICE_BENCH_WARMUP_S", 5)),
-            window: Duration::from_secs(env_or("SLUICE_BENCH_WINDOW_S", 20)),
-        }
-    }
-}
-
 /// One tenant of the fleet, with what a client of the API needs to act as it.
 pub struct Member {
     pub tenant: Tenant,
@@ -63,41 +18,29 @@ pub struct Member {
     pub projects: Vec<ProjectKey>,
 }
 
-/// The hostile fixture's behaviours the noisy projects cycle through, from
-/// `SLUICE_BENCH_NOISY_MODES` (comma-separated). The default: spinning until the deadline,
-/// growing memory until the cap refuses it, and returning `output_mb` records of 1 MiB (more than
-/// the output cap). `memory-hog` holds `hog_mb` MiB until the deadline.
-pub fn noisy_modes() -> &'static [String] {
-    static MODES: std::sync::OnceLock<Vec<String>> = std::sync::OnceLock::new();
-    MODES.get_or_init(|| {
-        let modes =
-            std::env::var("SLUICE_BENCH_NOISY_MODES").unwrap_or_else(|_| "busy-loop,memory-bomb,big-output".into());
-        modes.split(',').map(|m| m.trim().to_string()).filter(|m| !m.is_empty()).collect()
-    })
-}
-
-/// The mode a noisy project runs, by its index among the noisy projects.
-pub fn noisy_mode(i: usize) -> &'static str {
-    let modes = noisy_modes();
+/// The mode the noisy project with index `i` runs: the hostile fixture's behaviours in `modes`,
+/// in turn.
+pub fn noisy_mode(modes: &[String], i: usize) -> &str {
     &modes[i % modes.len()]
 }
 
-/// The plugin settings of the noisy project with index `i`. `SLUICE_BENCH_NOISY_OUTPUT_MB`
-/// (default 100) sizes `big-output`: 100 MiB of records outgrow the 64 MiB memory cap before
-/// they reach the 16 MiB output cap, so a value under about 60 is what exercises the latter.
-/// `SLUICE_BENCH_NOISY_HOG_MB` (default 48) sizes `memory-hog`.
-fn noisy_settings(i: usize) -> BTreeMap<String, String> {
-    let mut settings = BTreeMap::from([("mode".to_string(), noisy_mode(i).to_string())]);
-    match noisy_mode(i) {
+/// The plugin settings of the noisy project with index `i`. `big-output` returns `output_mb`
+/// records of 1 MiB: 100 MiB of them outgrow the 64 MiB memory cap before they reach the 16 MiB
+/// output cap, so a value under about 60 is what exercises the latter. `memory-hog` holds `hog_mb`
+/// MiB until its deadline.
+fn noisy_settings(settings: &SluiceSettings, i: usize) -> BTreeMap<String, String> {
+    let mode = noisy_mode(&settings.noisy_modes, i);
+    let mut plugin_settings = BTreeMap::from([("mode".to_string(), mode.to_string())]);
+    match mode {
         "big-output" => {
-            settings.insert("output_mb".into(), env_or("SLUICE_BENCH_NOISY_OUTPUT_MB", 100u32).to_string());
+            plugin_settings.insert("output_mb".into(), settings.output_mb.to_string());
         }
         "memory-hog" => {
-            settings.insert("hog_mb".into(), env_or("SLUICE_BENCH_NOISY_HOG_MB", 48u32).to_string());
+            plugin_settings.insert("hog_mb".into(), settings.hog_mb.to_string());
         }
         _ => {}
     }
-    settings
+    plugin_settings
 }
 
 pub struct Fleet {
@@ -202,10 +145,10 @@ async fn add_tenant(store: &Store, name: &str, need: usize) -> (Tenant, String) 
 impl Fleet {
     /// The store, the tenants with their well-behaved projects, the noisy tenants (without their
     /// projects yet), and the data plane and API wired as `server::run` wires them, with the
-    /// shipped runtime (but for a memory budget from `SLUICE_BENCH_MEMORY_BUDGET_MIB`) and run
-    /// settings. Nothing runs until the caller spawns `plane.run`.
-    pub async fn build(settings: &Settings) -> Self {
-        let source_url = format!("http://{}/items", std::env::var(PEER).unwrap());
+    /// shipped runtime (but for `settings.memory_budget_bytes`) and run settings. Nothing runs
+    /// until the caller spawns `plane.run`.
+    pub async fn build(settings: &SluiceSettings) -> Self {
+        let source_url = format!("http://{}/items", peer_addr());
         let dir = tempfile::tempdir().unwrap();
         let store = Store::open(&dir.path().join("db")).unwrap();
         let shipped = RuntimeConfig::default();
@@ -276,7 +219,8 @@ impl Fleet {
         });
         let metrics = state.metrics();
         let control = plane.control();
-        let api = if settings.api {
+        // A load generator needs something to talk to.
+        let api = if settings.api || settings.api_rate > 0.0 {
             let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
             let addr = listener.local_addr().unwrap();
             tokio::spawn(async move { axum::serve(listener, api::app(state)).await.unwrap() });
@@ -293,20 +237,20 @@ impl Fleet {
         self.members.iter().flat_map(|m| m.projects.iter().cloned()).collect()
     }
 
-    /// Creates `count` noisy projects, cycling through [`noisy_modes`] and, project i, belonging to
-    /// noisy tenant i mod T, and registers them with the scheduler as the API does for a new
-    /// project. Returns their keys, in index order.
-    pub async fn add_noisy(&mut self, count: usize) -> Vec<ProjectKey> {
+    /// Creates `settings.noisy` noisy projects, cycling through its modes and, project i,
+    /// belonging to noisy tenant i mod T, and registers them with the scheduler as the API does
+    /// for a new project. Returns their keys, in index order.
+    pub async fn add_noisy(&mut self, settings: &SluiceSettings) -> Vec<ProjectKey> {
         if self.noisy.is_empty() {
             return Vec::new();
         }
         let tenants = self.noisy.len();
-        let projects: Vec<Project> = (0..count)
+        let projects: Vec<Project> = (0..settings.noisy)
             .map(|i| {
                 let member = &self.noisy[i % tenants];
                 let mut project = project(&member.tenant.id, &member.plugin_id, &self.source_url, i);
-                project.name = format!("noisy-{}-{i}", noisy_mode(i));
-                project.plugin_settings = noisy_settings(i);
+                project.name = format!("noisy-{}-{i}", noisy_mode(&settings.noisy_modes, i));
+                project.plugin_settings = noisy_settings(settings, i);
                 project
             })
             .collect();

@@ -93,7 +93,7 @@ pub struct Sample {
 
 impl Sample {
     pub fn now() -> Self {
-        let peer = std::env::var(PEER_PID).map_or(0.0, |pid| cpu_seconds(&pid));
+        let peer = peer_pid().map_or(0.0, |pid| cpu_seconds(&pid.to_string()));
         let helper = match HELPER_PID.load(Ordering::Relaxed) {
             0 => 0.0,
             pid => cpu_seconds(&pid.to_string()),
@@ -144,7 +144,7 @@ pub fn window_report(start: Sample, end: Sample, polls: u64) -> Value {
 }
 
 /// Runs one side in a fresh runtime and prints its result for the orchestrator.
-pub fn child(side: impl Future<Output = Value>) {
+pub fn run_side(side: impl Future<Output = Value>) {
     let runtime = tokio::runtime::Builder::new_multi_thread().enable_all().build().unwrap();
     let result = runtime.block_on(side);
     println!("RESULT {result}");

@@ -115,7 +115,7 @@ pub async fn peer_aws(State(peer): State<Arc<PeerState>>, headers: HeaderMap, bo
 }
 
 pub async fn peer_counters() -> Value {
-    let url = format!("http://{}/stats", std::env::var(PEER).unwrap());
+    let url = format!("http://{}/stats", peer_addr());
     match reqwest::get(url).await {
         Ok(response) => response.json().await.unwrap_or(Value::Null),
         Err(_) => Value::Null,

@@ -68,11 +68,8 @@ pub async fn store_run(store: &Store, project: &Project, body: &[u8]) {
 }
 
 /// The store alone: C concurrent loops of `store_run` over N projects, closed loop.
-pub async fn store_side() -> Value {
-    let n: usize = env_or("SLUICE_BENCH_N", 1000);
-    let concurrency: usize = env_or("SLUICE_BENCH_CONCURRENCY", 64);
-    let warmup = Duration::from_secs(env_or("SLUICE_BENCH_WARMUP_S", 3));
-    let window = Duration::from_secs(env_or("SLUICE_BENCH_WINDOW_S", 10));
+pub async fn store_side(settings: ProbeSettings) -> Value {
+    let ProbeSettings { n, concurrency, warmup, window } = settings;
     let dir = tempfile::tempdir().unwrap();
     let store = Store::open(&dir.path().join("db")).unwrap();
     let (tenant, _key) = store.create_tenant("bench", Tier::Premium).await.unwrap();
@@ -121,9 +118,8 @@ pub async fn store_side() -> Value {
 /// per assumed-role session (own credentials, no identity cache, no retries), then one
 /// `PutRecords` through each. Twice: with the SDK's default of an HTTP client per SDK client (what
 /// Sluice did before), and with one HTTP client shared by all of them (what `Aws` sets up now).
-pub async fn clients_side() -> Value {
-    let n: usize = env_or("SLUICE_BENCH_N", 1000);
-    let concurrency: usize = env_or("SLUICE_BENCH_CONCURRENCY", 64);
+pub async fn clients_side(settings: ProbeSettings) -> Value {
+    let ProbeSettings { n, concurrency, .. } = settings;
     let own = aws_config::defaults(aws_config::BehaviorVersion::latest()).load().await;
     let shared = own
         .clone()

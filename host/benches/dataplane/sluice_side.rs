@@ -7,14 +7,13 @@ use super::*;
 use std::io::Lines;
 use std::process::ChildStdout;
 
-use apiload::{Plan, PlanTenant};
-use fleet::{Fleet, Settings, noisy_mode};
+use fleet::{Fleet, noisy_mode};
 use history::{History, Tally, runs_by_outcome, slice_count, slice_of, transform_s};
 
-/// Starts `perf record` on this process for `seconds`, if `SLUICE_BENCH_PERF` names a directory.
-pub fn start_perf(name: &str, seconds: f64) -> Option<Child> {
-    let dir = std::env::var_os("SLUICE_BENCH_PERF")?;
-    let output = std::path::Path::new(&dir).join(format!("{name}.perf.data"));
+/// Starts `perf record` on this process for `seconds`, writing `<dir>/<name>.perf.data`, if a
+/// directory is given.
+pub fn start_perf(dir: Option<&std::path::Path>, name: &str, seconds: f64) -> Option<std::process::Child> {
+    let output = dir?.join(format!("{name}.perf.data"));
     let child = Command::new("perf")
         .args(["record", "-F", "199", "--call-graph", "dwarf,32768", "-o"])
         .arg(&output)
@@ -40,9 +39,32 @@ const SLICE_MS: i64 = 10_000;
 /// (skips included) of each project.
 const HARVEST_EVERY: Duration = Duration::from_secs(30);
 
+/// What the Sluice side hands the load generator, as JSON in a file named in its [`Role::Apiload`].
+#[derive(Serialize, Deserialize)]
+pub struct Plan {
+    /// `http://127.0.0.1:port`.
+    pub base: String,
+    pub operator_token: String,
+    pub tenants: Vec<PlanTenant>,
+    /// Requests per second.
+    pub rate: f64,
+    /// Seconds of load before the measured window, to open connections and settle.
+    pub warmup_s: f64,
+    pub window_s: f64,
+}
+
+#[derive(Serialize, Deserialize)]
+pub struct PlanTenant {
+    pub id: String,
+    pub token: String,
+    pub plugin_id: String,
+    /// The tenant's polling projects, which reads and patches pick from.
+    pub projects: Vec<String>,
+}
+
 /// The API load generator, a child process of this side.
 struct Load {
-    child: Child,
+    child: std::process::Child,
     lines: Lines<BufReader<ChildStdout>>,
 }
 
@@ -70,9 +92,8 @@ impl Load {
         let path = dir.join("api-plan.json");
         std::fs::write(&path, serde_json::to_vec(&plan).unwrap()).unwrap();
         tokio::task::spawn_blocking(move || {
-            let mut child = Command::new(std::env::current_exe().unwrap())
-                .env(ROLE, "apiload")
-                .env("SLUICE_BENCH_API_PLAN", &path)
+            let mut child = Child { peer: None, role: Role::Apiload { plan: path } }
+                .command()
                 .stdout(Stdio::piped())
                 .stderr(Stdio::inherit())
                 .spawn()
@@ -136,8 +157,7 @@ fn mib(bytes: u64) -> f64 {
     bytes as f64 / 1048576.0
 }
 
-pub async fn sluice_side() -> Value {
-    let settings = Settings::from_env();
+pub async fn sluice_side(settings: SluiceSettings) -> Value {
     let (window, warmup) = (settings.window, settings.warmup);
     let rss_before = rss_bytes();
     let mut fleet = Fleet::build(&settings).await;
@@ -185,13 +205,13 @@ pub async fn sluice_side() -> Value {
     let calls_before = fleet.aws.counters();
     let outcomes_before = runs_by_outcome(&fleet.metrics);
     let peak_reset = reset_peak_rss();
-    let perf = start_perf(&format!("sluice-{n}"), window.as_secs_f64());
+    let perf = start_perf(settings.perf.as_deref(), &format!("sluice-{n}"), window.as_secs_f64());
     let start = Sample::now();
     let (wall_start, started) = (Timestamp::now(), Instant::now());
     let sampling = Arc::new(AtomicBool::new(false));
     let rss_samples = sample_rss(started, sampling.clone());
     // The noisy tenant's projects arrive now, so the window sees their burst and their backoff.
-    let noisy_keys = fleet.add_noisy(settings.noisy).await;
+    let noisy_keys = fleet.add_noisy(&settings).await;
     let all_keys: Vec<ProjectKey> = keys.iter().chain(&noisy_keys).cloned().collect();
     let mut history = History::default();
     loop {
@@ -210,7 +230,7 @@ pub async fn sluice_side() -> Value {
     let outcomes_after = runs_by_outcome(&fleet.metrics);
     let peer_after = peer_counters().await;
     let (rss_end, rss_peak) = (rss_bytes(), peak_rss_bytes());
-    let (own_fds, peer_fds) = (open_fds("self"), std::env::var(PEER_PID).map_or(0, |pid| open_fds(&pid)));
+    let (own_fds, peer_fds) = (open_fds("self"), peer_pid().map_or(0, |pid| open_fds(&pid.to_string())));
     let api = match load {
         Some(load) => load.finish().await,
         None => Value::Null,
@@ -227,12 +247,12 @@ pub async fn sluice_side() -> Value {
 
     let well_ids: HashMap<String, usize> = keys.iter().enumerate().map(|(i, k)| (k.project.to_string(), i)).collect();
     let well = history.tally(&well_ids, &offsets, wall_start, wall_end);
-    if let Some(path) = std::env::var_os("SLUICE_BENCH_LAGS") {
+    if let Some(path) = &settings.lags {
         // (ms into the window, lag ms) per run, for plotting lag over time.
         let text: String = well.points.iter().filter_map(|p| Some(format!("{} {}\n", p.at_ms, p.lag_ms?))).collect();
         let suffix = if settings.noisy > 0 { format!("-noisy{}", settings.noisy) } else { String::new() };
         let api_suffix = if settings.api_rate > 0.0 { format!("-api{}", settings.api_rate) } else { String::new() };
-        let name = format!("{}-{n}-{}{suffix}{api_suffix}.txt", path.to_string_lossy(), settings.per_tenant);
+        let name = format!("{path}-{n}-{}{suffix}{api_suffix}.txt", settings.per_tenant);
         std::fs::write(name, text).unwrap();
     }
     let window_ms = wall_end.as_millisecond() - wall_start.as_millisecond();
@@ -243,7 +263,7 @@ pub async fn sluice_side() -> Value {
     let mut report = window_report(start, end, well.succeeded);
     let extra = json!({
         "side": "sluice",
-        "kind": std::env::var("SLUICE_BENCH_KIND").unwrap_or_else(|_| "fleet".into()),
+        "kind": settings.kind,
         "n": n,
         "tenants": settings.tenants,
         "concurrency": settings.concurrency,
@@ -284,7 +304,7 @@ pub async fn sluice_side() -> Value {
         "peer_gets": counter(&peer_after, "gets") - counter(&peer_before, "gets"),
         "own_fds": own_fds,
         "peer_fds": peer_fds,
-        "noisy": noisy_report(&history, &noisy_keys, &statuses, wall_start, wall_end),
+        "noisy": noisy_report(&history, &noisy_keys, &settings.noisy_modes, &statuses, wall_start, wall_end),
         "api": api,
     });
     // Kept apart from `extra`, whose size is at `json!`'s recursion limit.
@@ -301,14 +321,21 @@ pub async fn sluice_side() -> Value {
 
 /// What happened to the noisy tenant's projects: their runs and errors by mode, how many runs each
 /// got (backoff at work), and their status at the end of the window.
-fn noisy_report(history: &History, keys: &[ProjectKey], statuses: &[Project], from: Timestamp, to: Timestamp) -> Value {
+fn noisy_report(
+    history: &History,
+    keys: &[ProjectKey],
+    modes: &[String],
+    statuses: &[Project],
+    from: Timestamp,
+    to: Timestamp,
+) -> Value {
     if keys.is_empty() {
         return Value::Null;
     }
     let ids = |mode: Option<&str>| -> HashMap<String, usize> {
         keys.iter()
             .enumerate()
-            .filter(|(i, _)| mode.is_none_or(|m| noisy_mode(*i) == m))
+            .filter(|(i, _)| mode.is_none_or(|m| noisy_mode(modes, *i) == m))
             .map(|(i, k)| (k.project.to_string(), i))
             .collect()
     };
@@ -328,8 +355,8 @@ fn noisy_report(history: &History, keys: &[ProjectKey], statuses: &[Project], fr
         })
     };
     // Each mode once, however often the list repeats it to weight the cycle.
-    let modes: std::collections::BTreeSet<&str> = fleet::noisy_modes().iter().map(String::as_str).collect();
-    let modes: serde_json::Map<String, Value> = modes
+    let distinct: std::collections::BTreeSet<&str> = modes.iter().map(String::as_str).collect();
+    let by_mode: serde_json::Map<String, Value> = distinct
         .into_iter()
         .map(|mode| {
             let projects = ids(Some(mode));
@@ -352,7 +379,7 @@ fn noisy_report(history: &History, keys: &[ProjectKey], statuses: &[Project], fr
         |v: &[f64]| json!([v.iter().copied().fold(f64::NAN, f64::min), v.iter().copied().fold(f64::NAN, f64::max)]);
     json!({
         "all": summary(&tally, &all),
-        "modes": modes,
+        "modes": by_mode,
         "slices": tally.slices(window_ms, SLICE_MS),
         "status_at_end": by_status,
         "consecutive_failures_at_end": [failures.iter().min(), failures.iter().max()],

@@ -1,6 +1,6 @@
-//! The API load generator (`SLUICE_BENCH_ROLE=apiload`): a process of its own, so that its CPU is
-//! not counted as Sluice's, that sends a fixed mix of tenant and operator requests to the API a
-//! Sluice side serves on loopback.
+//! The API load generator (the `apiload` role, started by a Sluice side with a [`Plan`] of what to
+//! send): a process of its own, so that its CPU is not counted as Sluice's, that sends a fixed mix
+//! of tenant and operator requests to the API that Sluice side serves on loopback.
 //!
 //! It is open-loop: request i is due at `start + i / rate` whatever happened to the ones before,
 //! and its latency is measured from that due time, not from when it was actually sent. A closed
@@ -9,32 +9,10 @@
 
 use super::*;
 
-use serde::Serialize;
+use sluice_side::Plan;
 use std::collections::VecDeque;
+use std::sync::Mutex;
 use std::sync::atomic::AtomicUsize;
-
-/// What the Sluice side hands the load generator, as JSON in the file `SLUICE_BENCH_API_PLAN`.
-#[derive(Serialize, Deserialize)]
-pub struct Plan {
-    /// `http://127.0.0.1:port`.
-    pub base: String,
-    pub operator_token: String,
-    pub tenants: Vec<PlanTenant>,
-    /// Requests per second.
-    pub rate: f64,
-    /// Seconds of load before the measured window, to open connections and settle.
-    pub warmup_s: f64,
-    pub window_s: f64,
-}
-
-#[derive(Serialize, Deserialize)]
-pub struct PlanTenant {
-    pub id: String,
-    pub token: String,
-    pub plugin_id: String,
-    /// The tenant's polling projects, which reads and patches pick from.
-    pub projects: Vec<String>,
-}
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
 enum Kind {
@@ -205,9 +183,8 @@ fn summary(mut values: Vec<f64>) -> (usize, f64, f64, f64) {
     (values.len(), percentile(&values, 0.50), percentile(&values, 0.99), values.last().copied().unwrap_or(f64::NAN))
 }
 
-pub async fn apiload_side() -> Value {
-    let path = std::env::var("SLUICE_BENCH_API_PLAN").expect("SLUICE_BENCH_API_PLAN names the plan file");
-    let plan: Plan = serde_json::from_slice(&std::fs::read(path).unwrap()).unwrap();
+pub async fn apiload_side(plan_file: PathBuf) -> Value {
+    let plan: Plan = serde_json::from_slice(&std::fs::read(plan_file).unwrap()).unwrap();
     let (rate, warmup, window) =
         (plan.rate, Duration::from_secs_f64(plan.warmup_s), Duration::from_secs_f64(plan.window_s));
     let client = reqwest::Client::builder().pool_max_idle_per_host(MAX_IN_FLIGHT).build().unwrap();

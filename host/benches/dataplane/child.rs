@@ -1,0 +1,181 @@
+//! The handoff from an orchestrator to the child processes it starts, shared by the `dataplane`
+//! and `hostile` bench binaries. Internal: both ends are this code, built into the same binary, so
+//! its shape can change with it. The orchestrator serializes a [`Child`] (the role to play and
+//! every setting of that role) as JSON into the one environment variable `SLUICE_BENCH_CHILD`;
+//! the binary started with it plays that role instead of parsing flags. The SDK's own `AWS_*`
+//! variables, which point it at the peer, are set beside it.
+
+use super::*;
+
+/// The environment variable that carries a child's [`Child`], as JSON.
+const CHILD_VAR: &str = "SLUICE_BENCH_CHILD";
+
+/// What a child process is told: its role and that role's settings.
+#[derive(Clone, Serialize, Deserialize)]
+pub struct Child {
+    /// The peer the child measures against; `None` for the peer itself and for children that do
+    /// not talk to it.
+    pub peer: Option<PeerRef>,
+    pub role: Role,
+}
+
+/// Where the peer listens, and its pid (its CPU and file descriptors are reported apart).
+#[derive(Clone, Serialize, Deserialize)]
+pub struct PeerRef {
+    /// `127.0.0.1:port`.
+    pub addr: String,
+    pub pid: u32,
+}
+
+#[derive(Clone, Serialize, Deserialize)]
+pub enum Role {
+    /// The source, STS and Kinesis (`peer.rs`).
+    Peer,
+    /// The whole pipeline over a fleet of projects (`sluice_side.rs`).
+    Sluice(SluiceSettings),
+    /// The bare GET + PutRecords loop (`bare.rs`, `dataplane` only).
+    Bare(BareSettings),
+    /// The store's calls of a run alone (`probes.rs`, `dataplane` only).
+    Store(ProbeSettings),
+    /// Per-session Kinesis clients (`probes.rs`, `dataplane` only).
+    Clients(ProbeSettings),
+    /// The API load generator, started by a Sluice child (`apiload.rs`, `hostile` only), with the
+    /// file its plan is in (a plan names every project, too long for an environment variable).
+    Apiload { plan: PathBuf },
+}
+
+/// What the Sluice side builds and measures. The defaults are one tenant's 1,000 well-behaved
+/// projects, caps of 64, no noisy projects and no API.
+#[derive(Clone, Serialize, Deserialize)]
+pub struct SluiceSettings {
+    /// The scenario's kind, for its table: `fleet`, `noisy`, `budget` or `control`.
+    pub kind: String,
+    /// Well-behaved (passthrough) projects, spread evenly over `tenants`.
+    pub n: usize,
+    pub tenants: usize,
+    /// Projects running the hostile fixture, added when the window starts, spread over
+    /// `noisy_tenants` more tenants.
+    pub noisy: usize,
+    pub noisy_tenants: usize,
+    /// The hostile fixture's behaviours the noisy projects cycle through. `big-output` returns
+    /// `output_mb` records of 1 MiB; `memory-hog` holds `hog_mb` MiB until its deadline.
+    pub noisy_modes: Vec<String>,
+    pub output_mb: u32,
+    pub hog_mb: u32,
+    /// The runtime's host-wide plugin memory budget; the shipped one when `None`.
+    pub memory_budget_bytes: Option<u64>,
+    pub concurrency: usize,
+    pub per_tenant: usize,
+    /// Serve the API on loopback.
+    pub api: bool,
+    /// Requests per second from a separate load-generator process; 0 for none.
+    pub api_rate: f64,
+    pub warmup: Duration,
+    pub window: Duration,
+    /// Record a `perf` profile of the window into this directory.
+    pub perf: Option<PathBuf>,
+    /// Write the window's runs as "ms into the window, lag ms" lines to files named from this
+    /// prefix.
+    pub lags: Option<String>,
+}
+
+impl Default for SluiceSettings {
+    fn default() -> Self {
+        Self {
+            kind: "fleet".into(),
+            n: 1000,
+            tenants: 1,
+            noisy: 0,
+            noisy_tenants: 1,
+            noisy_modes: ["busy-loop", "memory-bomb", "big-output"].map(String::from).to_vec(),
+            output_mb: 100,
+            hog_mb: 48,
+            memory_budget_bytes: None,
+            concurrency: 64,
+            per_tenant: 64,
+            api: false,
+            api_rate: 0.0,
+            warmup: Duration::from_secs(5),
+            window: Duration::from_secs(20),
+            perf: None,
+            lags: None,
+        }
+    }
+}
+
+/// The bare loop's settings.
+#[derive(Clone, Serialize, Deserialize)]
+pub struct BareSettings {
+    pub concurrency: usize,
+    /// 0: closed loop, as fast as it goes; otherwise polls per second, paced.
+    pub rate: u64,
+    pub warmup: Duration,
+    pub window: Duration,
+    pub perf: Option<PathBuf>,
+}
+
+/// A probe's settings: `n` projects or clients, `concurrency` at a time (the `clients` probe has
+/// no window).
+#[derive(Clone, Serialize, Deserialize)]
+pub struct ProbeSettings {
+    pub n: usize,
+    pub concurrency: usize,
+    pub warmup: Duration,
+    pub window: Duration,
+}
+
+/// The peer of this child, from its [`Child`].
+static PEER: std::sync::OnceLock<PeerRef> = std::sync::OnceLock::new();
+
+/// Where the peer listens (`127.0.0.1:port`).
+pub fn peer_addr() -> &'static str {
+    &PEER.get().expect("this child was given no peer").addr
+}
+
+/// The peer's pid, if this child was given a peer.
+pub fn peer_pid() -> Option<u32> {
+    PEER.get().map(|peer| peer.pid)
+}
+
+/// Plays a role both benches have: the peer or the Sluice side. Each bench's `main` plays its own.
+pub fn play_shared(role: Role) {
+    match role {
+        Role::Peer => crate::peer::peer(),
+        Role::Sluice(settings) => crate::measure::run_side(crate::sluice_side::sluice_side(settings)),
+        Role::Bare(_) | Role::Store(_) | Role::Clients(_) | Role::Apiload { .. } => {
+            unreachable!("a role of the other bench")
+        }
+    }
+}
+
+impl Child {
+    /// This process's handoff, if an orchestrator started it as a child.
+    pub fn from_env() -> Option<Self> {
+        let json = std::env::var(CHILD_VAR).ok()?;
+        Some(serde_json::from_str(&json).unwrap_or_else(|e| panic!("{CHILD_VAR} is not a child's settings: {e}")))
+    }
+
+    /// Keeps the peer for [`peer_addr`] and [`peer_pid`], and returns the role to play.
+    pub fn enter(self) -> Role {
+        if let Some(peer) = self.peer {
+            let _ = PEER.set(peer);
+        }
+        self.role
+    }
+
+    /// A command that starts this binary as this child, with the SDK pointed at the peer.
+    pub fn command(&self) -> Command {
+        let mut cmd = Command::new(std::env::current_exe().unwrap());
+        cmd.env(CHILD_VAR, serde_json::to_string(self).unwrap());
+        if let Some(peer) = &self.peer {
+            cmd.env("AWS_ENDPOINT_URL", format!("http://{}", peer.addr))
+                .env("AWS_REGION", "eu-central-1")
+                .env("AWS_ACCESS_KEY_ID", "bench")
+                .env("AWS_SECRET_ACCESS_KEY", "bench")
+                .env("AWS_EC2_METADATA_DISABLED", "true")
+                .env("AWS_CONFIG_FILE", "/nonexistent/sluice-bench")
+                .env("AWS_SHARED_CREDENTIALS_FILE", "/nonexistent/sluice-bench");
+        }
+        cmd
+    }
+}
