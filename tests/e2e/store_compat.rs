@@ -3,7 +3,7 @@
 //! were split into pieces (schema version 1), with a 200 KB record that sled kept in a blob file
 //! of its own and a state larger than one piece.
 
-use sluice::store::{Stage, Store, Trigger};
+use sluice::store::{Stage, Store, Trigger, Trust};
 
 const TENANT: &str = "ten_7f6e888aad404bb0";
 const KEY: &str = "slk_191d594b35be6bdd124760603181181f06ea80f2f3b9a04a7b10d6a4a36cc24e";
@@ -43,6 +43,8 @@ fn check(store: &Store) {
     assert_eq!(project.target.stream_arn.region(), "eu-central-1", "ARNs come back parsed");
     assert_eq!(project.source.url.url().host_str(), Some("api.example.com"));
     assert_eq!(project.onboarding.external_id, "ext-fixture");
+    assert_eq!(project.trust, Trust::Project, "a project from before keeps its own external id");
+    assert_eq!(tenant.external_id.len(), 32, "a tenant from before gets an external id of its own");
 
     let runs = store.runs(TENANT, PROJECT, 10).unwrap();
     assert_eq!(runs.len(), 1);
@@ -71,11 +73,13 @@ async fn a_store_written_before_values_were_split_opens_with_everything_in_it() 
     assert_eq!(store.next_state(TENANT, PROJECT).unwrap().as_deref(), Some(&[b's'; 10_000][..]));
     let disk = store.disk_usage(TENANT);
     assert!(disk.outbox_bytes > 210_000 && disk.state_bytes > 8 && disk.history_bytes > 100, "{disk:?}");
+    let external_id = store.tenant(TENANT).unwrap().unwrap().external_id;
     drop(store);
 
     // Migrated once: it opens again as it is, and delivering commits the states in order.
     let store = reopen(&path);
     check(&store);
+    assert_eq!(store.tenant(TENANT).unwrap().unwrap().external_id, external_id, "the same id after reopening");
     let waiting = store.outbox_of(TENANT, PROJECT).unwrap();
     assert_eq!(waiting.len(), 2);
     for (key, _) in &waiting {

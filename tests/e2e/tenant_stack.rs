@@ -115,6 +115,65 @@ async fn a_stack_that_trusts_the_platform_for_another_external_id_keeps_the_proj
     assert!(world.source.seen().is_empty(), "nothing was fetched without the role");
 }
 
+/// With tenant trust, the tenant deploys its stack once, trusting the tenant's external id from
+/// `GET /v1/me`; every project it creates on the stack's role then runs on its first run, and
+/// they share one assumed-role session. Another tenant naming the same role is refused (its
+/// tenant's id is not trusted), and so is a project that asked for an external id of its own
+/// until the stack trusts that one.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn one_stack_trusting_the_tenant_serves_every_project_of_the_tenant_at_once() {
+    let (world, tenant, cloudformation, template) = onboarding().await;
+    let (status, me) = world.call("GET", "/v1/me", &tenant.key, None);
+    assert_eq!(status, 200, "{me}");
+    let tenant_id = me["external_id"].as_str().unwrap().to_string();
+    let pairs = [("StreamName", STREAM), ("PlatformPrincipalArn", PLATFORM_PRINCIPAL), ("ExternalId", &tenant_id)];
+    create_stack(&cloudformation, STACK, &template, &pairs).await;
+    let outputs = stack_outputs(&stack_reaching(&cloudformation, STACK, "CREATE_COMPLETE"));
+    let secret_arn = api_key_secret(&tenant, &outputs).await;
+    world.source.require_key("x-api-key", API_KEY);
+    world.source.add_items(0..5);
+
+    let first = create_project(&world, &tenant, &outputs, &secret_arn);
+    let second = create_project(&world, &tenant, &outputs, &secret_arn);
+    let assumed_before = world.proxy.count("AssumeRole");
+    for id in [&first, &second] {
+        let project = world.show(&tenant, id);
+        assert_eq!(
+            (project["trust"].as_str(), project["onboarding"]["external_id"].as_str()),
+            (Some("tenant"), Some(tenant_id.as_str()))
+        );
+        let run = world.run_now(&tenant, id, MINUTE);
+        assert_eq!(run["outcome"], "succeeded", "active on its first run, no stack update: {run}");
+        assert_eq!(world.show(&tenant, id)["status"], "active");
+    }
+    assert_eq!(world.proxy.count("AssumeRole") - assumed_before, 1, "the two projects share one session");
+
+    // Another tenant cannot ride on this tenant's trust by naming its role.
+    let other = world.tenant("intruder", "777788889999").await;
+    let intruder = create_project(&world, &other, &outputs, &secret_arn);
+    let run = world.run_now(&other, &intruder, MINUTE);
+    assert_eq!(
+        (run["outcome"].as_str(), run["error"]["stage"].as_str()),
+        (Some("failed"), Some("assume_role")),
+        "{run}"
+    );
+    assert_eq!(world.show(&other, &intruder)["status"], "pending");
+
+    // A project with trust of its own has another id, which the stack does not trust yet.
+    let own = create_project(&world, &tenant, &outputs, &secret_arn);
+    let (status, patched) =
+        world.call("PATCH", &format!("/v1/projects/{own}"), &tenant.key, Some(json!({"trust": "project"})));
+    assert_eq!(status, 200, "{patched}");
+    let own_id = patched["onboarding"]["external_id"].as_str().unwrap();
+    assert!(own_id != tenant_id && patched["status"] == "pending", "{patched}");
+    let run = world.run_now(&tenant, &own, MINUTE);
+    assert_eq!(run["error"]["stage"], "assume_role", "{run}");
+    // Back to tenant trust: the tenant's id again, and the shared session.
+    let (_, back) = world.call("PATCH", &format!("/v1/projects/{own}"), &tenant.key, Some(json!({"trust": "tenant"})));
+    assert_eq!(back["onboarding"]["external_id"].as_str(), Some(tenant_id.as_str()), "{back}");
+    assert_eq!(world.run_now(&tenant, &own, MINUTE)["outcome"], "succeeded");
+}
+
 /// Creates the project from the stack's outputs as the README does; returns its id.
 fn create_project(world: &World, tenant: &Tenant, outputs: &BTreeMap<String, String>, secret_arn: &str) -> String {
     let plugin_id = world.upload(tenant, "incremental");

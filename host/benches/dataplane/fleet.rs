@@ -85,6 +85,7 @@ pub fn project(tenant: &str, plugin_id: &str, source_url: &str, n: usize) -> Pro
             role_arn: sluice::arn::RoleArn::parse(ROLE_ARN).unwrap(),
         },
         max_pages: 10,
+        trust: sluice::store::Trust::Project,
         status: ProjectStatus::Pending,
         status_message: "waiting for the first successful AssumeRole".into(),
         consecutive_failures: 0,

@@ -8,7 +8,7 @@ use utoipa::ToSchema;
 
 use super::error::ApiError;
 use crate::calendar::{Schedule, Timezone};
-use crate::store::{ApiKeySource, Quotas, Source, Target};
+use crate::store::{ApiKeySource, Quotas, Source, Target, Trust};
 
 /// The body of `POST /v1/projects`.
 #[derive(Debug, Clone, Deserialize, ToSchema)]
@@ -36,6 +36,10 @@ pub struct ProjectInput {
     #[serde(default = "default_max_pages")]
     #[schema(default = 10, minimum = 1, maximum = 100)]
     pub max_pages: u32,
+    /// Whose external id the role must trust: `tenant` (default; the tenant's, from `GET /v1/me`)
+    /// or `project` (one of the project's own, to revoke it alone).
+    #[serde(default)]
+    pub trust: Trust,
 }
 
 /// A schedule, with the field named when it does not parse.
@@ -71,6 +75,9 @@ pub struct ProjectPatch {
     pub target: Option<Target>,
     #[schema(minimum = 1, maximum = 100)]
     pub max_pages: Option<u32>,
+    /// Switching trust gives the project the other external id, and it is `pending` until the
+    /// role trusts that one.
+    pub trust: Option<Trust>,
 }
 
 impl ProjectPatch {
@@ -84,6 +91,7 @@ impl ProjectPatch {
         input.plugin_settings = self.plugin_settings.unwrap_or(input.plugin_settings);
         input.target = self.target.unwrap_or(input.target);
         input.max_pages = self.max_pages.unwrap_or(input.max_pages);
+        input.trust = self.trust.unwrap_or(input.trust);
         input
     }
 }

@@ -16,7 +16,7 @@ use super::openapi::{INTERNAL, TOO_LARGE, TenantErrors, UNAUTHORIZED};
 use super::project_input::{ProjectInput, ProjectPatch};
 use crate::scheduler::RunNowError;
 use crate::store::{
-    CreateProject, Onboarding, Project, ProjectStatus, RUNS_KEPT, Run, Tenant, Usage, now_rfc3339, random_hex,
+    CreateProject, Onboarding, Project, ProjectStatus, RUNS_KEPT, Run, Tenant, Trust, Usage, now_rfc3339, random_hex,
 };
 
 /// Each `routes!` call holds the handlers of one path: `OpenApiRouter` registers every handler of
@@ -66,6 +66,15 @@ fn input_of(project: &Project) -> ProjectInput {
         plugin_settings: project.plugin_settings.clone(),
         target: project.target.clone(),
         max_pages: project.max_pages,
+        trust: project.trust,
+    }
+}
+
+/// The external id a project with `trust` gets: the tenant's, or a new one of its own.
+fn external_id(tenant: &Tenant, trust: Trust) -> String {
+    match trust {
+        Trust::Tenant => tenant.external_id.clone(),
+        Trust::Project => random_hex(16),
     }
 }
 
@@ -113,13 +122,14 @@ async fn create(
         plugin_settings: input.plugin_settings,
         target: input.target,
         max_pages: input.max_pages,
+        trust: input.trust,
         status: ProjectStatus::Pending,
         status_message: PENDING_MESSAGE.into(),
         consecutive_failures: 0,
         backoff_until: None,
         onboarding: Onboarding {
             platform_principal_arn: state.platform_principal_arn.to_string(),
-            external_id: random_hex(16),
+            external_id: external_id(&tenant, input.trust),
         },
         created_at: now.clone(),
         updated_at: now,
@@ -236,11 +246,18 @@ async fn update(
 ) -> Result<axum::Json<Project>, ApiError> {
     let project = find(&state, &tenant, &id)?;
     let input = validate(&state, &tenant, patch.apply(input_of(&project)))?;
+    // Drawn once, outside the change, which the store may apply more than once.
+    let new_external_id = (input.trust != project.trust).then(|| external_id(&tenant, input.trust));
     save(&state, &tenant, &id, |project| {
-        // A different role has not trusted this project yet: onboarding starts over.
-        if input.target.role_arn != project.target.role_arn && project.status != ProjectStatus::Paused {
+        // A different role, or another external id, is not trusted yet: onboarding starts over.
+        let onboarding_changed = input.target.role_arn != project.target.role_arn || new_external_id.is_some();
+        if onboarding_changed && project.status != ProjectStatus::Paused {
             project.status = ProjectStatus::Pending;
             project.status_message = PENDING_MESSAGE.into();
+        }
+        if let Some(external_id) = &new_external_id {
+            project.onboarding.external_id = external_id.clone();
+            project.trust = input.trust;
         }
         project.name = input.name.trim().to_string();
         project.schedule = input.schedule.clone();

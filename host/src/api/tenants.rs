@@ -65,6 +65,10 @@ pub struct TenantBody {
     pub quota_overrides: QuotaOverrides,
     /// When the tenant was created, RFC 3339.
     pub created_at: String,
+    /// The `sts:ExternalId` the tenant's roles must require of the platform principal for the
+    /// tenant's projects with `trust: tenant` (the default): put it in the tenant stack once, and
+    /// every such project on the stack's role runs without a stack update.
+    pub external_id: String,
     /// Shown only when a key is issued: at creation and at rotation.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub api_key: Option<String>,
@@ -80,6 +84,7 @@ impl TenantBody {
             status: tenant.status,
             quota_overrides: tenant.quota_overrides,
             created_at: tenant.created_at,
+            external_id: tenant.external_id,
             api_key,
         }
     }

@@ -243,6 +243,17 @@ fn is_sts_text(text: &str, min: usize, max: usize, extra: &str) -> bool {
     (min..=max).contains(&text.len()) && text.chars().all(|c| c.is_ascii_alphanumeric() || extra.contains(c))
 }
 
+/// The RoleSessionName of a session that projects of one tenant share (tenant trust), so that the
+/// tenant's CloudTrail shows the tenant: `sluice-<tenant>`; run history shows the project.
+pub fn tenant_session_name(tenant: &str) -> String {
+    let clean: String = tenant
+        .chars()
+        .map(|c| if c.is_ascii_alphanumeric() || "_+=,.@-".contains(c) { c } else { '-' })
+        .take(64 - "sluice-".len())
+        .collect();
+    format!("sluice-{clean}")
+}
+
 /// A valid RoleSessionName (`[\w+=,.@-]`, 2 to 64 characters) naming the tenant and the project,
 /// so that the tenant's CloudTrail shows which project acted: `sluice-<tenant>-<project>`.
 /// Other characters become `-`; long ids are shortened, each keeping at least half the room.
@@ -267,6 +278,13 @@ mod tests {
 
     fn valid(name: &str) -> bool {
         is_sts_text(name, 2, 64, "_+=,.@-")
+    }
+
+    #[test]
+    fn a_shared_session_is_named_for_the_tenant() {
+        assert_eq!(tenant_session_name("ten_0123456789abcdef"), "sluice-ten_0123456789abcdef");
+        assert!(valid(&tenant_session_name(&"x".repeat(100))));
+        assert_eq!(tenant_session_name("a b"), "sluice-a-b");
     }
 
     #[test]

@@ -35,7 +35,7 @@ use aws_smithy_http_client::hyper_014::HyperClientBuilder;
 use crate::arn::{SecretArn, StreamArn};
 use crate::records::Record;
 
-pub use credentials::{RoleRef, Session, session_name};
+pub use credentials::{RoleRef, Session, session_name, tenant_session_name};
 pub use error::{AwsError, AwsErrorKind};
 pub use kinesis::Delivered;
 pub use principal::{platform_principal, principal_from_caller_arn};

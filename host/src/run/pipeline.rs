@@ -17,7 +17,7 @@ use crate::records::{OutputCheck, Record, RunLimits};
 use crate::runtime::{CallError, Plugin, Poll, Request, Response};
 use crate::scheduler::{Outcome, Tick};
 use crate::source::{FetchRequest, Fetched, KeyPlacement, SourceKey};
-use crate::store::{OutboxEntry, Project, Quotas, Run, RunError, RunOutcome, Stage, Trigger, random_hex};
+use crate::store::{OutboxEntry, Project, Quotas, Run, RunError, RunOutcome, Stage, Trigger, Trust, random_hex};
 
 /// What a run produced, for its history record.
 #[derive(Default)]
@@ -355,7 +355,12 @@ impl Inner {
     }
 
     pub(super) async fn assume(&self, project: &Project) -> Result<Session, Failure> {
-        let session_name = crate::aws::session_name(&project.tenant_id, &project.id);
+        // Projects that share the tenant's external id share a session too: the credentials are
+        // cached per (role, external id), and the session is named for the tenant.
+        let session_name = match project.trust {
+            Trust::Tenant => crate::aws::tenant_session_name(&project.tenant_id),
+            Trust::Project => crate::aws::session_name(&project.tenant_id, &project.id),
+        };
         let role = RoleRef {
             role_arn: &project.target.role_arn,
             external_id: &project.onboarding.external_id,

@@ -39,7 +39,7 @@ pub use disk::DiskUsage;
 pub use keys::{TenantKey, constant_time_eq, hash_key, random_hex};
 pub use model::{
     ApiKeySource, Onboarding, PluginMeta, Project, ProjectStatus, QuotaOverrides, Quotas, Source, Target, Tenant,
-    TenantStatus, Tier,
+    TenantStatus, Tier, Trust,
 };
 pub use outbox::{OutboxEntry, OutboxKey, WaitingEntry};
 pub use parked::{ParkedAction, ParkedEntry};
@@ -154,6 +154,7 @@ impl Store {
             meta.insert("schema_version", &SCHEMA_VERSION.to_be_bytes())?;
             store.db.flush()?;
         }
+        store.give_tenants_external_ids()?;
         store.disk.count_tree(&store.state, disk::DiskKind::State, chunks::stored_len)?;
         store.disk.count_tree(&store.outbox, disk::DiskKind::Outbox, chunks::stored_len)?;
         store.disk.count_tree(&store.parked, disk::DiskKind::Parked, chunks::stored_len)?;

@@ -135,6 +135,11 @@ pub struct Tenant {
     pub created_at: String,
     /// SHA-256 (hex) of the tenant's current API key. Stored, never shown by the API.
     pub key_hash: String,
+    /// The `sts:ExternalId` the tenant's roles require of the platform principal for projects
+    /// with tenant trust: one per tenant, as AWS recommends per customer, so one stack's role
+    /// serves all of them. Tenants stored before it existed get one when the store opens.
+    #[serde(default)]
+    pub external_id: String,
 }
 
 impl Tenant {
@@ -231,6 +236,27 @@ pub struct Target {
     pub role_arn: RoleArn,
 }
 
+/// Whose external id a project's role must trust.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize, ToSchema)]
+#[serde(rename_all = "snake_case")]
+pub enum Trust {
+    /// The tenant's external id (`GET /v1/me`), shared by the tenant's projects with this trust:
+    /// one stack update serves them all, and projects on the same role share one assumed-role
+    /// session. The default.
+    #[default]
+    Tenant,
+    /// An external id of the project's own, so that the tenant can revoke this project alone by
+    /// removing its id from the role's trust policy; every such project needs a stack update.
+    Project,
+}
+
+impl Trust {
+    /// The trust of a project stored before trust was a choice: its own external id.
+    fn stored_default() -> Self {
+        Trust::Project
+    }
+}
+
 /// What the tenant puts into its stack so that the role trusts this project.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
 pub struct Onboarding {
@@ -261,6 +287,9 @@ pub struct Project {
     pub target: Target,
     /// Most pages one run may fetch.
     pub max_pages: u32,
+    /// Whose external id the role must trust: the tenant's (the default) or the project's own.
+    #[serde(default = "Trust::stored_default")]
+    pub trust: Trust,
     pub status: ProjectStatus,
     /// Why the project has its status, and what the tenant should do about it.
     pub status_message: String,

@@ -19,6 +19,7 @@ impl Store {
             quota_overrides: QuotaOverrides::default(),
             created_at: now_rfc3339(),
             key_hash: key.hash(),
+            external_id: keys::random_hex(16),
         };
         let value = encode(&tenant)?;
         (&self.tenants, &self.keys).transaction(|(tenants, keys)| {
@@ -28,6 +29,22 @@ impl Store {
         })?;
         self.flush().await?;
         Ok((tenant, key))
+    }
+
+    /// Gives every tenant stored before tenants had an external id one of its own.
+    pub(super) fn give_tenants_external_ids(&self) -> Result<()> {
+        let mut changed = false;
+        for tenant in self.tenants()? {
+            if tenant.external_id.is_empty() {
+                let tenant = Tenant { external_id: keys::random_hex(16), ..tenant };
+                self.tenants.insert(tenant.id.as_bytes(), encode(&tenant)?)?;
+                changed = true;
+            }
+        }
+        if changed {
+            self.db.flush()?;
+        }
+        Ok(())
     }
 
     /// One tenant by id.
