@@ -72,8 +72,10 @@ impl Inner {
         current_run: Option<&str>,
     ) -> Result<Totals, Failure> {
         let mut totals = Totals::default();
-        let entries = self.store.outbox_of(tenant, project_id).map_err(Failure::host)?;
-        if entries.is_empty() {
+        // Keys first, each entry read when its turn comes: delivery stops at the first entry
+        // Kinesis does not take, and a stuck project's backlog may be many large entries.
+        let keys = self.store.outbox_keys_of(tenant, project_id).map_err(Failure::host)?;
+        if keys.is_empty() {
             return Ok(totals);
         }
         let Some(project) = self.store.project(tenant, project_id).map_err(Failure::host)? else {
@@ -86,7 +88,8 @@ impl Inner {
             f.stage = Stage::Deliver;
             f
         })?;
-        for (key, entry) in entries {
+        for key in keys {
+            let Some((_, entry)) = self.store.outbox_entry(&key).map_err(Failure::host)? else { continue };
             let error = match self.aws.put_records(&session, &project.target.stream_arn, &entry.records).await {
                 Ok(delivered) => {
                     self.store.complete_delivery(&key).await.map_err(Failure::host)?;

@@ -231,8 +231,18 @@ impl Store {
             .collect()
     }
 
+    /// The keys of a project's waiting entries, oldest first, without reading the entries: a
+    /// delivery stops at the first entry Kinesis does not take, so it reads them one at a time.
+    pub fn outbox_keys_of(&self, tenant: &str, project: &str) -> Result<Vec<OutboxKey>> {
+        self.outbox
+            .scan_prefix(project_prefix(tenant, project))
+            .keys()
+            .map(|key| Ok(OutboxKey(key?.to_vec())))
+            .collect()
+    }
+
     /// The entry under `key`, if it is still waiting.
-    pub(super) fn outbox_entry(&self, key: &OutboxKey) -> Result<Option<(Vec<u8>, OutboxEntry)>> {
+    pub fn outbox_entry(&self, key: &OutboxKey) -> Result<Option<(Vec<u8>, OutboxEntry)>> {
         let Some(value) = chunks::get(&self.outbox, &self.outbox_chunks, &key.0)? else { return Ok(None) };
         let entry = decode_entry(&String::from_utf8_lossy(&key.0), &value)?;
         Ok(Some((value, entry)))
