@@ -82,8 +82,8 @@ async fn a_store_written_before_values_were_split_opens_with_everything_in_it() 
     assert_eq!(store.tenant(TENANT).unwrap().unwrap().external_id, external_id, "the same id after reopening");
     let waiting = store.outbox_of(TENANT, PROJECT).unwrap();
     assert_eq!(waiting.len(), 2);
-    for (key, _) in &waiting {
-        store.complete_delivery(key).await.unwrap();
+    for (key, entry) in &waiting {
+        store.complete_delivery(key, entry).await.unwrap();
     }
     assert_eq!(store.committed_state(TENANT, PROJECT).unwrap().as_deref(), Some(&[b's'; 10_000][..]));
     assert_eq!(store.disk_usage(TENANT).outbox_bytes, 0);

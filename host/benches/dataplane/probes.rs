@@ -28,8 +28,8 @@ pub async fn store_run(store: &Store, project: &Project, body: &[u8]) {
     store.enqueue(&entry).await.unwrap();
     let entries = store.outbox_of(tenant, id).unwrap();
     let _again = store.project(tenant, id).unwrap();
-    for (key, _) in entries {
-        store.complete_delivery(&key).await.unwrap();
+    for (key, entry) in entries {
+        store.complete_delivery(&key, &entry).await.unwrap();
     }
     let ms = |t: Timestamp| t.round(jiff::Unit::Millisecond).unwrap_or(t).to_string();
     let run = sluice::store::Run {

@@ -89,10 +89,10 @@ impl Inner {
             f
         })?;
         for key in keys {
-            let Some((_, entry)) = self.store.outbox_entry(&key).map_err(Failure::host)? else { continue };
+            let Some(entry) = self.store.outbox_entry(&key).map_err(Failure::host)? else { continue };
             let error = match self.aws.put_records(&session, &project.target.stream_arn, &entry.records).await {
                 Ok(delivered) => {
-                    self.store.complete_delivery(&key).await.map_err(Failure::host)?;
+                    self.store.complete_delivery(&key, &entry).await.map_err(Failure::host)?;
                     self.metrics.delivered(delivered.records, delivered.bytes);
                     totals.records += delivered.records;
                     totals.bytes += delivered.bytes;
@@ -105,7 +105,7 @@ impl Inner {
             if error.kind == AwsErrorKind::Invalid {
                 let message = format!("kinesis refused the {which} for good, so they are parked: {error}");
                 let now = rfc3339_ms(jiff::Timestamp::now());
-                self.store.park(&key, &error.message, &now).await.map_err(Failure::host)?;
+                self.store.park(&key, &entry, &error.message, &now).await.map_err(Failure::host)?;
                 self.metrics.parked();
                 tracing::warn!(project = %project_id, run = %entry.run_id, "{message}");
                 totals.parked.push(Parked { run_id: entry.run_id.clone(), message });

@@ -333,9 +333,14 @@ impl Inner {
     /// `max_outbox_bytes` quota: one tenant must not fill the disk every tenant shares.
     fn check_outbox_bytes(&self, project: &Project, quotas: &Quotas, adding: u64) -> Result<(), Failure> {
         let waiting = self.store.disk_usage(&project.tenant_id).undelivered_bytes();
-        if waiting.saturating_add(adding) <= quotas.max_outbox_bytes
-            && (adding > 0 || waiting < quotas.max_outbox_bytes)
-        {
+        // Before fetching (`adding` 0), a full quota stops the run; an entry stops it if it would
+        // take the tenant over the quota.
+        let over = if adding == 0 {
+            waiting >= quotas.max_outbox_bytes
+        } else {
+            waiting.saturating_add(adding) > quotas.max_outbox_bytes
+        };
+        if !over {
             return Ok(());
         }
         let (stage, what) = if adding == 0 {

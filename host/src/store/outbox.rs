@@ -242,10 +242,9 @@ impl Store {
     }
 
     /// The entry under `key`, if it is still waiting.
-    pub fn outbox_entry(&self, key: &OutboxKey) -> Result<Option<(Vec<u8>, OutboxEntry)>> {
+    pub fn outbox_entry(&self, key: &OutboxKey) -> Result<Option<OutboxEntry>> {
         let Some(value) = chunks::get(&self.outbox, &self.outbox_chunks, &key.0)? else { return Ok(None) };
-        let entry = decode_entry(&String::from_utf8_lossy(&key.0), &value)?;
-        Ok(Some((value, entry)))
+        decode_entry(&String::from_utf8_lossy(&key.0), &value).map(Some)
     }
 
     /// How many entries a project has waiting.
@@ -274,20 +273,23 @@ impl Store {
         self.outbox.len()
     }
 
-    /// Removes a delivered entry and commits its state, in one transaction. Not flushed at once
-    /// (see the module doc of `store`): a crash before sled's next flush delivers it again.
-    pub async fn complete_delivery(&self, key: &OutboxKey) -> Result<()> {
-        let Some((value, entry)) = self.outbox_entry(key)? else { return Ok(()) };
+    /// Removes a delivered entry and commits its state, in one transaction; `entry` is the entry
+    /// stored under `key`, as the caller read it to deliver it. Not flushed at once (see the module
+    /// doc of `store`): a crash before sled's next flush delivers it again.
+    pub async fn complete_delivery(&self, key: &OutboxKey, entry: &OutboxEntry) -> Result<()> {
         let state_key = state_key(&entry.tenant_id, &entry.project_id);
         let trees = (&self.outbox, &self.outbox_chunks, &self.state, &self.state_chunks);
-        let replaced = trees.transaction(|(outbox, outbox_pieces, state, state_pieces)| {
-            chunks::remove(outbox, outbox_pieces, &key.0)?;
-            match &entry.state {
-                Some(new_state) => Ok(chunks::put(state, state_pieces, state_key.as_bytes(), new_state)?),
-                None => Ok(None),
-            }
+        let done = trees.transaction(|(outbox, outbox_pieces, state, state_pieces)| {
+            // Gone already (its project was deleted meanwhile): nothing to commit.
+            let Some(removed) = chunks::remove(outbox, outbox_pieces, &key.0)? else { return Ok(None) };
+            let replaced = match &entry.state {
+                Some(new_state) => chunks::put(state, state_pieces, state_key.as_bytes(), new_state)?,
+                None => None,
+            };
+            Ok(Some((removed, replaced)))
         })?;
-        self.disk.change(&entry.tenant_id, DiskKind::Outbox, 0, size(&key.0, &value));
+        let Some((removed, replaced)) = done else { return Ok(()) };
+        self.disk.change(&entry.tenant_id, DiskKind::Outbox, 0, key.0.len() as u64 + removed);
         if let Some(new_state) = &entry.state {
             let old = replaced.map_or(0, |old| state_key.len() as u64 + old);
             self.disk.change(&entry.tenant_id, DiskKind::State, size(state_key.as_bytes(), new_state), old);
@@ -387,7 +389,7 @@ mod tests {
         store.enqueue(&entry("prj_2", None, 1)).await.unwrap();
 
         let waiting = store.outbox_of("ten_a", "prj_1").unwrap();
-        assert_eq!(waiting, vec![(k1.clone(), first.clone()), (k2.clone(), second)]);
+        assert_eq!(waiting, vec![(k1.clone(), first.clone()), (k2.clone(), second.clone())]);
         assert_eq!(store.outbox_depth(), 3);
         assert_eq!(
             store.outbox_projects().unwrap(),
@@ -396,7 +398,7 @@ mod tests {
         assert_eq!(store.next_state("ten_a", "prj_1").unwrap().as_deref(), Some(&b"cursor=2"[..]));
         assert_eq!(store.committed_state("ten_a", "prj_1").unwrap(), None, "nothing committed before delivery");
 
-        store.complete_delivery(&k1).await.unwrap();
+        store.complete_delivery(&k1, &first).await.unwrap();
         assert_eq!(store.committed_state("ten_a", "prj_1").unwrap().as_deref(), Some(&b"cursor=1"[..]));
         assert_eq!(store.outbox_len_of("ten_a", "prj_1"), 1);
         drop(store);
@@ -405,7 +407,7 @@ mod tests {
         let store = crate::store::reopen(dir.path());
         assert_eq!(store.outbox_of("ten_a", "prj_1").unwrap().len(), 1);
         assert_eq!(store.committed_state("ten_a", "prj_1").unwrap().as_deref(), Some(&b"cursor=1"[..]));
-        store.complete_delivery(&k2).await.unwrap();
+        store.complete_delivery(&k2, &second).await.unwrap();
         assert_eq!(store.committed_state("ten_a", "prj_1").unwrap().as_deref(), Some(&b"cursor=2"[..]));
         assert_eq!(store.next_state("ten_a", "prj_2").unwrap(), None);
         store.delete_state_of("ten_a", "prj_2").unwrap();

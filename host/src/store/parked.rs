@@ -65,25 +65,27 @@ pub enum ParkedAction {
 
 impl Store {
     /// Moves an entry Kinesis refused for good from the outbox to the parked entries and commits
-    /// its state, in one transaction, flushed before it returns.
-    pub async fn park(&self, key: &OutboxKey, error: &str, parked_at: &str) -> Result<()> {
-        let Some((value, entry)) = self.outbox_entry(key)? else { return Ok(()) };
+    /// its state, in one transaction, flushed before it returns; `entry` is the entry stored under
+    /// `key`, as the caller read it to deliver it.
+    pub async fn park(&self, key: &OutboxKey, entry: &OutboxEntry, error: &str, parked_at: &str) -> Result<()> {
         let state_key = state_key(&entry.tenant_id, &entry.project_id);
         let parked =
             encode(&ParkedEntry { entry: entry.clone(), error: error.to_string(), parked_at: parked_at.into() })?;
         let trees =
             (&self.outbox, &self.outbox_chunks, &self.parked, &self.parked_chunks, &self.state, &self.state_chunks);
-        let replaced =
-            trees.transaction(|(outbox, outbox_pieces, parked_tree, parked_pieces, state, state_pieces)| {
-                chunks::remove(outbox, outbox_pieces, &key.0)?;
-                chunks::put(parked_tree, parked_pieces, &key.0, &parked)?;
-                match &entry.state {
-                    Some(new_state) => Ok(chunks::put(state, state_pieces, state_key.as_bytes(), new_state)?),
-                    None => Ok(None),
-                }
-            })?;
+        let done = trees.transaction(|(outbox, outbox_pieces, parked_tree, parked_pieces, state, state_pieces)| {
+            // Gone already (its project was deleted meanwhile): nothing to park.
+            let Some(removed) = chunks::remove(outbox, outbox_pieces, &key.0)? else { return Ok(None) };
+            chunks::put(parked_tree, parked_pieces, &key.0, &parked)?;
+            let replaced = match &entry.state {
+                Some(new_state) => chunks::put(state, state_pieces, state_key.as_bytes(), new_state)?,
+                None => None,
+            };
+            Ok(Some((removed, replaced)))
+        })?;
+        let Some((removed, replaced)) = done else { return Ok(()) };
         let tenant = &entry.tenant_id;
-        self.disk.change(tenant, DiskKind::Outbox, 0, size(&key.0, &value));
+        self.disk.change(tenant, DiskKind::Outbox, 0, key.0.len() as u64 + removed);
         self.disk.change(tenant, DiskKind::Parked, size(&key.0, &parked), 0);
         if let Some(new_state) = &entry.state {
             let old = replaced.map_or(0, |old| state_key.len() as u64 + old);
@@ -191,7 +193,7 @@ mod tests {
         store.enqueue(&entry("run_2", b"s2")).await.unwrap();
         let before = store.disk_usage("ten_a");
 
-        store.park(&first, "kinesis refused it", "2026-12-07T10:00:00Z").await.unwrap();
+        store.park(&first, &entry("run_1", b"s1"), "kinesis refused it", "2026-12-07T10:00:00Z").await.unwrap();
         assert_eq!(store.committed_state("ten_a", "prj_1").unwrap().as_deref(), Some(&b"s1"[..]));
         assert_eq!(store.outbox_len_of("ten_a", "prj_1"), 1, "the later entry still waits");
         let parked = store.parked_of("ten_a", "prj_1").unwrap();
@@ -210,7 +212,7 @@ mod tests {
         assert_eq!(store.disk_usage("ten_a").parked_bytes, 0);
 
         // Parked again, then discarded: nothing of it is left, also after reopening.
-        store.park(&waiting[1].0, "refused again", "2026-12-07T10:01:00Z").await.unwrap();
+        store.park(&waiting[1].0, &waiting[1].1, "refused again", "2026-12-07T10:01:00Z").await.unwrap();
         assert_eq!(store.discard_parked("ten_a", "prj_1", "run_1").await.unwrap(), ParkedAction::Done);
         assert!(store.parked_of("ten_a", "prj_1").unwrap().is_empty());
         let usage = store.disk_usage("ten_a");
