@@ -86,6 +86,20 @@ impl OutputCheck {
         Self { limits, records: 0, bytes: 0 }
     }
 
+    /// [`OutputCheck::page`] on one call's output, as the runtime returns it.
+    pub fn output(&mut self, output: &crate::runtime::Output, max_problems: usize) -> Vec<String> {
+        let records = output.records.iter();
+        let records = records.map(|r| (r.data.as_slice(), r.partition_key.as_str(), r.explicit_hash_key.as_deref()));
+        self.page(records, output.state.as_deref(), max_problems)
+    }
+
+    /// What a dry run of one call reports: the record rules and the state limit, since the run's
+    /// totals need a whole run.
+    pub fn dry_run(output: &crate::runtime::Output, max_state_bytes: u64, max_problems: usize) -> Vec<String> {
+        let limits = RunLimits { max_state_bytes, max_records: u64::MAX, max_bytes: u64::MAX };
+        OutputCheck::new(limits).output(output, max_problems)
+    }
+
     /// Checks one call's records and state. Returns every problem found (at most `max_problems`,
     /// then a line saying how many more), in record order; empty when the output may be stored.
     pub fn page<'a>(

@@ -18,7 +18,7 @@ use super::auth::Caller;
 use super::error::{ApiError, ErrorBody};
 use super::extract::{Json, Path, Query, RawBody};
 use super::openapi::{INTERNAL, TOO_LARGE, TenantErrors, UNAUTHORIZED};
-use crate::records::{OutputCheck, RunLimits};
+use crate::records::OutputCheck;
 use crate::runtime::{self, CallError, LogLine, Plugin, Poll, Response, plugin_id};
 use crate::store::{CreatePlugin, DeletePlugin, PluginMeta, now_rfc3339};
 
@@ -469,17 +469,7 @@ async fn test(
     let logs = report.logs.lines;
     Ok(axum::Json(match report.result {
         Ok(output) => {
-            let limits = RunLimits {
-                max_state_bytes: tenant.quotas().max_state_bytes,
-                max_records: u64::MAX,
-                max_bytes: u64::MAX,
-            };
-            let records = output.records.iter();
-            let problems = OutputCheck::new(limits).page(
-                records.map(|r| (r.data.as_slice(), r.partition_key.as_str(), r.explicit_hash_key.as_deref())),
-                output.state.as_deref(),
-                MAX_PROBLEMS,
-            );
+            let problems = OutputCheck::dry_run(&output, tenant.quotas().max_state_bytes, MAX_PROBLEMS);
             let failure = problems.first().map(|first| DryRunFailure {
                 kind: "invalid_output",
                 message: format!("a run would store nothing of this output: {first}"),

@@ -143,7 +143,7 @@ async fn run_inner(args: Args) -> Result<ExitCode, ExitCode> {
     let Ok(output) = &transformed.result else { return finish(&args, &report, false) };
     // The checks a run applies before storing anything: a record Kinesis would refuse, or a state
     // over the quota, fails the run in stage `transform`.
-    let problems = output_problems(output, args.max_state_bytes);
+    let problems = crate::records::OutputCheck::dry_run(output, args.max_state_bytes, 20);
     report["checks"] = json!({"ok": problems.is_empty(), "problems": problems});
     if !args.json {
         if problems.is_empty() {
@@ -156,17 +156,6 @@ async fn run_inner(args: Args) -> Result<ExitCode, ExitCode> {
         }
     }
     finish(&args, &report, problems.is_empty())
-}
-
-/// What keeps an output from being stored, as a run would say it (at most 20 problems).
-fn output_problems(output: &Output, max_state_bytes: u64) -> Vec<String> {
-    let limits = crate::records::RunLimits { max_state_bytes, max_records: u64::MAX, max_bytes: u64::MAX };
-    let records = output.records.iter();
-    crate::records::OutputCheck::new(limits).page(
-        records.map(|r| (r.data.as_slice(), r.partition_key.as_str(), r.explicit_hash_key.as_deref())),
-        output.state.as_deref(),
-        20,
-    )
 }
 
 fn finish(args: &Args, report: &Value, ok: bool) -> Result<ExitCode, ExitCode> {

@@ -246,14 +246,7 @@ impl Inner {
             let output = report.result.map_err(|e| plugin_failure(Stage::Transform, e))?;
             // Checked here, before anything is stored: a record Kinesis refuses must fail this run,
             // not become an outbox entry that no retry can deliver.
-            let problems = check.page(
-                output
-                    .records
-                    .iter()
-                    .map(|r| (r.data.as_slice(), r.partition_key.as_str(), r.explicit_hash_key.as_deref())),
-                output.state.as_deref(),
-                MAX_PROBLEMS,
-            );
+            let problems = check.output(&output, MAX_PROBLEMS);
             if !problems.is_empty() {
                 return Err(Failure::tenant(
                     Stage::Transform,
