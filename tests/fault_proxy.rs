@@ -129,6 +129,14 @@ impl FaultProxy {
         trust_policy(&self.state, role_arn)
     }
 
+    /// The inline permission policy `policy_name` of the role `role_arn` as moto stores it;
+    /// `None` when there is no such role or policy.
+    pub fn role_policy(&self, role_arn: &str, policy_name: &str) -> Option<serde_json::Value> {
+        let (account, name) = role_account_and_name(role_arn);
+        let params = [("Action", "GetRolePolicy"), ("RoleName", name), ("PolicyName", policy_name)];
+        policy_document(&upstream_iam(&self.state, account, &params)?, "PolicyDocument")
+    }
+
     /// Replaces the trust policy of the role `role_arn` on moto (IAM UpdateAssumeRolePolicy), for
     /// setting up what moto's CloudFormation leaves undone.
     pub fn set_trust_policy(&self, role_arn: &str, policy: &serde_json::Value) {
@@ -375,16 +383,28 @@ fn role_account_and_name(role_arn: &str) -> (&str, &str) {
 fn trust_policy(state: &State, role_arn: &str) -> Option<serde_json::Value> {
     let (account, name) = role_account_and_name(role_arn);
     let response = upstream_iam(state, account, &[("Action", "GetRole"), ("RoleName", name)])?;
+    policy_document(&response, "AssumeRolePolicyDocument")
+}
+
+/// The policy document in the element `tag` of a successful IAM answer.
+fn policy_document(response: &Message, tag: &str) -> Option<serde_json::Value> {
     if !response.start.contains(" 200 ") {
         return None;
     }
     let xml = String::from_utf8_lossy(&response.body);
-    let (_, rest) = xml.split_once("<AssumeRolePolicyDocument>")?;
-    let (document, _) = rest.split_once("</AssumeRolePolicyDocument>")?;
+    let (_, rest) = xml.split_once(&format!("<{tag}>"))?;
+    let (document, _) = rest.split_once(&format!("</{tag}>"))?;
     let document = document.replace("&quot;", "\"").replace("&lt;", "<").replace("&gt;", ">").replace("&amp;", "&");
     // IAM answers the document URL-encoded, as AWS does.
     let document = if document.starts_with('{') { document } else { percent_decode(&document) };
-    serde_json::from_str(&document).ok()
+    serde_json::from_str(&document).ok().or_else(|| serde_json::from_str(&python_literal_as_json(&document)).ok())
+}
+
+/// moto 5.2 answers the inline policies CloudFormation gave a role as Python literals
+/// (`{'Effect': 'Allow', 'Resource': [None, …]}`) instead of JSON. Policies hold no quotes or
+/// backslashes of their own, so swapping the quotes and the three constants is enough.
+fn python_literal_as_json(literal: &str) -> String {
+    literal.replace('\'', "\"").replace("None", "null").replace("True", "true").replace("False", "false")
 }
 
 /// Sends one IAM query-protocol request to moto, acting in `account`: moto takes the account

@@ -64,7 +64,8 @@ impl World {
         world
     }
 
-    /// Starts the daemon (again) on the same data directory.
+    /// Starts the daemon (again) on the same data directory, after a `kill -9` of the running
+    /// one, if any: two daemons cannot hold one store.
     pub fn restart(&mut self) {
         self.restart_with(FAST, &[]);
     }
@@ -78,12 +79,22 @@ impl World {
             ("SLUICE_PLATFORM_PRINCIPAL_ARN", PLATFORM_PRINCIPAL.to_string()),
         ];
         env.extend(extra_env.iter().cloned());
+        self.daemon.take();
         self.daemon = Some(Daemon::start_configured(self.dir.path(), &env, config));
     }
 
     /// `kill -9` of the daemon.
     pub fn kill(&mut self) {
         self.daemon.take().expect("the daemon runs").kill();
+    }
+
+    /// Waits (at most 30 s) until `/readyz` says the daemon's scheduler has every project, as
+    /// after a restart, before which a manual run is refused with 503.
+    pub fn wait_ready(&self) {
+        wait_for(Duration::from_secs(30), "the daemon to be ready", || {
+            let (status, ready) = self.daemon().call("GET", "/readyz", None, None);
+            (status == 200 && ready["scheduler"] == true).then_some(())
+        });
     }
 
     pub fn daemon(&self) -> &Daemon {

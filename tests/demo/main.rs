@@ -1,12 +1,12 @@
 //! `cargo xtask demo`: the whole Sluice flow on one machine, with records visibly arriving.
 //!
 //! It starts moto (the local AWS) and a sample JSON API on loopback, then the real `sluice`
-//! binary, and plays both sides: the operator creates a tenant; the tenant deploys
-//! `tenant-stack/template.yaml` with CloudFormation, uploads the `json-split` plugin, creates a
-//! project from the stack's outputs, updates the stack with the project's onboarding values,
-//! and reads its Kinesis stream through the AWS API, printing each record with its delay. After
-//! about ten records it prints a summary and stops everything; the exit code says whether the
-//! records arrived.
+//! binary, and plays both sides: the operator creates a tenant; the tenant reads its external id
+//! (`GET /v1/me`), deploys `tenant-stack/template.yaml` with CloudFormation once, trusting that
+//! id, uploads the `json-split` plugin, creates two projects from the stack's outputs (both
+//! active from their first run, with no stack update), and reads the Kinesis stream through the
+//! AWS API, printing each record with its project's site and its delay. After about ten records
+//! it prints a summary and stops everything; the exit code says whether the records arrived.
 //!
 //! It is a binary of `sluice-tests` rather than part of xtask because it is made of what the
 //! end-to-end tests already use and trust (`Moto`, `Daemon`, the SDK settings for moto), so the
@@ -35,6 +35,8 @@ const BUDGET: Duration = Duration::from_secs(90);
 const WANTED: usize = 10;
 const STACK: &str = "sluice-demo";
 const STREAM: &str = "sluice-demo-readings";
+/// The sites of the demo's two projects: each polls the sample API for its own site.
+const SITES: [&str; 2] = ["north", "south"];
 /// The key the sample API wants; the tenant keeps it in its secret.
 const SOURCE_KEY: &str = "demo-source-key-0123456789";
 /// The platform's own identity. The daemon runs with this role's credentials in a separate
@@ -146,7 +148,7 @@ async fn demo() -> Result<bool> {
     step("starting the sample JSON API on 127.0.0.1", "another process may hold the loopback ports; try again");
     let api = sample_api::SampleApi::start(SOURCE_KEY).context("cannot start the sample API")?;
     info(format!(
-        "GET {}/readings produces two readings per request, each stamped with produced_at; it wants x-api-key",
+        "GET {}/readings?site=… produces two readings of the site per request, each stamped with produced_at; it wants x-api-key",
         api.base
     ));
 
@@ -193,17 +195,32 @@ async fn demo() -> Result<bool> {
         key.get(..8).unwrap_or(&key)
     ));
 
+    step("reading the tenant's trust values (GET /v1/me)", "the daemon refused the tenant's key; its answer is above");
+    let me = call(&daemon, "GET", "/v1/me", &key, None, 200)?;
+    let principal = text(&me, "platform_principal_arn")?.to_string();
+    let external_id = text(&me, "external_id")?.to_string();
+    info(format!("platform_principal_arn {principal}"));
+    info(format!("external_id            {external_id} (the tenant's, for all its projects)"));
+
     step(
-        &format!("deploying the tenant stack {STACK} from tenant-stack/template.yaml (CloudFormation CreateStack)"),
+        &format!(
+            "deploying the tenant stack {STACK} from tenant-stack/template.yaml, once (CloudFormation CreateStack)"
+        ),
         "fix tenant-stack/template.yaml (check it with `cfn-lint`), or see moto's CloudFormation support",
     );
     let tenant_aws = sdk_config(&moto.endpoint, Credentials::new("testing", "testing", None, None, "tenant")).await;
     let cloudformation = aws_sdk_cloudformation::Client::new(&tenant_aws);
     let secrets = aws_sdk_secretsmanager::Client::new(&tenant_aws);
-    // The trust parameters keep their defaults on the first deployment: the project that
-    // provides them does not exist yet.
-    let parameters =
-        [("StreamName", STREAM), ("StreamMode", "PROVISIONED"), ("ShardCount", "1"), ("ApiKey", SOURCE_KEY)];
+    // The stack trusts the tenant's external id, so it serves every project of the tenant that
+    // names its role: no update per project.
+    let parameters = [
+        ("StreamName", STREAM),
+        ("StreamMode", "PROVISIONED"),
+        ("ShardCount", "1"),
+        ("ApiKey", SOURCE_KEY),
+        ("PlatformPrincipalArn", &principal),
+        ("ExternalId", &external_id),
+    ];
     let outputs = stack::create(&cloudformation, STACK, &template, &parameters, deadline).await?;
     info(format!("RoleArn   {}", outputs.role_arn));
     info(format!("StreamArn {}", outputs.stream_arn));
@@ -227,46 +244,45 @@ async fn demo() -> Result<bool> {
     let plugin_id = text(&uploaded, "id")?.to_string();
     info(format!("plugin {plugin_id}"));
 
-    step(
-        "creating project \"readings\" at rate(2 seconds) with the stack's outputs (POST /v1/projects)",
-        "the daemon refused the project; its answer above names the field to fix",
-    );
-    let project = call(
-        &daemon,
-        "POST",
-        "/v1/projects",
-        &key,
-        Some(json!({
-            "name": "readings",
-            "schedule": "rate(2 seconds)",
-            "timezone": "UTC",
-            "source": {
-                "url": format!("{}/readings", api.base),
-                "api_key": {"secret_arn": secret_arn, "header": "x-api-key"},
-            },
-            "plugin_id": plugin_id,
-            "plugin_settings": {"array_path": "readings", "partition_key_field": "id"},
-            "target": {"stream_arn": outputs.stream_arn, "role_arn": outputs.role_arn},
-        })),
-        201,
-    )?;
-    let project_id = text(&project, "id")?.to_string();
-    let principal = text(&project["onboarding"], "platform_principal_arn")?.to_string();
-    let external_id = text(&project["onboarding"], "external_id")?.to_string();
-    info(format!("project {project_id}, status {}", project["status"].as_str().unwrap_or("?")));
-    info(format!("onboarding.platform_principal_arn {principal}"));
-    info(format!("onboarding.external_id            {external_id}"));
-
-    step(
-        "updating the stack with the project's onboarding values (CloudFormation UpdateStack)",
-        "fix tenant-stack/template.yaml's PlatformPrincipalArn and ExternalId parameters",
-    );
-    let changed = [("PlatformPrincipalArn", principal.as_str()), ("ExternalId", external_id.as_str())];
-    stack::update(&cloudformation, STACK, &changed, deadline).await?;
-    let trusted = stack::parameter(&cloudformation, STACK, "ExternalId").await?;
-    info(format!("stack updated: ExternalId = {}", trusted.as_deref().unwrap_or("(absent)")));
-    info("note: moto does not evaluate IAM trust policies, so AssumeRole succeeds even without this step;");
-    info("      against real AWS the project's runs fail at assume_role until the stack trusts it");
+    let mut project_ids = Vec::new();
+    for site in SITES {
+        step(
+            &format!(
+                "creating project \"readings-{site}\" at rate(2 seconds) with the stack's outputs (POST /v1/projects)"
+            ),
+            "the daemon refused the project; its answer above names the field to fix",
+        );
+        let project = call(
+            &daemon,
+            "POST",
+            "/v1/projects",
+            &key,
+            Some(json!({
+                "name": format!("readings-{site}"),
+                "schedule": "rate(2 seconds)",
+                "timezone": "UTC",
+                "source": {
+                    "url": format!("{}/readings?site={site}", api.base),
+                    "api_key": {"secret_arn": secret_arn, "header": "x-api-key"},
+                },
+                "plugin_id": plugin_id,
+                "plugin_settings": {"array_path": "readings", "partition_key_field": "id"},
+                "target": {"stream_arn": outputs.stream_arn, "role_arn": outputs.role_arn},
+            })),
+            201,
+        )?;
+        let project_id = text(&project, "id")?.to_string();
+        info(format!(
+            "project {project_id}, status {} until its first run, trust {}, external id {}",
+            project["status"].as_str().unwrap_or("?"),
+            project["trust"].as_str().unwrap_or("?"),
+            project["onboarding"]["external_id"].as_str().unwrap_or("?"),
+        ));
+        project_ids.push(project_id);
+    }
+    info("no stack update: the role already trusts the tenant's id, so both projects run from their first run");
+    info("note: moto does not evaluate IAM trust policies; against real AWS a stack that did not trust");
+    info("      the tenant's id would leave the projects pending, failing at assume_role");
     check_deadline(deadline)?;
 
     step(
@@ -289,10 +305,19 @@ async fn demo() -> Result<bool> {
     let arrived = delays.len() >= WANTED;
 
     step("summary", "the daemon stopped answering; its messages are above");
-    let runs = call(&daemon, "GET", &format!("/v1/projects/{project_id}/runs?limit=100"), &key, None, 200)?;
-    let shown = call(&daemon, "GET", &format!("/v1/projects/{project_id}"), &key, None, 200)?;
-    summarize(runs["runs"].as_array().map(Vec::as_slice).unwrap_or_default(), &delays, &api);
-    info(format!("project   {project_id} is {}", shown["status"].as_str().unwrap_or("?")));
+    let mut runs = Vec::new();
+    for project_id in &project_ids {
+        let page = call(&daemon, "GET", &format!("/v1/projects/{project_id}/runs?limit=100"), &key, None, 200)?;
+        runs.extend(page["runs"].as_array().cloned().unwrap_or_default());
+    }
+    // Newest first across both projects, as each project's own history is.
+    runs.sort_by(|a, b| b["started_at"].as_str().cmp(&a["started_at"].as_str()));
+    summarize(&runs, &delays, &api);
+    for project_id in &project_ids {
+        let shown = call(&daemon, "GET", &format!("/v1/projects/{project_id}"), &key, None, 200)?;
+        let name = shown["name"].as_str().unwrap_or("?");
+        info(format!("project   {project_id} ({name}) is {}", shown["status"].as_str().unwrap_or("?")));
+    }
     if !arrived {
         println!(
             "demo: gave up after {} s with {} of {WANTED} records; the runs above say where they stopped",
@@ -325,9 +350,10 @@ fn show(number: usize, record: &stream_tail::Arrived) -> Option<i64> {
     let arrived = record.arrived_at_ms.unwrap_or_else(|| jiff::Timestamp::now().as_millisecond());
     let delay = arrived - produced.as_millisecond();
     info(format!(
-        "record {number:>2}  {:<12} key {:<12} {:<10} {:>5.1} °C  produced {}  delay {delay:>4} ms",
+        "record {number:>2}  {:<12} key {:<12} {:<5} {:<10} {:>5.1} °C  produced {}  delay {delay:>4} ms",
         data["id"].as_str().unwrap_or("?"),
         record.partition_key,
+        data["site"].as_str().unwrap_or("?"),
         data["sensor"].as_str().unwrap_or("?"),
         data["celsius"].as_f64().unwrap_or(f64::NAN),
         produced.strftime("%H:%M:%S%.3f"),
@@ -341,7 +367,7 @@ fn summarize(runs: &[Value], delays: &[i64], api: &sample_api::SampleApi) {
     let delivered: u64 =
         runs.iter().filter(|r| r["outcome"] == "succeeded").filter_map(|r| r["records"].as_u64()).sum();
     info(format!(
-        "runs      {} ({} succeeded, {} failed, {} skipped), {delivered} records delivered, from the project's run history",
+        "runs      {} ({} succeeded, {} failed, {} skipped), {delivered} records delivered, from the projects' run history",
         runs.len(),
         count("succeeded"),
         count("failed"),

@@ -1,14 +1,15 @@
-//! The sample JSON API the demo's project polls, on loopback.
+//! The sample JSON API the demo's projects poll, on loopback.
 //!
-//! `GET /readings` answers `{"readings": [...]}` with new readings on every request, each stamped
-//! with `produced_at`, the moment the API produced it, so that the demo can show how long a
-//! record took from the API to the tenant's stream. It wants the demo's key in `x-api-key`, as a
-//! real API would, so a record arriving also proves that the daemon read the tenant's secret.
+//! `GET /readings?site=…` answers `{"readings": [...]}` with new readings of that site on every
+//! request, each stamped with `produced_at`, the moment the API produced it, so that the demo
+//! can tell its two projects' records apart and show how long a record took from the API to the
+//! tenant's stream. It wants the demo's key in `x-api-key`, as a real API would, so a record
+//! arriving also proves that the daemon read the tenant's secret.
 
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
 
-use axum::extract::State;
+use axum::extract::{Query, State};
 use axum::http::{HeaderMap, StatusCode};
 use axum::response::{IntoResponse, Response};
 use serde_json::json;
@@ -73,7 +74,11 @@ impl SampleApi {
     }
 }
 
-async fn readings(State(shared): State<Arc<Shared>>, headers: HeaderMap) -> Response {
+async fn readings(
+    State(shared): State<Arc<Shared>>,
+    Query(query): Query<std::collections::HashMap<String, String>>,
+    headers: HeaderMap,
+) -> Response {
     let counters = &shared.counters;
     if headers.get("x-api-key").and_then(|v| v.to_str().ok()) != Some(shared.key.as_str()) {
         counters.refused.fetch_add(1, Ordering::Relaxed);
@@ -88,6 +93,7 @@ async fn readings(State(shared): State<Arc<Shared>>, headers: HeaderMap) -> Resp
             let n = first + i;
             json!({
                 "id": format!("reading-{n:04}"),
+                "site": query.get("site").map_or("main", String::as_str),
                 "sensor": SENSORS[i as usize],
                 // A gentle, repeatable wave, so that the values look like a sensor's.
                 "celsius": 18.0 + f64::from(u32::try_from(n % 9).unwrap_or(0)) * 0.5,

@@ -1,6 +1,6 @@
-//! The tenant's side of onboarding: deploying `tenant-stack/template.yaml` with CloudFormation,
-//! reading its outputs, and updating it with a project's onboarding values, through the same
-//! API calls a tenant's `aws cloudformation` commands make.
+//! The tenant's side of onboarding: deploying `tenant-stack/template.yaml` with CloudFormation
+//! and reading its outputs, through the same API calls a tenant's `aws cloudformation` commands
+//! make. Tenant trust makes it one deployment: no update per project.
 
 use std::time::{Duration, Instant};
 
@@ -38,41 +38,6 @@ pub async fn create(
     request.send().await.map_err(|e| anyhow::anyhow!("CreateStack failed: {}", DisplayErrorContext(&e)))?;
     let stack = wait(client, name, "CREATE_COMPLETE", deadline).await?;
     outputs(&stack)
-}
-
-/// Updates the stack's template-as-is with new values for `changed`, keeping every other
-/// parameter's previous value (`aws cloudformation update-stack --use-previous-template`), and
-/// waits until the update is complete.
-pub async fn update(client: &Client, name: &str, changed: &[(&str, &str)], deadline: Instant) -> Result<Outputs> {
-    let stack = describe(client, name).await?;
-    let mut request = client
-        .update_stack()
-        .stack_name(name)
-        .use_previous_template(true)
-        .capabilities(Capability::CapabilityIam)
-        .capabilities(Capability::CapabilityNamedIam);
-    for (key, value) in changed {
-        request = request.parameters(Parameter::builder().parameter_key(*key).parameter_value(*value).build());
-    }
-    for previous in stack.parameters() {
-        let Some(key) = previous.parameter_key() else { continue };
-        if !changed.iter().any(|(k, _)| *k == key) {
-            request = request.parameters(Parameter::builder().parameter_key(key).use_previous_value(true).build());
-        }
-    }
-    request.send().await.map_err(|e| anyhow::anyhow!("UpdateStack failed: {}", DisplayErrorContext(&e)))?;
-    let stack = wait(client, name, "UPDATE_COMPLETE", deadline).await?;
-    outputs(&stack)
-}
-
-/// A stack parameter's current value, as CloudFormation reports it.
-pub async fn parameter(client: &Client, name: &str, key: &str) -> Result<Option<String>> {
-    let stack = describe(client, name).await?;
-    Ok(stack
-        .parameters()
-        .iter()
-        .find(|p| p.parameter_key() == Some(key))
-        .and_then(|p| p.parameter_value().map(str::to_string)))
 }
 
 async fn describe(client: &Client, name: &str) -> Result<Stack> {

@@ -114,10 +114,7 @@ async fn kill_9_at_random_moments_under_load_loses_no_record() {
         snapshot.check(&world, &tenants, kill);
         if kill % 5 == 0 {
             // The daemon gets ready, every project is polled again, and none is stuck.
-            wait_for(Duration::from_secs(30), &format!("readiness after restart {kill}"), || {
-                let (status, ready) = world.daemon().call("GET", "/readyz", None, None);
-                (status == 200 && ready["scheduler"] == true).then_some(())
-            });
+            world.wait_ready();
             let polled: Vec<u64> = subjects.iter().map(|s| world.source.event_log(&s.log).requests).collect();
             wait_for(Duration::from_secs(15), &format!("every project polled after restart {kill}"), || {
                 let now = subjects.iter().map(|s| world.source.event_log(&s.log).requests);

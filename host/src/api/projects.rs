@@ -53,8 +53,19 @@ fn not_found(id: &str) -> ApiError {
     ApiError::NotFound(format!("no project with id {id}; list your projects with GET /v1/projects"))
 }
 
-const PENDING_MESSAGE: &str = "waiting for the first successful AssumeRole: update your tenant stack with \
-     onboarding.platform_principal_arn and onboarding.external_id so that the role trusts this project";
+/// What a pending project waits for, by the external id it carries.
+fn pending_message(trust: Trust) -> String {
+    match trust {
+        Trust::Tenant => "waiting for the first successful AssumeRole: deploy your tenant stack with \
+             PlatformPrincipalArn = onboarding.platform_principal_arn and ExternalId = onboarding.external_id \
+             (your tenant's, also in GET /v1/me) so that the role trusts all your projects"
+            .into(),
+        Trust::Project => "waiting for the first successful AssumeRole: add onboarding.external_id to your tenant \
+             stack's ProjectExternalIds (with PlatformPrincipalArn = onboarding.platform_principal_arn) so that \
+             the role trusts this project"
+            .into(),
+    }
+}
 
 fn input_of(project: &Project) -> ProjectInput {
     ProjectInput {
@@ -124,7 +135,7 @@ async fn create(
         max_pages: input.max_pages,
         trust: input.trust,
         status: ProjectStatus::Pending,
-        status_message: PENDING_MESSAGE.into(),
+        status_message: pending_message(input.trust),
         consecutive_failures: 0,
         backoff_until: None,
         onboarding: Onboarding {
@@ -253,7 +264,7 @@ async fn update(
         let onboarding_changed = input.target.role_arn != project.target.role_arn || new_external_id.is_some();
         if onboarding_changed && project.status != ProjectStatus::Paused {
             project.status = ProjectStatus::Pending;
-            project.status_message = PENDING_MESSAGE.into();
+            project.status_message = pending_message(input.trust);
         }
         if let Some(external_id) = &new_external_id {
             project.onboarding.external_id = external_id.clone();
@@ -352,7 +363,7 @@ async fn resume(
         if project.status == ProjectStatus::Paused {
             // The role may have changed while paused; the next successful AssumeRole confirms it.
             project.status = ProjectStatus::Pending;
-            project.status_message = PENDING_MESSAGE.into();
+            project.status_message = pending_message(project.trust);
         }
     })
     .await

@@ -69,13 +69,16 @@ pub struct TenantBody {
     /// tenant's projects with `trust: tenant` (the default): put it in the tenant stack once, and
     /// every such project on the stack's role runs without a stack update.
     pub external_id: String,
+    /// The principal the platform assumes tenants' roles as: what the tenant stack's
+    /// `PlatformPrincipalArn` must name, the same for every tenant and project of this platform.
+    pub platform_principal_arn: String,
     /// Shown only when a key is issued: at creation and at rotation.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub api_key: Option<String>,
 }
 
 impl TenantBody {
-    fn new(tenant: Tenant, api_key: Option<String>) -> Self {
+    fn new(state: &AppState, tenant: Tenant, api_key: Option<String>) -> Self {
         Self {
             quotas: tenant.quotas(),
             id: tenant.id,
@@ -85,6 +88,7 @@ impl TenantBody {
             quota_overrides: tenant.quota_overrides,
             created_at: tenant.created_at,
             external_id: tenant.external_id,
+            platform_principal_arn: state.platform_principal_arn.to_string(),
             api_key,
         }
     }
@@ -158,7 +162,7 @@ async fn create(
 ) -> Result<(StatusCode, axum::Json<TenantBody>), ApiError> {
     check_name(&body.name)?;
     let (tenant, key) = state.store.create_tenant(body.name.trim(), body.tier).await?;
-    Ok((StatusCode::CREATED, axum::Json(TenantBody::new(tenant, Some(key.expose().to_string())))))
+    Ok((StatusCode::CREATED, axum::Json(TenantBody::new(&state, tenant, Some(key.expose().to_string())))))
 }
 
 /// List tenants
@@ -176,7 +180,7 @@ async fn create(
     )
 )]
 async fn list(_: Operator, State(state): State<AppState>) -> Result<axum::Json<TenantList>, ApiError> {
-    let tenants = state.store.tenants()?.into_iter().map(|t| TenantBody::new(t, None)).collect();
+    let tenants = state.store.tenants()?.into_iter().map(|t| TenantBody::new(&state, t, None)).collect();
     Ok(axum::Json(TenantList { tenants }))
 }
 
@@ -202,7 +206,7 @@ async fn show(
     Path(id): Path<String>,
 ) -> Result<axum::Json<TenantBody>, ApiError> {
     let tenant = state.store.tenant(&id)?.ok_or_else(|| not_found(&id))?;
-    Ok(axum::Json(TenantBody::new(tenant, None)))
+    Ok(axum::Json(TenantBody::new(&state, tenant, None)))
 }
 
 /// Change a tenant
@@ -258,7 +262,7 @@ async fn update(
     if body.status.is_some() {
         state.notify(|control| control.tenant_changed(&tenant));
     }
-    Ok(axum::Json(TenantBody::new(tenant, None)))
+    Ok(axum::Json(TenantBody::new(&state, tenant, None)))
 }
 
 /// Delete a tenant
@@ -306,7 +310,7 @@ async fn rotate(
 ) -> Result<(StatusCode, axum::Json<TenantBody>), ApiError> {
     let key = state.store.rotate_key(&id).await?.ok_or_else(|| not_found(&id))?;
     let tenant = state.store.tenant(&id)?.ok_or_else(|| not_found(&id))?;
-    Ok((StatusCode::CREATED, axum::Json(TenantBody::new(tenant, Some(key.expose().to_string())))))
+    Ok((StatusCode::CREATED, axum::Json(TenantBody::new(&state, tenant, Some(key.expose().to_string())))))
 }
 
 /// The calling tenant
@@ -324,6 +328,6 @@ async fn rotate(
         TenantErrors,
     )
 )]
-async fn me(Caller(tenant): Caller) -> axum::Json<TenantBody> {
-    axum::Json(TenantBody::new(tenant, None))
+async fn me(State(state): State<AppState>, Caller(tenant): Caller) -> axum::Json<TenantBody> {
+    axum::Json(TenantBody::new(&state, tenant, None))
 }

@@ -366,8 +366,12 @@ impl Inner {
         };
         self.aws.assume(role).await.map_err(|e| {
             let message = if e.kind == AwsErrorKind::AccessDenied {
+                let whose = match project.trust {
+                    Trust::Tenant => "your tenant's, as ExternalId",
+                    Trust::Project => "this project's, in ProjectExternalIds",
+                };
                 format!(
-                    "{e}; update your tenant stack so that role {} trusts {} with external id {}",
+                    "{e}; update your tenant stack so that role {} trusts {} with external id {} ({whose})",
                     project.target.role_arn, project.onboarding.platform_principal_arn, project.onboarding.external_id
                 )
             } else {
