@@ -39,6 +39,9 @@ pub enum Fault {
     /// `FailedRecordCount` matches. moto did store those entries: a retry duplicates them, as a
     /// real partial failure would not, which lets tests see exactly which entries were retried.
     PartialFailure,
+    /// Forwarded to moto after this long, as a slow call would be: calls made meanwhile queue up
+    /// behind it in the caller.
+    Slow(std::time::Duration),
 }
 
 /// The proxy; stops accepting and closes its connections when dropped.
@@ -193,6 +196,10 @@ fn serve(state: &State, stream: TcpStream) {
             }
             None => forward(state, &request),
             Some(Fault::PartialFailure) => forward(state, &request).map(fail_every_other_entry),
+            Some(Fault::Slow(delay)) => {
+                std::thread::sleep(delay);
+                forward(state, &request)
+            }
             Some(fault) => Some(fault_response(fault, &operation, state)),
         };
         let Some(response) = response else {
@@ -296,7 +303,7 @@ fn fault_response(fault: Fault, operation: &str, state: &State) -> Message {
              (injected by the fault proxy)",
         ),
         (Fault::InvalidArgument, false) => (400, "ValidationError", "Invalid request (injected by the fault proxy)"),
-        (Fault::ServerError | Fault::PartialFailure, _) => {
+        (Fault::ServerError | Fault::PartialFailure | Fault::Slow(_), _) => {
             (500, "InternalFailure", "We encountered an internal error (injected by the fault proxy)")
         }
     };

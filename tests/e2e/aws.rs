@@ -353,3 +353,66 @@ async fn one_tenants_failing_secret_reads_do_not_use_up_another_tenants_retries(
     assert_eq!(aws.secret(&session_a, &secret_a.secret_arn(), None).await.unwrap_err().kind, AwsErrorKind::Transient);
     assert_eq!(aws.secret(&session_a, &secret_a.secret_arn(), None).await.unwrap(), "k-a");
 }
+
+/// Deliveries to one stream with one session at the same time share PutRecords calls: while the
+/// first call is slow, nineteen more deliveries queue up and go out together in the next one.
+/// Each caller is answered for its own records, and a partial failure of a shared call makes
+/// each caller resend only its own failed entries.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn concurrent_deliveries_share_put_records_calls_and_retry_only_their_own_failures() {
+    let setup = Setup::new().await;
+    let tenant = setup.tenant("111111111111").await;
+    let stream = tenant.stream("events").await;
+    let aws = setup.aws(fast());
+    let session = aws.assume(tenant.role()).await.unwrap();
+
+    let deliver_all = |prefix: &'static str, callers: usize, each: usize| {
+        let tasks: Vec<_> = (0..callers)
+            .map(|i| {
+                let (aws, session, arn) = (aws.clone(), session.clone(), stream.stream_arn());
+                tokio::spawn(async move {
+                    let sent = records(&format!("{prefix}{i}"), each);
+                    let (back, result) = aws.put_records_shared(&session, &arn, sent.clone()).await;
+                    assert_eq!(back, sent, "the records are given back as they were");
+                    result.unwrap()
+                })
+            })
+            .collect();
+        async move {
+            let mut delivered = Vec::new();
+            for task in tasks {
+                delivered.push(task.await.unwrap());
+            }
+            delivered
+        }
+    };
+
+    setup.proxy.inject(PUT_RECORDS, Fault::Slow(Duration::from_millis(500)), 1);
+    let delivered = deliver_all("a", 20, 10).await;
+    assert!(delivered.iter().all(|d| (d.records, d.retried_records) == (10, 0)), "{delivered:?}");
+    assert_eq!(setup.proxy.count(PUT_RECORDS), 2, "the first caller's call, then one for the other nineteen");
+    let mut expected: Vec<String> =
+        (0..20).flat_map(|i| records(&format!("a{i}"), 10)).map(|r| String::from_utf8(r.data).unwrap()).collect();
+    let mut arrived: Vec<String> = tenant.read(&stream).await.into_iter().map(|(_, data)| data).collect();
+    expected.sort();
+    arrived.sort();
+    assert_eq!(arrived, expected, "every record once");
+
+    // The shared call marks every other entry of all ten callers failed: 2 of each caller's 4
+    // entries (positions 0 and 2), which that caller alone sends again.
+    setup.proxy.inject(PUT_RECORDS, Fault::Slow(Duration::from_millis(500)), 1);
+    setup.proxy.inject(PUT_RECORDS, Fault::PartialFailure, 1);
+    let before = setup.proxy.count(PUT_RECORDS);
+    let delivered = deliver_all("b", 11, 4).await;
+    assert!(delivered.iter().all(|d| d.records == 4), "{delivered:?}");
+    let retried: u64 = delivered.iter().map(|d| d.retried_records).sum();
+    assert_eq!(retried, 20, "half of the shared call's 40 entries: {delivered:?}");
+    assert_eq!(setup.proxy.count(PUT_RECORDS) - before, 2 + 10, "slow call, shared call, one retry per caller");
+    let arrived = tenant.read(&stream).await;
+    let mut copies: Vec<usize> =
+        (0..11).map(|i| arrived.iter().filter(|(_, data)| data.starts_with(&format!("b{i}-"))).count()).collect();
+    copies.sort();
+    // Whichever caller went first had the slow call to itself; the others' 2 failed entries
+    // arrived twice.
+    assert_eq!(copies, [vec![4], vec![6; 10]].concat());
+}

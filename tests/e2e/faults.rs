@@ -157,3 +157,54 @@ async fn kill_9_while_records_wait_for_delivery_loses_none_of_them() {
 fn block_on<F: std::future::Future>(future: F) -> F::Output {
     tokio::task::block_in_place(|| tokio::runtime::Handle::current().block_on(future))
 }
+
+/// A `kill -9` in the middle of busy commits: ten projects run every second while Kinesis is
+/// down, so every run hands an entry to the committer and fails in `deliver`. Every run the
+/// history shows was told its entry was durable before delivery began; the daemon is killed
+/// right after the history is read, with commits still in flight, and after the restart every
+/// one of those entries is still waiting.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn kill_9_during_busy_commits_keeps_every_acknowledged_entry() {
+    let mut world = World::start();
+    let tenant = world.tenant("acme", "111111111111").await;
+    let arn = tenant.aws.stream("busy").await;
+    world.source.add_items(0..3);
+    world.proxy.set_down("Kinesis_20131202.", true);
+    let ids: Vec<String> = (0..10)
+        .map(|_| {
+            let project = world.project(&tenant, "passthrough", "/items", &arn, json!({"schedule": "rate(1 second)"}));
+            project["id"].as_str().unwrap().to_string()
+        })
+        .collect();
+    let acknowledged = |world: &World| -> Vec<(String, String)> {
+        let mut runs = Vec::new();
+        for id in &ids {
+            for run in world.runs(&tenant, id) {
+                if run["error"]["stage"] == "deliver" {
+                    runs.push((id.clone(), run["id"].as_str().unwrap().to_string()));
+                }
+            }
+        }
+        runs
+    };
+    wait_for(Duration::from_secs(60), "twenty runs with their entries in the outbox", || {
+        (acknowledged(&world).len() >= 20).then_some(())
+    });
+    let acknowledged = acknowledged(&world);
+    world.kill();
+
+    world.restart();
+    world.wait_ready();
+    for (id, run_id) in &acknowledged {
+        let (status, outbox) = world.call("GET", &format!("/v1/projects/{id}/outbox"), &tenant.key, None);
+        assert_eq!(status, 200, "{outbox}");
+        let waiting: Vec<&str> =
+            outbox["waiting"].as_array().unwrap().iter().filter_map(|e| e["run_id"].as_str()).collect();
+        assert!(waiting.contains(&run_id.as_str()), "run {run_id} of {id} was acknowledged but is gone: {outbox}");
+    }
+    world.proxy.set_down("Kinesis_20131202.", false);
+    wait_for(Duration::from_secs(60), "the outbox to drain", || {
+        (world.metric("sluice_outbox_depth") == 0.0).then_some(())
+    });
+    assert!(tenant.aws.read(&arn).await.len() >= acknowledged.len(), "every acknowledged entry was delivered");
+}

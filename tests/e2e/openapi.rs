@@ -438,7 +438,7 @@ async fn real_requests_and_responses_fit_the_documented_schemas() {
             explicit_hash_key: None,
         }],
     };
-    let outbox_key = api.store.enqueue(&entry).await.unwrap();
+    let outbox_key = api.store.enqueue(entry.clone()).await.unwrap();
     api.store.park(&outbox_key, &entry, "InvalidArgumentException: refused", "2026-01-01T00:00:01Z").await.unwrap();
     let outbox = r.call("GET", "/v1/projects/{id}/outbox", &format!("{one}/outbox"), key, None).await;
     assert_eq!(outbox["parked"][0]["run_id"], "run_0000000000000002", "{outbox}");

@@ -25,7 +25,7 @@ pub async fn store_run(store: &Store, project: &Project, body: &[u8]) {
             explicit_hash_key: None,
         }],
     };
-    store.enqueue(&entry).await.unwrap();
+    store.enqueue(entry.clone()).await.unwrap();
     let entries = store.outbox_of(tenant, id).unwrap();
     let _again = store.project(tenant, id).unwrap();
     for (key, entry) in entries {

@@ -142,5 +142,28 @@ async fn metrics(State(state): State<AppState>) -> ([(axum::http::HeaderName, &'
         "Bytes a tenant keeps in the store, by kind: committed state, outbox, parked entries, run history.",
         &rows,
     );
+    if let Some(stats) = state.store.commit_stats() {
+        let load = |counter: &std::sync::atomic::AtomicU64| counter.load(Ordering::Relaxed);
+        let counters = [
+            (
+                "sluice_store_commit_batches_total",
+                "Batches the store's committer made durable, each with one flush and one fdatasync.",
+                load(&stats.batches) as f64,
+            ),
+            (
+                "sluice_store_commits_total",
+                "Writes the committer applied, in all batches.",
+                load(&stats.commits) as f64,
+            ),
+            (
+                "sluice_store_sync_seconds_total",
+                "Time the committer spent flushing and syncing.",
+                load(&stats.sync_us) as f64 / 1e6,
+            ),
+        ];
+        for (name, help, value) in counters {
+            body.push_str(&format!("# HELP {name} {help}\n# TYPE {name} counter\n{name} {value}\n"));
+        }
+    }
     ([(axum::http::header::CONTENT_TYPE, "text/plain; version=0.0.4")], body)
 }

@@ -126,8 +126,12 @@ impl SessionCache {
         let mut slots = self.slots.lock().unwrap_or_else(PoisonError::into_inner);
         if !slots.contains_key(&key) {
             let now = SystemTime::now();
+            // A slot another caller holds stays, even empty: that caller is about to fill it, and
+            // dropping it would make the next caller for the key assume the role again instead of
+            // waiting for the same AssumeRole.
             slots.retain(|_, slot| {
-                slot.try_lock().map_or(true, |session| session.as_ref().is_some_and(|s| s.expires_at() > now))
+                Arc::strong_count(slot) > 1
+                    || slot.try_lock().map_or(true, |session| session.as_ref().is_some_and(|s| s.expires_at() > now))
             });
         }
         slots.entry(key).or_default().clone()
@@ -275,6 +279,25 @@ pub fn session_name(tenant: &str, project: &str) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// A slot handed to a caller that has not filled it yet survives another key's arrival, so
+    /// the next caller of its key waits for the same AssumeRole instead of making another one.
+    #[test]
+    fn a_slot_in_use_is_kept_when_another_key_arrives() {
+        let cache = SessionCache::default();
+        let key = |n: &str| (format!("arn:aws:iam::111111111111:role/{n}"), "ext".to_string());
+        let held = cache.slot(key("a"));
+        let _other = cache.slot(key("b"));
+        assert!(Arc::ptr_eq(&held, &cache.slot(key("a"))), "the held slot is still the key's");
+        drop(held);
+        let _third = cache.slot(key("c"));
+        assert_eq!(
+            cache.slots.lock().unwrap().len(),
+            2,
+            "an empty slot nobody holds goes: {:?}",
+            cache.slots.lock().unwrap().keys()
+        );
+    }
 
     fn valid(name: &str) -> bool {
         is_sts_text(name, 2, 64, "_+=,.@-")

@@ -6,7 +6,7 @@ use std::sync::atomic::Ordering;
 use std::time::Duration;
 
 use aws_sdk_kinesis::primitives::Blob;
-use aws_sdk_kinesis::types::PutRecordsRequestEntry;
+use aws_sdk_kinesis::types::{PutRecordsRequestEntry, PutRecordsResultEntry};
 
 use super::error::{AwsError, AwsErrorKind, classify_code, failure};
 use super::{AwsConfig, Inner, Session};
@@ -31,10 +31,10 @@ pub struct Delivered {
 }
 
 /// Who is putting where, for calls and messages.
-struct Target<'a> {
-    client: aws_sdk_kinesis::Client,
-    stream_arn: &'a str,
-    role_arn: &'a str,
+pub(super) struct Target<'a> {
+    pub client: aws_sdk_kinesis::Client,
+    pub stream_arn: &'a str,
+    pub role_arn: &'a str,
 }
 
 pub(super) async fn put_records(
@@ -56,27 +56,59 @@ pub(super) async fn put_records(
     let target = Target { client, stream_arn: stream_arn.as_str(), role_arn: session.role_arn() };
     let sizes: Vec<usize> = records.iter().map(Record::size).collect();
     for batch in batches(&sizes) {
-        put_batch(aws, &target, records, batch, &mut delivered).await?;
+        aws.counters.put_records.fetch_add(1, Ordering::Relaxed);
+        delivered.calls += 1;
+        let first = send(&target, records, &batch.collect::<Vec<_>>()).await?;
+        retry_failed(aws, &target, records, first, &mut delivered).await?;
     }
     Ok(delivered)
 }
 
-/// Sends one batch, then only its failed entries again, until all are accepted, an error that a
-/// retry cannot fix occurs, or the attempts run out. Retried entries go after the ones that
-/// succeeded, which is why order within a partition key is only best effort.
-async fn put_batch(
+/// Like [`put_records`], but records that fit in one call share it with other callers
+/// delivering to the same stream with the same session at the same time (see `coalesce.rs`).
+/// The records are given back with the result.
+pub(super) async fn put_records_coalesced(
+    aws: &std::sync::Arc<Inner>,
+    session: &Session,
+    stream_arn: &StreamArn,
+    records: Vec<Record>,
+) -> (Vec<Record>, Result<Delivered, AwsError>) {
+    let sizes: Vec<usize> = records.iter().map(Record::size).collect();
+    if !aws.config.put_coalesce || records.is_empty() || check(&records).is_err() || batches(&sizes).len() > 1 {
+        let result = put_records(aws, session, stream_arn, &records).await;
+        return (records, result);
+    }
+    let (records, first) = super::coalesce::submit(aws, session, stream_arn, records).await;
+    let mut delivered = Delivered {
+        records: records.len() as u64,
+        bytes: sizes.iter().sum::<usize>() as u64,
+        calls: 1,
+        ..Delivered::default()
+    };
+    let result = match first {
+        Ok(first) => {
+            let client = session.kinesis(aws, stream_arn.region());
+            let target = Target { client, stream_arn: stream_arn.as_str(), role_arn: session.role_arn() };
+            retry_failed(aws, &target, &records, first, &mut delivered).await.map(|()| delivered)
+        }
+        Err(error) => Err(error),
+    };
+    (records, result)
+}
+
+/// Sends the entries an attempt left failed (`retry`) again, only those, until all are accepted,
+/// an error that a retry cannot fix occurs, or the attempts run out. Retried entries go after the
+/// ones that succeeded, which is why order within a partition key is only best effort.
+async fn retry_failed(
     aws: &Inner,
     target: &Target<'_>,
     records: &[Record],
-    batch: Range<usize>,
+    mut retry: Retry,
     delivered: &mut Delivered,
 ) -> Result<(), AwsError> {
-    let mut pending: Vec<usize> = batch.collect();
     let mut attempt = 1;
     loop {
-        aws.counters.put_records.fetch_add(1, Ordering::Relaxed);
-        delivered.calls += 1;
-        let Retry { failed, error, throttled } = send(target, records, &pending).await?;
+        let Retry { failed, error, throttled } = retry;
         if failed.is_empty() {
             return Ok(());
         }
@@ -95,18 +127,20 @@ async fn put_batch(
         delivered.retried_records += failed.len() as u64;
         tokio::time::sleep(backoff(attempt, &aws.config)).await;
         attempt += 1;
-        pending = failed;
+        aws.counters.put_records.fetch_add(1, Ordering::Relaxed);
+        delivered.calls += 1;
+        retry = send(target, records, &failed).await?;
     }
 }
 
 /// What to send again after one PutRecords call.
-struct Retry {
+pub(super) struct Retry {
     /// Indices (into the caller's records) of the entries to send again; empty when all succeeded.
-    failed: Vec<usize>,
+    pub failed: Vec<usize>,
     /// The last error, for the message if the attempts run out.
-    error: String,
+    pub error: String,
     /// Whether that error was throttling, which more stream capacity would fix.
-    throttled: bool,
+    pub throttled: bool,
 }
 
 /// One PutRecords call of the records at `pending`. Errors are those a retry cannot fix.
@@ -129,29 +163,37 @@ async fn send(target: &Target<'_>, records: &[Record], pending: &[usize]) -> Res
         let error = format!("kinesis answered {} entries for {} records", entries.len(), pending.len());
         return Ok(Retry { failed: pending.to_vec(), error, throttled: false });
     }
+    let Retry { failed, error, throttled } = split(target, entries, pending)?;
+    Ok(Retry { failed: failed.iter().map(|&position| pending[position]).collect(), error, throttled })
+}
+
+/// What a call's answer for some records leaves: the positions (into `entries`) of the records
+/// that failed for a reason a retry can fix, or the error of the first one a retry cannot fix.
+/// `numbers` names each position's record in messages.
+pub(super) fn split(
+    target: &Target<'_>,
+    entries: &[PutRecordsResultEntry],
+    numbers: &[usize],
+) -> Result<Retry, AwsError> {
     let codes: Vec<Option<&str>> = entries.iter().map(|e| e.error_code()).collect();
     let describe = |position: usize| {
         let entry = &entries[position];
         let code = entry.error_code().unwrap_or_default();
-        (code, format!("record {}: {code}: {}", pending[position], entry.error_message().unwrap_or_default()))
+        (code, format!("record {}: {code}: {}", numbers[position], entry.error_message().unwrap_or_default()))
     };
     let failed = failed_entries(&codes).map_err(|(position, kind)| {
         let (code, detail) = describe(position);
         call_error(target, kind, code, &detail)
     })?;
     let (code, error) = failed.last().map(|&position| describe(position)).unwrap_or_default();
-    Ok(Retry {
-        failed: failed.iter().map(|&position| pending[position]).collect(),
-        error,
-        throttled: is_throttling(code),
-    })
+    Ok(Retry { failed, error, throttled: is_throttling(code) })
 }
 
-fn is_throttling(code: &str) -> bool {
+pub(super) fn is_throttling(code: &str) -> bool {
     code.contains("Throughput") || code.contains("Throttl") || code.contains("LimitExceeded")
 }
 
-fn entry(record: &Record) -> PutRecordsRequestEntry {
+pub(super) fn entry(record: &Record) -> PutRecordsRequestEntry {
     PutRecordsRequestEntry::builder()
         .data(Blob::new(record.data.clone()))
         .partition_key(&record.partition_key)
@@ -161,7 +203,7 @@ fn entry(record: &Record) -> PutRecordsRequestEntry {
 }
 
 /// The error for a call (or an entry) that a retry cannot fix, saying what the tenant must do.
-fn call_error(target: &Target<'_>, kind: AwsErrorKind, code: &str, detail: &str) -> AwsError {
+pub(super) fn call_error(target: &Target<'_>, kind: AwsErrorKind, code: &str, detail: &str) -> AwsError {
     let (stream, role) = (target.stream_arn, target.role_arn);
     let message = match kind {
         AwsErrorKind::AccessDenied if code.starts_with("KMS") => format!(

@@ -13,11 +13,13 @@
 //!   Manager client per region inside each [`Session`].
 //! - `secrets.rs` reads API keys from Secrets Manager (plain or a JSON field) with a TTL cache.
 //! - `kinesis.rs` delivers records with PutRecords: batching within Kinesis' limits, retrying only
-//!   the entries that failed.
+//!   the entries that failed; `coalesce.rs` lets deliveries to one stream with one session at
+//!   the same time share their calls.
 //! - `error.rs` is the one [`AwsError`] and the classification of SDK errors.
 //!
 //! `aws` knows nothing of HTTP routes, storage or wasm.
 
+mod coalesce;
 mod credentials;
 mod error;
 mod kinesis;
@@ -59,6 +61,9 @@ pub struct AwsConfig {
     /// The limit on one attempt of an STS, Secrets Manager or Kinesis call, in ms; an attempt
     /// that takes longer fails as transient.
     pub call_timeout_ms: u64,
+    /// Whether deliveries to one stream with one session at the same time share PutRecords
+    /// calls (see [`Aws::put_records_shared`]). Off, every delivery makes its own calls.
+    pub put_coalesce: bool,
 }
 
 impl Default for AwsConfig {
@@ -71,6 +76,7 @@ impl Default for AwsConfig {
             put_backoff_base_ms: 100,
             put_backoff_max_ms: 2000,
             call_timeout_ms: 30_000,
+            put_coalesce: true,
         }
     }
 }
@@ -96,6 +102,7 @@ struct Inner {
     config: AwsConfig,
     sessions: credentials::SessionCache,
     secrets: secrets::SecretCache,
+    lanes: coalesce::Lanes,
     counters: Counters,
 }
 
@@ -138,6 +145,7 @@ impl Aws {
             config,
             sessions: credentials::SessionCache::default(),
             secrets: secrets::SecretCache::default(),
+            lanes: coalesce::Lanes::default(),
             counters: Counters::default(),
         };
         Self { inner: Arc::new(inner) }
@@ -184,6 +192,19 @@ impl Aws {
         records: &[Record],
     ) -> Result<Delivered, AwsError> {
         kinesis::put_records(&self.inner, session, stream_arn, records).await
+    }
+
+    /// Like [`Aws::put_records`], but records that fit in one call (500 records, 5 MiB) share it
+    /// with other deliveries to the same stream with the same session under way at the same
+    /// time; each caller's records are accepted, retried or refused as if it had called alone,
+    /// and are given back with the result.
+    pub async fn put_records_shared(
+        &self,
+        session: &Session,
+        stream_arn: &StreamArn,
+        records: Vec<Record>,
+    ) -> (Vec<Record>, Result<Delivered, AwsError>) {
+        kinesis::put_records_coalesced(&self.inner, session, stream_arn, records).await
     }
 
     /// Calls made so far: AssumeRole (not cache hits), GetSecretValue and PutRecords.

@@ -32,8 +32,11 @@ impl SecretCache {
     fn slot(&self, key: SecretKey, ttl: Duration) -> Slot {
         let mut slots = self.slots.lock().unwrap_or_else(PoisonError::into_inner);
         if !slots.contains_key(&key) {
+            // A slot another caller holds stays, even empty: that caller is about to fill it, and
+            // dropping it would make the next read miss the value and read the secret again.
             slots.retain(|_, slot| {
-                slot.try_lock().map_or(true, |entry| entry.as_ref().is_some_and(|e| e.read_at.elapsed() < ttl))
+                Arc::strong_count(slot) > 1
+                    || slot.try_lock().map_or(true, |entry| entry.as_ref().is_some_and(|e| e.read_at.elapsed() < ttl))
             });
         }
         slots.entry(key).or_default().clone()

@@ -1,6 +1,8 @@
 //! Delivering outbox entries: a project's entries go to its stream oldest first, each entry's
 //! state is committed only once Kinesis accepted all of its records, and a drainer retries what
-//! runs could not deliver (a Kinesis outage, a role that lost its permission).
+//! runs could not deliver (a Kinesis outage, a role that lost its permission). Entries of
+//! different projects on the same stream and session share `PutRecords` calls when they are
+//! delivered at the same time (`aws::Aws::put_records_shared`).
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -10,6 +12,9 @@ use super::failure::Failure;
 use super::pipeline::rfc3339_ms;
 use crate::aws::AwsErrorKind;
 use crate::store::Stage;
+
+/// Projects the drainer delivers at once.
+const DRAIN_CONCURRENCY: usize = 32;
 
 /// What one delivery pass sent, and what it parked.
 #[derive(Debug, Default, Clone)]
@@ -89,8 +94,12 @@ impl Inner {
             f
         })?;
         for key in keys {
-            let Some(entry) = self.store.outbox_entry(&key).map_err(Failure::host)? else { continue };
-            let error = match self.aws.put_records(&session, &project.target.stream_arn, &entry.records).await {
+            let Some(mut entry) = self.store.outbox_entry(&key).map_err(Failure::host)? else { continue };
+            // Other runs' records for the same stream and session may share the call.
+            let records = std::mem::take(&mut entry.records);
+            let (records, result) = self.aws.put_records_shared(&session, &project.target.stream_arn, records).await;
+            entry.records = records;
+            let error = match result {
                 Ok(delivered) => {
                     self.store.complete_delivery(&key, &entry).await.map_err(Failure::host)?;
                     self.metrics.delivered(delivered.records, delivered.bytes);
@@ -121,8 +130,10 @@ impl Inner {
         Ok(totals)
     }
 
-    /// One pass over every project with records waiting.
-    pub(super) async fn drain_outbox(&self) {
+    /// One pass over every project with records waiting, [`DRAIN_CONCURRENCY`] projects at a time,
+    /// so that after an outage the backlogs of projects on one stream and session share their
+    /// `PutRecords` calls, and one slow project does not hold up the rest.
+    pub(super) async fn drain_outbox(self: &Arc<Self>) {
         let projects = match self.store.outbox_projects() {
             Ok(projects) => projects,
             Err(e) => {
@@ -130,11 +141,19 @@ impl Inner {
                 return;
             }
         };
+        let mut deliveries = tokio::task::JoinSet::new();
         for (tenant, project) in projects {
-            if let Err(failure) = self.deliver_project(&tenant, &project, None).await {
-                tracing::warn!(%project, "records still waiting for Kinesis: {}", failure.message);
+            if deliveries.len() >= DRAIN_CONCURRENCY {
+                deliveries.join_next().await;
             }
+            let inner = Arc::clone(self);
+            deliveries.spawn(async move {
+                if let Err(failure) = inner.deliver_project(&tenant, &project, None).await {
+                    tracing::warn!(%project, "records still waiting for Kinesis: {}", failure.message);
+                }
+            });
         }
+        while deliveries.join_next().await.is_some() {}
     }
 
     /// Retries undelivered records every `outbox_retry_ms`, so that a project whose next run is

@@ -107,10 +107,10 @@ impl Inner {
         self.metrics.run(run.trigger.as_str(), outcome_label(run.outcome));
         // The status first, so that whoever sees the run in the history also sees its effect.
         let outcome = self.settle_status(&project, result.as_ref().err(), finished_at).await;
+        // The history goes into the committer's next batch without the run waiting for it, so
+        // that the run's permits are free while the disk syncs.
         let plugin_ms = tally.plugin_time.as_secs_f64() * 1000.0;
-        if let Err(e) = self.store.record_run(&project.tenant_id, &run, plugin_ms).await {
-            tracing::error!(project = %project.id, "cannot record a run: {e}");
-        }
+        self.store.record_run_later(&project.tenant_id, run, plugin_ms);
         outcome
     }
 
@@ -123,40 +123,35 @@ impl Inner {
         if streak > 1 {
             return;
         }
-        let store = self.store.clone();
         let now = rfc3339_ms(self.scheduler.clock().now());
-        tokio::spawn(async move {
-            let run = Run {
-                id: format!("run_{}", random_hex(8)),
-                project_id: tick.key.project.to_string(),
-                trigger: tick.trigger,
-                scheduled_at: rfc3339_ms(tick.scheduled_at),
-                started_at: now.clone(),
-                finished_at: now,
-                outcome: RunOutcome::Skipped,
-                http_status: None,
-                pages: 0,
-                records: 0,
-                bytes_fetched: 0,
-                bytes_delivered: 0,
-                stage_ms: BTreeMap::new(),
-                error: Some(RunError {
-                    stage: Stage::Schedule,
-                    message: "the previous run was still going, so this tick was skipped, and so are the \
+        let run = Run {
+            id: format!("run_{}", random_hex(8)),
+            project_id: tick.key.project.to_string(),
+            trigger: tick.trigger,
+            scheduled_at: rfc3339_ms(tick.scheduled_at),
+            started_at: now.clone(),
+            finished_at: now,
+            outcome: RunOutcome::Skipped,
+            http_status: None,
+            pages: 0,
+            records: 0,
+            bytes_fetched: 0,
+            bytes_delivered: 0,
+            stage_ms: BTreeMap::new(),
+            error: Some(RunError {
+                stage: Stage::Schedule,
+                message: "the previous run was still going, so this tick was skipped, and so are the \
                               ticks after it until that run ends (the metric `sluice_runs_total` with \
                               outcome \"skipped\" counts them all); when runs take longer than the \
                               schedule's interval, ticks are skipped: lengthen the interval or make runs \
                               shorter"
-                        .into(),
-                }),
-                page_cap_reached: false,
-                logs: Vec::new(),
-                logs_dropped: 0,
-            };
-            if let Err(e) = store.record_run(&tick.key.tenant, &run, 0.0).await {
-                tracing::error!(project = %tick.key.project, "cannot record a skipped run: {e}");
-            }
-        });
+                    .into(),
+            }),
+            page_cap_reached: false,
+            logs: Vec::new(),
+            logs_dropped: 0,
+        };
+        self.store.record_run_later(&tick.key.tenant, run, 0.0);
     }
 
     async fn execute(&self, project: &Project, tick: &Tick, tally: &mut Tally) -> Result<(), Failure> {
@@ -302,7 +297,7 @@ impl Inner {
             &quotas,
             entry.payload_bytes() + entry.state.as_ref().map_or(0, |s| s.len() as u64),
         )?;
-        tally.time(Stage::Outbox, self.store.enqueue(&entry)).await.map_err(Failure::host)?;
+        tally.time(Stage::Outbox, self.store.enqueue(entry)).await.map_err(Failure::host)?;
         let run_id = tally.run_id.clone();
         let totals = tally.time(Stage::Deliver, self.deliver_project(tenant, &project.id, Some(&run_id))).await?;
         tally.bytes_delivered += totals.bytes;

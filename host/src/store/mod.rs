@@ -9,16 +9,19 @@
 //! undelivered records and pending state), `parked` (the same keys: entries Kinesis refused for
 //! good, until the tenant decides; see `parked.rs`) and `state` (`<tenant id>/<project id>` → the state
 //! committed by the last delivered run; see `outbox.rs`). Writes that touch several trees run in
-//! one sled transaction. Every write the API acknowledges, and every outbox entry before its
-//! delivery starts, is flushed to disk before the call returns, so that neither an acknowledged
-//! change nor a transformed record is lost to a `kill -9`. Delivery bookkeeping (clearing a
-//! delivered entry with its state commit, and run history) rides on sled's own flush every
-//! 500 ms instead: losing it to a crash only repeats a delivery, which at-least-once allows, and
-//! sled recovers a consistent prefix, so a commit is never seen without its entry's removal.
+//! one sled transaction.
+//!
+//! Durability: the data plane's writes (outbox entries, deliveries with their state commits,
+//! states, run history and usage) go through one committer thread (`commit.rs`), which applies
+//! them in batches and ends each batch with sled's flush and a real `fdatasync` before it
+//! answers. Every write the API acknowledges is followed by the same sync (`Store::flush`). So
+//! an acknowledged change or outbox entry survives a `kill -9` and a power cut alike; sled
+//! recovers a consistent prefix, so a state commit is never seen without its entry's removal.
 //!
 //! `store` knows nothing of HTTP: it takes and returns the records in [`model`].
 
 mod chunks;
+mod commit;
 mod disk;
 mod keys;
 pub mod model;
@@ -31,10 +34,10 @@ mod tenants;
 
 use std::path::Path;
 use std::sync::Arc;
-use std::sync::atomic::{AtomicU64, Ordering};
 
 use sled::transaction::{ConflictableTransactionError, TransactionError, TransactionalTree};
 
+pub use commit::{CommitOptions, CommitStats};
 pub use disk::DiskUsage;
 pub use keys::{TenantKey, constant_time_eq, hash_key, random_hex};
 pub use model::{
@@ -46,16 +49,6 @@ pub use parked::{ParkedAction, ParkedEntry};
 pub use plugins::{CreatePlugin, DeletePlugin};
 pub use projects::CreateProject;
 pub use runs::{RUNS_KEPT, Run, RunError, RunLogLine, RunLogSource, RunOutcome, Stage, Trigger, Usage};
-
-/// Grouped, serialized flushes (see [`Store::flush`]).
-#[derive(Default)]
-struct FlushState {
-    /// Tickets drawn by callers of `flush`.
-    requested: AtomicU64,
-    /// The highest ticket a completed flush covers.
-    done: AtomicU64,
-    lock: tokio::sync::Mutex<()>,
-}
 
 /// The layout version this build reads and writes. Version 2 split large values of `outbox`,
 /// `state` and `blobs` into pieces (see `chunks.rs`); a version 1 directory is migrated when it
@@ -110,7 +103,9 @@ pub struct Store {
     state_chunks: sled::Tree,
     blob_chunks: sled::Tree,
     disk: disk::DiskLedger,
-    flush_state: Arc<FlushState>,
+    /// Where the data plane's writes go (see `commit.rs`); `None` in the committer's own copy,
+    /// which applies them.
+    committer: Option<commit::Committer>,
     /// Serializes creates that check a count quota (see `create_plugin`).
     quota_lock: Arc<tokio::sync::Mutex<()>>,
 }
@@ -118,6 +113,11 @@ pub struct Store {
 impl Store {
     /// Opens (or creates) the database in `dir`, refusing one written by another schema version.
     pub fn open(dir: &Path) -> Result<Self> {
+        Self::open_with(dir, CommitOptions::default())
+    }
+
+    /// Like [`Store::open`], with the committer batching as `options` say.
+    pub fn open_with(dir: &Path, options: CommitOptions) -> Result<Self> {
         let db = sled::Config::new().path(dir).open()?;
         let meta = db.open_tree("meta")?;
         let found = meta.get("schema_version")?.map(|raw| raw.as_ref().try_into().map(u32::from_be_bytes).unwrap_or(0));
@@ -142,7 +142,7 @@ impl Store {
             state_chunks: db.open_tree("state_chunks")?,
             blob_chunks: db.open_tree("blob_chunks")?,
             disk: disk::DiskLedger::default(),
-            flush_state: Arc::default(),
+            committer: None,
             quota_lock: Default::default(),
             db,
         };
@@ -159,7 +159,39 @@ impl Store {
         store.disk.count_tree(&store.outbox, disk::DiskKind::Outbox, chunks::stored_len)?;
         store.disk.count_tree(&store.parked, disk::DiskKind::Parked, chunks::stored_len)?;
         store.disk.count_tree(&store.runs, disk::DiskKind::History, |_, raw| raw.len() as u64)?;
-        Ok(store)
+        let committer = commit::Committer::start(store.clone(), dir, options)?;
+        Ok(Self { committer: Some(committer), ..store })
+    }
+
+    /// The committer's counters, for the metrics.
+    pub fn commit_stats(&self) -> Option<&CommitStats> {
+        self.committer.as_ref().map(|c| &*c.stats)
+    }
+
+    /// Hands `commit` to the committer without waiting for it. The committer's own copy of the
+    /// store applies it at once.
+    fn commit_later(&self, commit: commit::Commit) {
+        match &self.committer {
+            Some(committer) => committer.submit_detached(commit),
+            None => {
+                if let Err(e) = commit::apply(self, &commit) {
+                    tracing::error!("cannot write {}: {e}", commit.what());
+                }
+            }
+        }
+    }
+
+    /// Applies `commit` in the committer's next batch and waits until the batch is durable. The
+    /// committer's own copy of the store applies it at once.
+    async fn commit(&self, commit: commit::Commit) -> Result<commit::Applied> {
+        match &self.committer {
+            Some(committer) => committer.submit(commit).await,
+            None => {
+                let applied = commit::apply(self, &commit)?;
+                self.db.flush()?;
+                Ok(applied)
+            }
+        }
     }
 
     /// The bytes a tenant keeps in the store, by kind (see `disk.rs`).
@@ -172,24 +204,13 @@ impl Store {
         self.disk.all()
     }
 
-    /// Makes every write so far durable.
+    /// Makes every write so far durable, in the committer's next batch.
     ///
-    /// sled 0.34 can deadlock when several flushes run at once (seen under 32 concurrent
-    /// creates), so flushes are serialized. They are also grouped: a caller whose write was
-    /// already covered by a flush that started after it returns at once, so concurrent writers
-    /// share disk syncs instead of queueing one each.
+    /// Only the committer flushes: sled 0.34 can deadlock when several flushes run at once (seen
+    /// under 32 concurrent creates), and one flush and sync per batch is shared by every writer
+    /// that asked while the previous one ran.
     pub async fn flush(&self) -> Result<()> {
-        // Every caller has finished its write before it gets here, so a flush that starts after
-        // this ticket was drawn covers that write.
-        let ticket = self.flush_state.requested.fetch_add(1, Ordering::SeqCst) + 1;
-        let _turn = self.flush_state.lock.lock().await;
-        if self.flush_state.done.load(Ordering::SeqCst) >= ticket {
-            return Ok(());
-        }
-        let covered = self.flush_state.requested.load(Ordering::SeqCst);
-        self.db.flush_async().await?;
-        self.flush_state.done.store(covered, Ordering::SeqCst);
-        Ok(())
+        self.commit(commit::Commit::Sync).await.map(drop)
     }
 }
 

@@ -16,6 +16,7 @@ use sled::Transactional;
 
 use sled::transaction::ConflictableTransactionError;
 
+use super::commit::{Applied, Commit};
 use super::disk::{DiskKind, size};
 use super::{Result, Store, StoreError, chunks};
 use crate::records::Record;
@@ -187,13 +188,20 @@ pub(super) fn decode_entry(key: &str, raw: &[u8]) -> Result<OutboxEntry> {
 }
 
 impl Store {
-    /// Writes a run's records and pending state durably. Returns the entry's key.
-    pub async fn enqueue(&self, entry: &OutboxEntry) -> Result<OutboxKey> {
+    /// Writes a run's records and pending state durably, through the committer (see
+    /// `commit.rs`). Returns the entry's key.
+    pub async fn enqueue(&self, entry: OutboxEntry) -> Result<OutboxKey> {
+        match self.commit(Commit::Enqueue(entry)).await? {
+            Applied::Enqueued(key) => Ok(key),
+            Applied::Done => unreachable!("an enqueue answers with its key"),
+        }
+    }
+
+    pub(super) fn apply_enqueue(&self, entry: &OutboxEntry) -> Result<OutboxKey> {
         let key = self.new_outbox_key(&entry.tenant_id, &entry.project_id)?;
         let value = encode_entry(entry)?;
         chunks::put_single(&self.outbox, &self.outbox_chunks, &key, &value)?;
         self.disk.change(&entry.tenant_id, DiskKind::Outbox, size(&key, &value), 0);
-        self.flush().await?;
         Ok(OutboxKey(key))
     }
 
@@ -273,26 +281,42 @@ impl Store {
         self.outbox.len()
     }
 
-    /// Removes a delivered entry and commits its state, in one transaction; `entry` is the entry
-    /// stored under `key`, as the caller read it to deliver it. Not flushed at once (see the module
-    /// doc of `store`): a crash before sled's next flush delivers it again.
+    /// Removes a delivered entry and commits its state, in one transaction, through the committer;
+    /// `entry` is the entry stored under `key`, as the caller read it to deliver it. A crash
+    /// before the committer answers delivers it again, which at-least-once allows.
     pub async fn complete_delivery(&self, key: &OutboxKey, entry: &OutboxEntry) -> Result<()> {
-        let state_key = state_key(&entry.tenant_id, &entry.project_id);
+        let commit = Commit::Delivered {
+            key: key.clone(),
+            tenant: entry.tenant_id.clone(),
+            project: entry.project_id.clone(),
+            state: entry.state.clone(),
+        };
+        self.commit(commit).await.map(drop)
+    }
+
+    pub(super) fn apply_delivered(
+        &self,
+        key: &OutboxKey,
+        tenant: &str,
+        project: &str,
+        state: Option<&[u8]>,
+    ) -> Result<()> {
+        let state_key = state_key(tenant, project);
         let trees = (&self.outbox, &self.outbox_chunks, &self.state, &self.state_chunks);
-        let done = trees.transaction(|(outbox, outbox_pieces, state, state_pieces)| {
+        let done = trees.transaction(|(outbox, outbox_pieces, state_tree, state_pieces)| {
             // Gone already (its project was deleted meanwhile): nothing to commit.
             let Some(removed) = chunks::remove(outbox, outbox_pieces, &key.0)? else { return Ok(None) };
-            let replaced = match &entry.state {
-                Some(new_state) => chunks::put(state, state_pieces, state_key.as_bytes(), new_state)?,
+            let replaced = match state {
+                Some(new_state) => chunks::put(state_tree, state_pieces, state_key.as_bytes(), new_state)?,
                 None => None,
             };
             Ok(Some((removed, replaced)))
         })?;
         let Some((removed, replaced)) = done else { return Ok(()) };
-        self.disk.change(&entry.tenant_id, DiskKind::Outbox, 0, key.0.len() as u64 + removed);
-        if let Some(new_state) = &entry.state {
+        self.disk.change(tenant, DiskKind::Outbox, 0, key.0.len() as u64 + removed);
+        if let Some(new_state) = state {
             let old = replaced.map_or(0, |old| state_key.len() as u64 + old);
-            self.disk.change(&entry.tenant_id, DiskKind::State, size(state_key.as_bytes(), new_state), old);
+            self.disk.change(tenant, DiskKind::State, size(state_key.as_bytes(), new_state), old);
         }
         Ok(())
     }
@@ -319,9 +343,13 @@ impl Store {
         chunks::get(&self.state, &self.state_chunks, state_key(tenant, project).as_bytes())
     }
 
-    /// Commits a state directly, for runs that produced no records; like a delivery, not
-    /// flushed at once.
+    /// Commits a state directly, for runs that produced no records, through the committer.
     pub async fn commit_state(&self, tenant: &str, project: &str, state: &[u8]) -> Result<()> {
+        let commit = Commit::State { tenant: tenant.to_string(), project: project.to_string(), state: state.to_vec() };
+        self.commit(commit).await.map(drop)
+    }
+
+    pub(super) fn apply_state(&self, tenant: &str, project: &str, state: &[u8]) -> Result<()> {
         let key = state_key(tenant, project);
         let old = chunks::put_single(&self.state, &self.state_chunks, key.as_bytes(), state)?;
         let removed = old.map_or(0, |old| key.len() as u64 + old);
@@ -384,9 +412,9 @@ mod tests {
         let store = Store::open(dir.path()).unwrap();
         let first = entry("prj_1", Some(b"cursor=1"), 3);
         let second = entry("prj_1", Some(b"cursor=2"), 0);
-        let k1 = store.enqueue(&first).await.unwrap();
-        let k2 = store.enqueue(&second).await.unwrap();
-        store.enqueue(&entry("prj_2", None, 1)).await.unwrap();
+        let k1 = store.enqueue(first.clone()).await.unwrap();
+        let k2 = store.enqueue(second.clone()).await.unwrap();
+        store.enqueue(entry("prj_2", None, 1)).await.unwrap();
 
         let waiting = store.outbox_of("ten_a", "prj_1").unwrap();
         assert_eq!(waiting, vec![(k1.clone(), first.clone()), (k2.clone(), second.clone())]);

@@ -189,8 +189,8 @@ mod tests {
     async fn parking_commits_the_state_keeps_the_records_and_lets_the_tenant_decide() {
         let dir = tempfile::tempdir().unwrap();
         let store = Store::open(dir.path()).unwrap();
-        let first = store.enqueue(&entry("run_1", b"s1")).await.unwrap();
-        store.enqueue(&entry("run_2", b"s2")).await.unwrap();
+        let first = store.enqueue(entry("run_1", b"s1")).await.unwrap();
+        store.enqueue(entry("run_2", b"s2")).await.unwrap();
         let before = store.disk_usage("ten_a");
 
         store.park(&first, &entry("run_1", b"s1"), "kinesis refused it", "2026-12-07T10:00:00Z").await.unwrap();

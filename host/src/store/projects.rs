@@ -156,7 +156,7 @@ mod tests {
                 state: Some(b"next".to_vec()),
                 records,
             };
-            store.enqueue(&entry).await.unwrap();
+            store.enqueue(entry.clone()).await.unwrap();
         }
         let updated = store.update_project("ten_a", "prj_1", |p| p.consecutive_failures = 4).await.unwrap();
         assert_eq!(updated.unwrap().consecutive_failures, 4);

@@ -6,6 +6,7 @@ use std::collections::BTreeMap;
 use serde::{Deserialize, Serialize};
 use utoipa::ToSchema;
 
+use super::commit::Commit;
 use super::disk::{DiskKind, DiskUsage, size};
 use super::{Result, Store, decode, decode_entry, encode};
 
@@ -213,8 +214,19 @@ fn prefix(tenant: &str, project: &str) -> String {
 
 impl Store {
     /// Appends a run to a project's history, dropping the oldest beyond [`RUNS_KEPT`], and adds
-    /// it to the tenant's usage.
+    /// it to the tenant's usage, through the committer: in the batch of the run's other writes.
     pub async fn record_run(&self, tenant: &str, run: &Run, plugin_ms: f64) -> Result<()> {
+        let commit = Commit::Run { tenant: tenant.to_string(), run: Box::new(run.clone()), plugin_ms };
+        self.commit(commit).await.map(drop)
+    }
+
+    /// Like [`Store::record_run`], without waiting: the run goes into the committer's next batch,
+    /// and a failure to write it is logged there.
+    pub fn record_run_later(&self, tenant: &str, run: Run, plugin_ms: f64) {
+        self.commit_later(Commit::Run { tenant: tenant.to_string(), run: Box::new(run), plugin_ms });
+    }
+
+    pub(super) fn apply_run(&self, tenant: &str, run: &Run, plugin_ms: f64) -> Result<()> {
         let prefix = prefix(tenant, &run.project_id);
         // Keys sort by start time, then id, so the newest run is last.
         let started = run.started_at.parse::<jiff::Timestamp>().map_or(0, |t| t.as_millisecond().max(0));
@@ -239,7 +251,6 @@ impl Store {
             usage.plugin_ms += plugin_ms;
             serde_json::to_vec(&usage).ok()
         })?;
-        // History is not worth a disk sync per run: sled flushes it within 500 ms.
         Ok(())
     }
 
