@@ -208,3 +208,36 @@ async fn kill_9_during_busy_commits_keeps_every_acknowledged_entry() {
     });
     assert!(tenant.aws.read(&arn).await.len() >= acknowledged.len(), "every acknowledged entry was delivered");
 }
+
+/// A backlog goes out in full calls: five runs' entries that waited out an outage share
+/// PutRecords calls when Kinesis is back, and each is committed in its turn.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_backlog_of_entries_is_delivered_in_shared_calls_after_an_outage() {
+    let world = World::start();
+    let tenant = world.tenant("acme", "111111111111").await;
+    let (id, arn) = incremental(&world, &tenant, "rate(1 hour)").await;
+    world.proxy.set_down("Kinesis_20131202.", true);
+    for batch in 0..5 {
+        world.source.add_items(batch * 4..batch * 4 + 4);
+        let run = world.run_now(&tenant, &id, Duration::from_secs(60));
+        assert_eq!(run["error"]["stage"], "deliver", "{run}");
+    }
+    let (_, outbox) = world.call("GET", &format!("/v1/projects/{id}/outbox"), &tenant.key, None);
+    assert_eq!(outbox["waiting"].as_array().unwrap().len(), 5, "{outbox}");
+
+    // The first call back is slow, so that whatever the drainer sends after it queues up.
+    world.proxy.inject(PUT_RECORDS, Fault::Slow(Duration::from_millis(300)), 1);
+    let before = world.proxy.count(PUT_RECORDS);
+    world.proxy.set_down("Kinesis_20131202.", false);
+    wait_for(Duration::from_secs(30), "the backlog delivered", || {
+        (world.metric("sluice_outbox_depth") == 0.0).then_some(())
+    });
+    let calls = world.proxy.count(PUT_RECORDS) - before;
+    assert!(calls <= 2, "five entries of 4 records went out in {calls} calls");
+    let counts = copies(&tenant, &arn).await;
+    assert_eq!(counts.len(), 20, "{counts:?}");
+    // Every state was committed in order: the next run starts after the last item.
+    world.source.add_items(20..21);
+    let run = world.run_now(&tenant, &id, Duration::from_secs(60));
+    assert_eq!((run["outcome"].as_str(), run["records"].as_u64()), (Some("succeeded"), Some(1)), "{run}");
+}

@@ -32,6 +32,10 @@ struct Readiness {
     accepting: bool,
     /// Whether the scheduler is running; always true in a process that serves the API only.
     scheduler: bool,
+    /// Whether scheduled runs start later than `[scheduler] saturated_lag_ms` on average: the
+    /// host is offered more than it can do. Its API still serves, so this alone does not make it
+    /// unready; the overload shows as schedule lag and skipped ticks in `/metrics`.
+    saturated: bool,
 }
 
 /// Liveness probe
@@ -70,9 +74,10 @@ async fn readyz(State(state): State<AppState>) -> (StatusCode, axum::Json<Readin
     let store_ok = state.store.tenant("readiness-probe").is_ok();
     let accepting = state.ready.load(Ordering::Relaxed);
     let scheduler = state.control.as_ref().is_none_or(|control| control.scheduler_alive());
+    let saturated = state.control.as_ref().is_some_and(|control| control.scheduler_load().saturated);
     let ready = store_ok && accepting && scheduler;
     let status = if ready { StatusCode::OK } else { StatusCode::SERVICE_UNAVAILABLE };
-    (status, axum::Json(Readiness { store: store_ok, accepting, scheduler }))
+    (status, axum::Json(Readiness { store: store_ok, accepting, scheduler, saturated }))
 }
 
 /// Prometheus metrics
@@ -95,6 +100,7 @@ async fn readyz(State(state): State<AppState>) -> (StatusCode, axum::Json<Readin
 async fn metrics(State(state): State<AppState>) -> ([(axum::http::HeaderName, &'static str); 1], String) {
     let tenants = state.store.tenants().map_or(0, |t| t.len()) as f64;
     let loaded = state.runtime.loaded_count() as f64;
+    let load = state.control.as_ref().map(|control| control.scheduler_load()).unwrap_or_default();
     let ready = if state.ready.load(Ordering::Relaxed) { 1.0 } else { 0.0 };
     let body = state.metrics.render(&[
         ("sluice_tenants", "Tenants in the store.", tenants),
@@ -114,6 +120,17 @@ async fn metrics(State(state): State<AppState>) -> ([(axum::http::HeaderName, &'
             "sluice_plugin_memory_budget_bytes",
             "The host-wide budget of plugin linear memory (runtime.memory_budget_bytes).",
             state.runtime.memory_budget_bytes() as f64,
+        ),
+        ("sluice_runs_waiting", "Runs fired but waiting for a concurrency permit.", load.waiting as f64),
+        (
+            "sluice_schedule_lag_recent_seconds",
+            "How late scheduled runs started lately, on average (0 when none started lately).",
+            load.recent_lag.as_secs_f64(),
+        ),
+        (
+            "sluice_saturated",
+            "1 while scheduled runs start later than [scheduler] saturated_lag_ms on average.",
+            if load.saturated { 1.0 } else { 0.0 },
         ),
         (
             "sluice_outbox_depth",

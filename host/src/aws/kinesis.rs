@@ -14,8 +14,8 @@ use crate::arn::StreamArn;
 use crate::records::Record;
 
 /// Kinesis' limits per call, in records and in bytes (per record: `crate::records`).
-pub(super) const MAX_CALL_RECORDS: usize = 500;
-pub(super) const MAX_CALL_BYTES: usize = 5 << 20;
+pub const MAX_CALL_RECORDS: usize = 500;
+pub const MAX_CALL_BYTES: usize = 5 << 20;
 
 /// What a [`put_records`](super::Aws::put_records) call delivered.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]

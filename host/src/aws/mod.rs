@@ -39,7 +39,7 @@ use crate::records::Record;
 
 pub use credentials::{RoleRef, Session, session_name, tenant_session_name};
 pub use error::{AwsError, AwsErrorKind};
-pub use kinesis::Delivered;
+pub use kinesis::{Delivered, MAX_CALL_BYTES, MAX_CALL_RECORDS};
 pub use principal::{platform_principal, principal_from_caller_arn};
 
 /// Settings for AWS access (`[aws]` in the daemon's configuration).

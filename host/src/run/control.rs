@@ -89,6 +89,11 @@ impl Control {
         self.scheduler.stats().driver_alive
     }
 
+    /// How far behind the scheduler is (see `scheduler::SchedulerLoad`).
+    pub fn scheduler_load(&self) -> crate::scheduler::SchedulerLoad {
+        self.scheduler.load()
+    }
+
     /// Registers every active tenant's projects, at start-up.
     pub(super) fn load_all(&self) -> crate::store::Result<()> {
         for tenant in self.store.tenants()? {

@@ -10,8 +10,12 @@ use std::time::Duration;
 use super::Inner;
 use super::failure::Failure;
 use super::pipeline::rfc3339_ms;
-use crate::aws::AwsErrorKind;
-use crate::store::Stage;
+use crate::arn::StreamArn;
+use crate::aws::{AwsError, AwsErrorKind, Delivered, MAX_CALL_BYTES, MAX_CALL_RECORDS, Session};
+use crate::store::{OutboxEntry, OutboxKey, Stage};
+
+/// How often the drainer logs a project that stays undeliverable for the same reason.
+const DRAIN_LOG_EVERY: Duration = Duration::from_secs(60);
 
 /// Projects the drainer delivers at once.
 const DRAIN_CONCURRENCY: usize = 32;
@@ -93,41 +97,96 @@ impl Inner {
             f.stage = Stage::Deliver;
             f
         })?;
-        for key in keys {
-            let Some(mut entry) = self.store.outbox_entry(&key).map_err(Failure::host)? else { continue };
-            // Other runs' records for the same stream and session may share the call.
-            let records = std::mem::take(&mut entry.records);
-            let (records, result) = self.aws.put_records_shared(&session, &project.target.stream_arn, records).await;
-            entry.records = records;
-            let error = match result {
-                Ok(delivered) => {
-                    self.store.complete_delivery(&key, &entry).await.map_err(Failure::host)?;
-                    self.metrics.delivered(delivered.records, delivered.bytes);
-                    totals.records += delivered.records;
-                    totals.bytes += delivered.bytes;
+        let mut keys = keys.into_iter();
+        let mut next: Option<(OutboxKey, OutboxEntry)> = None;
+        loop {
+            // The oldest entries whose records fit in one call together: a backlog goes out in
+            // full calls, and each entry is still committed, or not, in its turn.
+            let mut group: Vec<(OutboxKey, OutboxEntry)> = next.take().into_iter().collect();
+            let (mut records, mut bytes) = group.first().map_or((0, 0), |(_, e)| (e.records.len(), e.payload_bytes()));
+            for key in keys.by_ref() {
+                let Some(entry) = self.store.outbox_entry(&key).map_err(Failure::host)? else { continue };
+                let (more, more_bytes) = (entry.records.len(), entry.payload_bytes());
+                if !group.is_empty()
+                    && (records + more > MAX_CALL_RECORDS || bytes + more_bytes > MAX_CALL_BYTES as u64)
+                {
+                    next = Some((key, entry));
+                    break;
+                }
+                (records, bytes) = (records + more, bytes + more_bytes);
+                group.push((key, entry));
+            }
+            if group.is_empty() {
+                return Ok(totals);
+            }
+            let results = self.put_group(&session, &project.target.stream_arn, &mut group).await;
+            for ((key, entry), result) in group.into_iter().zip(results) {
+                let error = match result {
+                    Ok(delivered) => {
+                        self.store.complete_delivery(&key, &entry).await.map_err(Failure::host)?;
+                        self.metrics.delivered(delivered.records, delivered.bytes);
+                        totals.records += delivered.records;
+                        totals.bytes += delivered.bytes;
+                        continue;
+                    }
+                    Err(error) => error,
+                };
+                let from = rfc3339_ms(jiff::Timestamp::from_millisecond(entry.scheduled_at_ms).unwrap_or_default());
+                let which = format!("records of run {} from {from}", entry.run_id);
+                if error.kind == AwsErrorKind::Invalid {
+                    let message = format!("kinesis refused the {which} for good, so they are parked: {error}");
+                    let now = rfc3339_ms(jiff::Timestamp::now());
+                    self.store.park(&key, &entry, &error.message, &now).await.map_err(Failure::host)?;
+                    self.metrics.parked();
+                    tracing::warn!(project = %project_id, run = %entry.run_id, "{message}");
+                    totals.parked.push(Parked { run_id: entry.run_id.clone(), message });
                     continue;
                 }
-                Err(error) => error,
-            };
-            let from = rfc3339_ms(jiff::Timestamp::from_millisecond(entry.scheduled_at_ms).unwrap_or_default());
-            let which = format!("records of run {} from {from}", entry.run_id);
-            if error.kind == AwsErrorKind::Invalid {
-                let message = format!("kinesis refused the {which} for good, so they are parked: {error}");
-                let now = rfc3339_ms(jiff::Timestamp::now());
-                self.store.park(&key, &entry, &error.message, &now).await.map_err(Failure::host)?;
-                self.metrics.parked();
-                tracing::warn!(project = %project_id, run = %entry.run_id, "{message}");
-                totals.parked.push(Parked { run_id: entry.run_id.clone(), message });
-                continue;
+                // Later entries of the group are not committed before this one, even if Kinesis
+                // took their records: they go again, which at-least-once allows.
+                let message = match current_run {
+                    Some(run) if run == entry.run_id => error.message,
+                    _ if error.kind == AwsErrorKind::Transient => {
+                        format!("the {which} could not be delivered: {error}")
+                    }
+                    _ => format!("the {which} are refused: {error}"),
+                };
+                return Err(Failure::new(Stage::Deliver, message).with_kind(error.kind));
             }
-            let message = match current_run {
-                Some(run) if run == entry.run_id => error.message,
-                _ if error.kind == AwsErrorKind::Transient => format!("the {which} could not be delivered: {error}"),
-                _ => format!("the {which} are refused: {error}"),
-            };
-            return Err(Failure::new(Stage::Deliver, message).with_kind(error.kind));
         }
-        Ok(totals)
+    }
+
+    /// Puts the records of every entry of `group` at once, so that they share calls with each
+    /// other and with other projects' deliveries on the same stream and session; the records go
+    /// back into their entries, and the results come in the group's order.
+    async fn put_group(
+        &self,
+        session: &Session,
+        stream_arn: &StreamArn,
+        group: &mut [(OutboxKey, OutboxEntry)],
+    ) -> Vec<Result<Delivered, AwsError>> {
+        if let [(_, entry)] = group {
+            let records = std::mem::take(&mut entry.records);
+            let (records, result) = self.aws.put_records_shared(session, stream_arn, records).await;
+            entry.records = records;
+            return vec![result];
+        }
+        let mut puts = tokio::task::JoinSet::new();
+        for (i, (_, entry)) in group.iter_mut().enumerate() {
+            let (aws, session, stream_arn) = (self.aws.clone(), session.clone(), stream_arn.clone());
+            let records = std::mem::take(&mut entry.records);
+            puts.spawn(async move { (i, aws.put_records_shared(&session, &stream_arn, records).await) });
+        }
+        let mut results: Vec<Option<Result<Delivered, AwsError>>> = group.iter().map(|_| None).collect();
+        while let Some(joined) = puts.join_next().await {
+            if let Ok((i, (records, result))) = joined {
+                group[i].1.records = records;
+                results[i] = Some(result);
+            }
+        }
+        // A put that panicked gave nothing back; its entry stays waiting, and its records on disk.
+        let lost = || Err(AwsError::new(AwsErrorKind::Transient, "the delivery task failed; retry later"));
+        results.into_iter().map(|result| result.unwrap_or_else(lost)).collect()
     }
 
     /// One pass over every project with records waiting, [`DRAIN_CONCURRENCY`] projects at a time,
@@ -148,12 +207,32 @@ impl Inner {
             }
             let inner = Arc::clone(self);
             deliveries.spawn(async move {
-                if let Err(failure) = inner.deliver_project(&tenant, &project, None).await {
-                    tracing::warn!(%project, "records still waiting for Kinesis: {}", failure.message);
-                }
+                let result = inner.deliver_project(&tenant, &project, None).await;
+                inner.log_drain(tenant, project, result.err());
             });
         }
         while deliveries.join_next().await.is_some() {}
+    }
+
+    /// Logs a project the drainer could not deliver: at once when the kind of failure is new,
+    /// then at most once a minute while it stays the same (messages differ by request ids, so
+    /// the kind is what is compared); and once when it is delivered again.
+    fn log_drain(&self, tenant: String, project: String, failure: Option<Failure>) {
+        let mut logged = self.drain_logged.lock().unwrap_or_else(|e| e.into_inner());
+        let key = (tenant, project);
+        let Some(failure) = failure else {
+            if logged.remove(&key).is_some() {
+                tracing::info!(project = %key.1, "records delivered after waiting for Kinesis");
+            }
+            return;
+        };
+        let now = std::time::Instant::now();
+        let kind = format!("{:?}", failure.kind);
+        let due = logged.get(&key).is_none_or(|(last, at)| *last != kind || now.duration_since(*at) >= DRAIN_LOG_EVERY);
+        if due {
+            tracing::warn!(project = %key.1, "records still waiting for Kinesis: {}", failure.message);
+            logged.insert(key, (kind, now));
+        }
     }
 
     /// Retries undelivered records every `outbox_retry_ms`, so that a project whose next run is

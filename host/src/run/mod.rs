@@ -110,6 +110,10 @@ struct Inner {
     /// One lock per project with undelivered records, so that a run and the drainer never
     /// deliver the same entries at once, and entries go out in order.
     delivery_locks: Mutex<HashMap<(String, String), DeliveryLock>>,
+    /// The kind of failure the drainer last logged per project it could not deliver, and when (see
+    /// `deliver.rs`), so that a long outage is logged once a minute per project, not at every
+    /// retry.
+    drain_logged: Mutex<HashMap<(String, String), (String, std::time::Instant)>>,
 }
 
 impl DataPlane {
@@ -124,6 +128,7 @@ impl DataPlane {
                 scheduler: parts.scheduler,
                 config: parts.config,
                 delivery_locks: Mutex::default(),
+                drain_logged: Mutex::default(),
             }),
         }
     }

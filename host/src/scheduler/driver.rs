@@ -10,7 +10,7 @@ use tokio::sync::{OwnedSemaphorePermit, Semaphore, watch};
 use tokio::task::{JoinError, JoinSet};
 
 use super::queue::{Fire, RunId};
-use super::{Outcome, ProjectKey, Runner, Shared};
+use super::{Outcome, ProjectKey, Runner, Shared, Trigger};
 
 /// The most firings taken from the queue under one lock, so that a burst of due firings (every project
 /// after a long pause of the process) does not hold the lock against the API for long.
@@ -83,6 +83,10 @@ async fn run_one<R: Runner>(shared: Arc<Shared>, runner: Arc<R>, fire: Fire, mut
     let Some(permits) = permits else { return };
     if !shared.queue().still_wanted(&tick.key, run, tick.trigger) {
         return;
+    }
+    if tick.trigger != Trigger::Manual {
+        let now = shared.clock.now();
+        shared.lag.observe(now.duration_since(tick.due_at).try_into().unwrap_or_default(), now);
     }
     let outcome = runner.run(tick).await;
     drop(permits);

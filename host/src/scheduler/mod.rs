@@ -32,6 +32,7 @@
 mod clock;
 mod driver;
 mod jitter;
+mod load;
 mod queue;
 
 #[cfg(test)]
@@ -41,6 +42,7 @@ use std::fmt;
 use std::future::Future;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
+use std::time::Duration;
 
 use jiff::Timestamp;
 use jiff::tz::TimeZone;
@@ -62,11 +64,19 @@ pub struct SchedulerConfig {
     pub max_concurrent_runs: usize,
     /// The most runs in progress at once for one tenant. 0 is treated as 1.
     pub max_concurrent_runs_per_tenant: usize,
+    /// The host counts as saturated while scheduled runs start this late on average, in ms:
+    /// it is offered more than it can do (`/readyz` and `/metrics` say so).
+    pub saturated_lag_ms: u64,
 }
 
 impl Default for SchedulerConfig {
     fn default() -> Self {
-        Self { jitter_window_ms: 10_000, max_concurrent_runs: 64, max_concurrent_runs_per_tenant: 8 }
+        Self {
+            jitter_window_ms: 10_000,
+            max_concurrent_runs: 64,
+            max_concurrent_runs_per_tenant: 8,
+            saturated_lag_ms: 1_000,
+        }
     }
 }
 
@@ -187,6 +197,17 @@ pub struct SchedulerStats {
     pub driver_alive: bool,
 }
 
+/// How far behind the scheduler is, for metrics and readiness.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub struct SchedulerLoad {
+    /// Runs fired but waiting for a permit.
+    pub waiting: usize,
+    /// How late scheduled runs started lately, on average (zero when none started lately).
+    pub recent_lag: Duration,
+    /// Whether that lag is over `saturated_lag_ms`.
+    pub saturated: bool,
+}
+
 /// The scheduler: cheap to clone, every clone is the same scheduler.
 #[derive(Clone)]
 pub struct Scheduler {
@@ -203,6 +224,7 @@ struct Shared {
     /// The global cap on runs in progress.
     global: Arc<Semaphore>,
     driver_alive: AtomicBool,
+    lag: load::Lag,
 }
 
 impl Shared {
@@ -231,6 +253,7 @@ impl Scheduler {
             changed: Notify::new(),
             global,
             driver_alive: false.into(),
+            lag: load::Lag::default(),
         };
         Self { shared: Arc::new(shared) }
     }
@@ -293,6 +316,18 @@ impl Scheduler {
         let mut stats = self.shared.queue().stats();
         stats.driver_alive = self.shared.driver_alive.load(Ordering::SeqCst);
         stats
+    }
+
+    /// Runs waiting for a permit, and how late scheduled runs start.
+    pub fn load(&self) -> SchedulerLoad {
+        let running = self.shared.queue().stats().running;
+        let in_use = permits(self.shared.config.max_concurrent_runs) - self.shared.global.available_permits();
+        let recent_lag = self.shared.lag.recent(self.shared.clock.now());
+        SchedulerLoad {
+            waiting: running.saturating_sub(in_use),
+            recent_lag,
+            saturated: recent_lag > Duration::from_millis(self.shared.config.saturated_lag_ms),
+        }
     }
 
     /// The driver: fires projects and starts their runs until `shutdown` resolves, then starts nothing

@@ -43,7 +43,12 @@ fn entry(expr: &str, timezone: &str, anchor: Timestamp) -> Entry {
 
 /// A configuration without jitter, so that firings land on their nominal times.
 fn no_jitter(max_concurrent_runs: usize, max_concurrent_runs_per_tenant: usize) -> SchedulerConfig {
-    SchedulerConfig { jitter_window_ms: 0, max_concurrent_runs, max_concurrent_runs_per_tenant }
+    SchedulerConfig {
+        jitter_window_ms: 0,
+        max_concurrent_runs,
+        max_concurrent_runs_per_tenant,
+        ..SchedulerConfig::default()
+    }
 }
 
 /// The jitter the scheduler gives `key` on `expr` with a window of `window_ms`.

@@ -206,3 +206,31 @@ async fn shutdown_waits_for_runs_in_progress_and_drops_those_waiting() {
     assert_eq!(scheduler.stats(), SchedulerStats { scheduled: 2, paused: 0, running: 0, driver_alive: false });
     assert_eq!(scheduler.run_now(&key("acme", "one")), Err(RunNowError::ShuttingDown));
 }
+
+/// Offered more than the caps let it do, the scheduler starts runs late, and says it is
+/// saturated; once the load is gone, it says so too.
+#[tokio::test(start_paused = true)]
+async fn runs_that_start_late_make_the_scheduler_saturated_until_the_load_goes() {
+    let clock = Clock::starting_at(at(1));
+    // One run at a time, each taking a second: twenty projects every 10 s need twice that.
+    let scheduler = Scheduler::new(no_jitter(1, 1), clock.clone());
+    let runner = Recorder::new(&clock, Duration::from_secs(1));
+    let keys: Vec<_> = (0..20).map(|i| key("acme", &format!("p{i}"))).collect();
+    for project in &keys {
+        scheduler.upsert(project.clone(), entry("rate(10 seconds)", "UTC", ts(T0)));
+    }
+    let driver = Driver::start(&scheduler, &runner);
+    assert!(!scheduler.load().saturated, "nothing started yet");
+    sleep_until(&clock, at(60)).await;
+    let load = scheduler.load();
+    assert!(load.saturated && load.recent_lag > Duration::from_secs(1), "{load:?}");
+    assert!(load.waiting > 0, "runs wait for the one permit: {load:?}");
+
+    for project in &keys {
+        scheduler.remove(project);
+    }
+    sleep_until(&clock, at(120)).await;
+    let load = scheduler.load();
+    assert_eq!((load.saturated, load.waiting), (false, 0), "{load:?}");
+    driver.stop().await;
+}
