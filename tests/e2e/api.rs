@@ -180,7 +180,7 @@ async fn health_and_readiness() {
     // Let the scheduler's driver task, spawned by `TestApi::new`, start.
     tokio::task::yield_now().await;
     let (status, body) = api.call("GET", "/readyz", None, None).await;
-    assert_eq!((status, body), (200, json!({"store": true, "accepting": true, "scheduler": true})));
+    assert_eq!((status, body), (200, json!({"store": true, "accepting": true, "scheduler": true, "saturated": false})));
 }
 
 #[tokio::test]
@@ -197,6 +197,10 @@ async fn metrics_count_requests_by_route_template_in_prometheus_format() {
     assert!(response.contains(r#"sluice_http_requests_total{method="GET",route="/v1/tenants/{id}",status="404"} 1"#));
     assert!(response.contains(r#"sluice_http_requests_total{method="POST",route="/v1/tenants",status="201"} 1"#));
     assert!(response.contains("sluice_tenants 1"));
+    // An idle host is not saturated, and says so; the store's committer has made writes durable.
+    assert!(response.contains("sluice_saturated 0\n"), "{response}");
+    assert!(response.contains("sluice_runs_waiting 0\n"), "{response}");
+    assert!(response.contains("# TYPE sluice_store_commit_batches_total counter"), "{response}");
     assert!(!response.contains(&id), "ids never become label values");
 }
 
