@@ -27,6 +27,9 @@ pub struct PeerRef {
     pub pid: u32,
 }
 
+// A role is built once per child and travels as JSON: its size in memory does not matter, and
+// boxing the Sluice side's settings would only make every scenario harder to write.
+#[allow(clippy::large_enum_variant)]
 #[derive(Clone, Serialize, Deserialize)]
 pub enum Role {
     /// The source, STS and Kinesis (`peer.rs`).
@@ -45,14 +48,23 @@ pub enum Role {
 }
 
 /// What the Sluice side builds and measures. The defaults are one tenant's 1,000 well-behaved
-/// projects, caps of 64, no noisy projects and no API.
+/// projects with trust of their own on one stream, created in the store directly, caps of 64, the
+/// shipped committer and delivery, no noisy projects and no API.
 #[derive(Clone, Serialize, Deserialize)]
 pub struct SluiceSettings {
-    /// The scenario's kind, for its table: `fleet`, `noisy`, `budget` or `control`.
+    /// The scenario's kind, for its table: `fleet`, `trust`, `throughput`, `overload`, `stall`,
+    /// `noisy`, `budget` or `control`.
     pub kind: String,
+    /// The variant of the kind, for its table and the names of its files (`perf`, lags); empty
+    /// when the kind has one.
+    pub variant: String,
     /// Well-behaved (passthrough) projects, spread evenly over `tenants`.
     pub n: usize,
     pub tenants: usize,
+    /// Whose external id every project's role trusts, as the API sets it: the tenant's (so the
+    /// tenant's projects share one assumed-role session) or one of the project's own (a session
+    /// each).
+    pub trust: Trust,
     /// Projects running the hostile fixture, added when the window starts, spread over
     /// `noisy_tenants` more tenants.
     pub noisy: usize,
@@ -64,12 +76,34 @@ pub struct SluiceSettings {
     pub hog_mb: u32,
     /// The runtime's host-wide plugin memory budget; the shipped one when `None`.
     pub memory_budget_bytes: Option<u64>,
+    /// Projects per tenant stream: `None` puts every project on the one bench stream, `Some(s)`
+    /// gives each tenant `s` streams of its own (`stream/t{t}-s{s}`), its projects dealt out to
+    /// them in turn.
+    pub streams_per_tenant: Option<usize>,
+    /// Create the well-behaved projects as their tenant would, with `POST /v1/projects` and the
+    /// tenant's key (the API is served), instead of writing them to the store directly.
+    pub create_via_api: bool,
+    /// The most commits the store's committer puts in one batch (`CommitOptions::max_batch`;
+    /// 1 syncs every commit on its own); the shipped value when `None`.
+    pub commit_max_batch: Option<usize>,
+    /// A pause before every sync of the committer, in ms (`CommitOptions::stall_before_sync`):
+    /// a disk on which every sync is that much slower.
+    pub stall_before_sync_ms: u64,
+    /// Stop the committer thread once for this many ms, a third of the way into the window: one
+    /// disk stall. 0 for none.
+    pub stall_once_ms: u64,
+    /// Whether deliveries to one stream with one session at the same time share `PutRecords`
+    /// calls (`AwsConfig::put_coalesce`, on by default).
+    pub put_coalesce: bool,
     pub concurrency: usize,
     pub per_tenant: usize,
     /// Serve the API on loopback.
     pub api: bool,
     /// Requests per second from a separate load-generator process; 0 for none.
     pub api_rate: f64,
+    /// Tenants' API reads per second (`GET /v1/projects/{id}` and `.../runs`, open-loop) from a
+    /// thread of this process with a runtime of its own; 0 for none.
+    pub api_read_rate: f64,
     pub warmup: Duration,
     pub window: Duration,
     /// Record a `perf` profile of the window into this directory.
@@ -83,18 +117,27 @@ impl Default for SluiceSettings {
     fn default() -> Self {
         Self {
             kind: "fleet".into(),
+            variant: String::new(),
             n: 1000,
             tenants: 1,
+            trust: Trust::Project,
             noisy: 0,
             noisy_tenants: 1,
             noisy_modes: ["busy-loop", "memory-bomb", "big-output"].map(String::from).to_vec(),
             output_mb: 100,
             hog_mb: 48,
             memory_budget_bytes: None,
+            streams_per_tenant: None,
+            create_via_api: false,
+            commit_max_batch: None,
+            stall_before_sync_ms: 0,
+            stall_once_ms: 0,
+            put_coalesce: true,
             concurrency: 64,
             per_tenant: 64,
             api: false,
             api_rate: 0.0,
+            api_read_rate: 0.0,
             warmup: Duration::from_secs(5),
             window: Duration::from_secs(20),
             perf: None,

@@ -25,7 +25,7 @@ pub use sluice::scheduler::{Clock, ProjectKey, Scheduler, SchedulerConfig};
 pub use sluice::source::{Fetcher, SourceConfig};
 pub use sluice::store::{
     CreatePlugin, CreateProject, Onboarding, PluginMeta, Project, ProjectStatus, RunOutcome, Source, Stage, Store,
-    Target, Tier, Trigger, now_rfc3339, random_hex,
+    Target, Tier, Trigger, Trust, now_rfc3339, random_hex,
 };
 
 pub const STREAM_ARN: &str = "arn:aws:kinesis:eu-central-1:123456789012:stream/bench";

@@ -1,11 +1,17 @@
 //! The fleet a Sluice side runs: its tenants, their plugins and projects, and the daemon's parts
-//! wired as `sluice serve` wires them (`server.rs`), optionally with the API on loopback.
+//! wired as `sluice serve` wires them (`server.rs`), optionally with the API on loopback and the
+//! projects created through it (`tenant_client.rs`).
 
 use super::*;
 
 use sluice::api;
 use sluice::runtime::Plugin;
-use sluice::store::Tenant;
+use sluice::store::{CommitOptions, Tenant};
+
+// Declared here rather than at the crate root so that the `hostile` bench, which takes this file
+// with `#[path]`, gets it too.
+#[path = "tenant_client.rs"]
+pub mod tenant_client;
 
 /// The operator token of the API a Sluice side serves.
 pub const ADMIN_TOKEN: &str = "bench-admin-token-0123456789";
@@ -60,15 +66,32 @@ pub struct Fleet {
     pub config: SchedulerConfig,
     /// Where the API listens, if it is served.
     pub api: Option<std::net::SocketAddr>,
+    /// Seconds it took to create the well-behaved projects, and whether through the API.
+    pub created_s: f64,
+    pub created_via_api: bool,
     source_url: String,
 }
 
-/// A project as the API would create it: pending, its own external id.
-pub fn project(tenant: &str, plugin_id: &str, source_url: &str, n: usize) -> Project {
+/// The stream of a tenant's `j`-th project: the one bench stream when `streams` is `None`, else
+/// the tenant's `j mod s`-th of `s` streams. The peer accepts any stream.
+pub fn stream_arn(streams: Option<usize>, tenant: usize, j: usize) -> String {
+    match streams {
+        None => STREAM_ARN.into(),
+        Some(s) => format!("arn:aws:kinesis:eu-central-1:123456789012:stream/t{tenant}-s{}", j % s.max(1)),
+    }
+}
+
+/// A project as the API would create it (`api/projects.rs`): pending, and with `trust`'s external
+/// id, the tenant's for [`Trust::Tenant`] or a new one of its own for [`Trust::Project`].
+pub fn project(tenant: &Tenant, plugin_id: &str, source_url: &str, n: usize, trust: Trust) -> Project {
     let now = now_rfc3339();
+    let external_id = match trust {
+        Trust::Tenant => tenant.external_id.clone(),
+        Trust::Project => random_hex(16),
+    };
     Project {
         id: format!("prj_{}", random_hex(8)),
-        tenant_id: tenant.into(),
+        tenant_id: tenant.id.clone(),
         name: format!("project-{n}"),
         schedule: "rate(1 second)".parse().unwrap(),
         timezone: sluice::calendar::Timezone::utc(),
@@ -85,15 +108,12 @@ pub fn project(tenant: &str, plugin_id: &str, source_url: &str, n: usize) -> Pro
             role_arn: sluice::arn::RoleArn::parse(ROLE_ARN).unwrap(),
         },
         max_pages: 10,
-        trust: sluice::store::Trust::Project,
+        trust,
         status: ProjectStatus::Pending,
         status_message: "waiting for the first successful AssumeRole".into(),
         consecutive_failures: 0,
         backoff_until: None,
-        onboarding: Onboarding {
-            platform_principal_arn: "arn:aws:iam::111111111111:role/sluice".into(),
-            external_id: random_hex(16),
-        },
+        onboarding: Onboarding { platform_principal_arn: "arn:aws:iam::111111111111:role/sluice".into(), external_id },
         created_at: now.clone(),
         updated_at: now,
     }
@@ -151,7 +171,12 @@ impl Fleet {
     pub async fn build(settings: &SluiceSettings) -> Self {
         let source_url = format!("http://{}/items", peer_addr());
         let dir = tempfile::tempdir().unwrap();
-        let store = Store::open(&dir.path().join("db")).unwrap();
+        let commit = CommitOptions {
+            max_batch: settings.commit_max_batch.unwrap_or(CommitOptions::default().max_batch),
+            stall_before_sync: Duration::from_millis(settings.stall_before_sync_ms),
+            ..CommitOptions::default()
+        };
+        let store = Store::open_with(&dir.path().join("db"), commit).unwrap();
         let shipped = RuntimeConfig::default();
         let runtime = Runtime::new(RuntimeConfig {
             cache_dir: Some(dir.path().join("compiled")),
@@ -184,20 +209,19 @@ impl Fleet {
 
         // Project i belongs to tenant i mod T, so every tenant's projects spread over the run.
         let created_at = Instant::now();
-        let mut projects = Vec::with_capacity(settings.n);
-        for i in 0..settings.n {
-            let member = &mut members[i % settings.tenants];
-            let project = project(&member.tenant.id, &member.plugin_id, &source_url, i);
-            member.projects.push(ProjectKey::new(project.tenant_id.as_str(), project.id.as_str()));
-            projects.push(project);
+        if !settings.create_via_api {
+            let mut projects = Vec::with_capacity(settings.n);
+            for i in 0..settings.n {
+                let t = i % settings.tenants;
+                let member = &mut members[t];
+                let mut project = project(&member.tenant, &member.plugin_id, &source_url, i, settings.trust);
+                let stream = stream_arn(settings.streams_per_tenant, t, i / settings.tenants);
+                project.target.stream_arn = sluice::arn::StreamArn::parse(&stream).unwrap();
+                member.projects.push(ProjectKey::new(project.tenant_id.as_str(), project.id.as_str()));
+                projects.push(project);
+            }
+            create_projects(&store, projects, None).await;
         }
-        create_projects(&store, projects, None).await;
-        eprintln!(
-            "  {} projects of {} tenants created in {:.1} s",
-            settings.n,
-            settings.tenants,
-            created_at.elapsed().as_secs_f64()
-        );
 
         let config = SchedulerConfig {
             max_concurrent_runs: settings.concurrency,
@@ -205,7 +229,7 @@ impl Fleet {
             ..SchedulerConfig::default()
         };
         let scheduler = Scheduler::new(config.clone(), Clock::system());
-        let aws = Aws::from_env(AwsConfig::default()).await;
+        let aws = Aws::from_env(AwsConfig { put_coalesce: settings.put_coalesce, ..AwsConfig::default() }).await;
         let fetcher = Fetcher::new(SourceConfig { allow_private: true, ..SourceConfig::default() }).unwrap();
         let (state, plane) = sluice::server::assemble(sluice::server::Components {
             store: store.clone(),
@@ -220,8 +244,9 @@ impl Fleet {
         });
         let metrics = state.metrics();
         let control = plane.control();
-        // A load generator needs something to talk to.
-        let api = if settings.api || settings.api_rate > 0.0 {
+        // A load generator, or a tenant creating projects, needs something to talk to.
+        let api = if settings.api || settings.api_rate > 0.0 || settings.api_read_rate > 0.0 || settings.create_via_api
+        {
             let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
             let addr = listener.local_addr().unwrap();
             tokio::spawn(async move { axum::serve(listener, api::app(state)).await.unwrap() });
@@ -230,7 +255,37 @@ impl Fleet {
         } else {
             None
         };
-        Self { dir, store, members, noisy, runtime, plane, control, scheduler, aws, metrics, config, api, source_url }
+        if settings.create_via_api {
+            // The scheduler learns of each project from the API, as in the daemon; the data plane
+            // registers every stored project again when it starts, which changes nothing.
+            let base = format!("http://{}", api.expect("the API is served"));
+            tenant_client::create_projects(&base, &mut members, settings, &source_url).await;
+        }
+        let created_s = created_at.elapsed().as_secs_f64();
+        eprintln!(
+            "  {} projects of {} tenants created {} in {created_s:.1} s ({:.0} per second)",
+            settings.n,
+            settings.tenants,
+            if settings.create_via_api { "with POST /v1/projects" } else { "in the store" },
+            settings.n as f64 / created_s
+        );
+        Self {
+            dir,
+            store,
+            members,
+            noisy,
+            runtime,
+            plane,
+            control,
+            scheduler,
+            aws,
+            metrics,
+            config,
+            api,
+            created_s,
+            created_via_api: settings.create_via_api,
+            source_url,
+        }
     }
 
     /// Every well-behaved project.
@@ -249,7 +304,7 @@ impl Fleet {
         let projects: Vec<Project> = (0..settings.noisy)
             .map(|i| {
                 let member = &self.noisy[i % tenants];
-                let mut project = project(&member.tenant.id, &member.plugin_id, &self.source_url, i);
+                let mut project = project(&member.tenant, &member.plugin_id, &self.source_url, i, settings.trust);
                 project.name = format!("noisy-{}-{i}", noisy_mode(&settings.noisy_modes, i));
                 project.plugin_settings = noisy_settings(settings, i);
                 project

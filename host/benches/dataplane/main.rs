@@ -6,8 +6,10 @@
 //! (`host/benches/hostile/`), which shares this directory's modules.
 //!
 //! Settings are flags: `cargo bench -p sluice-host --bench dataplane -- --help` lists them with
-//! their units and defaults (`--sizes`, `--window-s`, `--concurrency`, `--sides`, `--perf`,
-//! `--lags`); `cargo xtask bench dataplane -- <flags>` passes them on.
+//! their units and defaults (`--sizes`, `--window-s`, `--concurrency`, `--sides`, `--tenants`,
+//! `--streams-per-tenant`, `--variants`, `--overload-base`, `--overload-factors`, `--stall-ms`,
+//! `--stall-read-rate`, `--perf`, `--lags`); `cargo xtask bench dataplane -- <flags>` passes them
+//! on.
 //!
 //! The binary plays several roles so that every measured side is a process of its own (its CPU
 //! time and RSS are its own, and one side's leftovers do not count against the next):
@@ -15,11 +17,21 @@
 //! - the orchestrator, when started with flags: starts the peer, runs each scenario in a fresh
 //!   child, prints the table.
 //! - `peer`: the source (`GET /items`, a 1 KiB JSON body), STS `AssumeRole` (query protocol, fixed
-//!   credentials an hour ahead) and Kinesis `PutRecords` (awsJson1.1, every record accepted) on
-//!   127.0.0.1, in the minimum of code. The SDK reaches it through `AWS_ENDPOINT_URL`.
+//!   credentials an hour ahead; it counts the calls and the distinct external id and session name
+//!   pairs) and Kinesis `PutRecords` (awsJson1.1, every record accepted) on 127.0.0.1, in the
+//!   minimum of code. The SDK reaches it through `AWS_ENDPOINT_URL`.
 //! - `sluice`: a temp-dir store with one premium tenant and N projects using the `passthrough`
-//!   plugin, a `Scheduler` with the default jitter window, `RunConfig` defaults, and
-//!   `DataPlane::run`: a warm-up, then the measured window.
+//!   plugin, each with trust of its own (its own external id, so its own assumed-role session), a
+//!   `Scheduler` with the default jitter window, `RunConfig` defaults, and `DataPlane::run`: a
+//!   warm-up, then the measured window. The `trust` side (`trust.rs`) runs it twice at the first
+//!   size over `--tenants` tenants on one role: with trust of their own, then with their tenant's
+//!   (one session per tenant), and compares the peer's `AssumeRole` counts, CPU and memory.
+//!   The `throughput` side (`throughput.rs`) runs it over `--tenants` tenants with
+//!   `--streams-per-tenant` streams each, its projects created with `POST /v1/projects`, with
+//!   group commit and coalesced delivery off and on; the `overload` and `stall` sides
+//!   (`overload.rs`) offer the shipped configuration more than it can poll, and make its disk
+//!   stall. Its tenant's client of the API (creating projects, a light read load) is
+//!   `tenant_client.rs`.
 //! - `bare`: the ratio's baseline: C concurrent loops of reqwest GET of the source and
 //!   aws-sdk-kinesis `PutRecords` of the body through one default client, closed-loop (as fast as
 //!   it goes) or paced at a fixed rate. No scheduler, plugin, outbox or store.
@@ -53,9 +65,12 @@ mod fleet;
 mod history;
 mod measure;
 mod orchestrator;
+mod overload;
 mod peer;
 mod probes;
 mod sluice_side;
+mod throughput;
+mod trust;
 
 use bare::*;
 use child::*;
@@ -63,31 +78,66 @@ use common::*;
 use fleet::project;
 use measure::*;
 use orchestrator::*;
+use overload::*;
 use peer::*;
 use probes::*;
 use sluice_side::*;
+use throughput::*;
+use trust::*;
 
 /// Data-plane benchmark: N projects on rate(1 second) through the whole pipeline (scheduler,
 /// AssumeRole, fetch, passthrough plugin, outbox, PutRecords, commit, run history) against a local
-/// peer, beside a bare GET + PutRecords loop, each side a process of its own. The noisy-neighbour,
-/// memory-budget and control-plane scenarios are the `hostile` bench.
+/// peer, beside a bare GET + PutRecords loop, each side a process of its own; the assumed-role
+/// sessions, CPU and memory of projects trusting their tenant's external id against their own; and
+/// throughput with group commit and coalesced delivery off and on, under overload and with a
+/// stalling disk. The noisy-neighbour, memory-budget and control-plane scenarios are the `hostile`
+/// bench.
 #[derive(Parser)]
 #[command(name = "dataplane", bin_name = "cargo bench -p sluice-host --bench dataplane --")]
 struct Args {
-    /// Fleet sizes, in projects at rate(1 second), comma-separated: one Sluice window each, and the
-    /// bare loop paced at each size up to 4,000/s
-    #[arg(long, value_name = "N,...", value_delimiter = ',', default_value = "1000,10000")]
+    /// Fleet sizes, in projects at rate(1 second), comma-separated: one Sluice window each (the
+    /// first only for shipped, store, clients and trust; the throughput side's variants at each;
+    /// stall at the first), and the bare loop paced at each size up to 4,000/s [default:
+    /// 1000,10000; for the throughput, overload and stall sides 1000,5000,10000]
+    #[arg(long, value_name = "N,...", value_delimiter = ',')]
     sizes: Vec<usize>,
-    /// Measured window of each Sluice side, in seconds [default: 20; the bare loop and the store
-    /// probe measure 10 s after a 3 s warm-up unless this is given]
+    /// Measured window of each Sluice side, in seconds [default: 20, the stall side's 30; the bare
+    /// loop and the store probe measure 10 s after a 3 s warm-up unless this is given]
     #[arg(long, value_name = "SECONDS")]
     window_s: Option<u64>,
-    /// The scheduler's global and per-tenant caps, and the bare loop's concurrent loops
+    /// The scheduler's global and per-tenant caps, and the bare loop's concurrent loops (the
+    /// throughput, overload and stall sides keep the shipped caps)
     #[arg(long, value_name = "C", default_value_t = 64)]
     concurrency: usize,
     /// Which scenarios to run, comma-separated
     #[arg(long, value_name = "SIDE,...", value_delimiter = ',', default_value = "bare,sluice,shipped,store,clients")]
     sides: Vec<Side>,
+    /// Tenants the trust, throughput, overload and stall sides deal their projects out to (the
+    /// other sides have one)
+    #[arg(long, value_name = "T", default_value_t = 10, value_parser = clap::value_parser!(u64).range(1..))]
+    tenants: u64,
+    /// Streams of each tenant in the throughput, overload and stall sides
+    /// (`stream/t{tenant}-s{stream}`); a tenant's projects take them in turn
+    #[arg(long, value_name = "S", default_value_t = 4, value_parser = clap::value_parser!(u64).range(1..))]
+    streams_per_tenant: u64,
+    /// Variants of the throughput side to run at every size, comma-separated [default: all five at
+    /// the first size, d and e at the others]
+    #[arg(long, value_name = "V,...", value_delimiter = ',')]
+    variants: Vec<Variant>,
+    /// Polls/s the overload side multiplies [default: the most polls/s of the throughput side's
+    /// shipped windows (d) in this run, else of a calibration window of d at the largest size]
+    #[arg(long, value_name = "POLLS_PER_S")]
+    overload_base: Option<f64>,
+    /// Multiples of the base the overload side offers, in projects at rate(1 second),
+    /// comma-separated
+    #[arg(long, value_name = "X,...", value_delimiter = ',', default_value = "2,5")]
+    overload_factors: Vec<f64>,
+    /// How long the stall side's disk stalls, in ms: once, and before every sync
+    #[arg(long, value_name = "MS", default_value_t = 500)]
+    stall_ms: u64,
+    /// API reads per second during the stall side's windows (a project or its runs, open-loop)
+    #[arg(long, value_name = "PER_S", default_value_t = 50.0)]
+    stall_read_rate: f64,
     #[command(flatten)]
     common: Common,
 }
@@ -104,6 +154,18 @@ enum Side {
     Store,
     /// Memory of the first size's per-session Kinesis clients
     Clients,
+    /// Sluice at the first size over --tenants tenants on one role, with trust of their own, then
+    /// with their tenant's: AssumeRole calls the peer counted, sessions, CPU and memory
+    Trust,
+    /// Sluice over --tenants tenants with --streams-per-tenant streams each, projects created with
+    /// POST /v1/projects, shipped caps, in --variants: group commit and coalescing off and on,
+    /// and project trust
+    Throughput,
+    /// The shipped configuration offered --overload-factors times its peak polls/s
+    Overload,
+    /// The shipped configuration at the first size under API reads: a healthy disk, one stall of
+    /// --stall-ms, every sync --stall-ms slower
+    Stall,
 }
 
 fn main() {
@@ -119,7 +181,25 @@ fn main() {
 // The orchestrator.
 
 fn orchestrate(args: Args) {
-    let Args { sizes, window_s, concurrency, sides, common } = args;
+    let Args {
+        sizes,
+        window_s,
+        concurrency,
+        sides,
+        tenants,
+        streams_per_tenant,
+        variants,
+        overload_base,
+        overload_factors,
+        stall_ms,
+        stall_read_rate,
+        common,
+    } = args;
+    let sizes_or = |default: &[usize]| if sizes.is_empty() { default.to_vec() } else { sizes.clone() };
+    let throughput_sizes = sizes_or(&[1000, 5000, 10000]);
+    let sizes = sizes_or(&[1000, 10000]);
+    let new_sides = [Side::Throughput, Side::Overload, Side::Stall];
+    let (tenants, streams) = (tenants as usize, streams_per_tenant as usize);
     let bare = |rate: usize| Row {
         short: if rate == 0 { "bare loop, closed".into() } else { format!("bare loop, paced {rate}/s") },
         scenario: Scenario {
@@ -165,7 +245,16 @@ fn orchestrate(args: Args) {
     let mut scenarios = Vec::new();
     if sides.contains(&Side::Bare) {
         scenarios.push(bare(0));
-        let mut paced_rates: Vec<usize> = sizes.iter().copied().filter(|&n| n <= 4000).collect();
+        // Paced at the sizes of the other sides asked for.
+        let mut paced_rates: Vec<usize> = Vec::new();
+        if sides.iter().any(|side| !new_sides.contains(side)) {
+            paced_rates.extend(&sizes);
+        }
+        if sides.iter().any(|side| new_sides.contains(side)) {
+            paced_rates.extend(&throughput_sizes);
+        }
+        paced_rates.retain(|&n| n <= 4000);
+        paced_rates.sort_unstable();
         paced_rates.dedup();
         scenarios.extend(paced_rates.iter().map(|&rate| bare(rate)));
     }
@@ -199,8 +288,41 @@ fn orchestrate(args: Args) {
             },
         });
     }
-    let results = run_scenarios("dataplane", scenarios.iter().map(|row| &row.scenario));
+    let window = Duration::from_secs(window_s.unwrap_or(20));
+    if sides.contains(&Side::Trust) {
+        scenarios.extend(trust_rows(first, tenants, concurrency, window, &common));
+    }
+    if sides.contains(&Side::Throughput) {
+        let chosen = (!variants.is_empty()).then_some(variants.as_slice());
+        scenarios.extend(throughput_rows(&throughput_sizes, chosen, tenants, streams, window, &common));
+    }
+    // The overload side's base comes from a shipped window of this run, or from one of its own.
+    let shipped_in_throughput =
+        sides.contains(&Side::Throughput) && (variants.is_empty() || variants.contains(&Variant::D));
+    if sides.contains(&Side::Overload) && overload_base.is_none() && !shipped_in_throughput {
+        let largest = throughput_sizes.iter().copied().max().unwrap_or(10000);
+        scenarios.push(calibration_row(largest, tenants, streams, window, &common));
+    }
+    if sides.contains(&Side::Stall) {
+        let stall_window = Duration::from_secs(window_s.unwrap_or(30));
+        let n = throughput_sizes.first().copied().unwrap_or(1000);
+        scenarios.extend(stall_rows(n, tenants, streams, stall_ms, stall_read_rate, stall_window, &common));
+    }
+    let mut results = run_scenarios("dataplane", scenarios.iter().map(|row| &row.scenario));
+    let base = overload_base.or_else(|| shipped_peak(&results).map(|r| throughput::f(r, "polls_per_s")));
+    let base = base.unwrap_or(f64::NAN);
+    if sides.contains(&Side::Overload) {
+        // Its windows need the base, so they run after the others, against a peer of their own.
+        assert!(base > 0.0, "no polls/s to base the overload on: pass --overload-base");
+        let more = overload_rows(base, &overload_factors, tenants, streams, window, &common);
+        results.extend(run_scenarios("dataplane", more.iter().map(|row| &row.scenario)));
+        scenarios.extend(more);
+    }
     print_table(&scenarios, &results);
+    print_trust(&scenarios, &results);
+    print_throughput(&scenarios, &results);
+    print_overload(&scenarios, &results, base, overload_base.is_some());
+    print_stall(&scenarios, &results);
 }
 
 /// A scenario, with its label in the table.

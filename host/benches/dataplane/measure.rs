@@ -80,7 +80,20 @@ pub fn disk_writes() -> (f64, f64) {
     total
 }
 
-/// CPU of this process, the peer and the machine, and the disks' writes, at one moment.
+/// (voluntary, involuntary) context switches of every thread of this process so far, the exited
+/// ones included (`getrusage(RUSAGE_SELF)`; `/proc/self/status` counts the main thread's only).
+pub fn context_switches() -> (f64, f64) {
+    // SAFETY: `getrusage` only writes the struct it is given, which is plain data.
+    let mut usage: libc::rusage = unsafe { std::mem::zeroed() };
+    // SAFETY: `usage` is a valid, writable `rusage`.
+    if unsafe { libc::getrusage(libc::RUSAGE_SELF, &mut usage) } != 0 {
+        return (0.0, 0.0);
+    }
+    (usage.ru_nvcsw as f64, usage.ru_nivcsw as f64)
+}
+
+/// CPU of this process, the peer and the machine, the disks' writes and this process's context
+/// switches, at one moment.
 #[derive(Clone, Copy)]
 pub struct Sample {
     at: Instant,
@@ -89,6 +102,7 @@ pub struct Sample {
     helper: f64,
     machine: (f64, f64, f64),
     disk: (f64, f64),
+    switches: (f64, f64),
 }
 
 impl Sample {
@@ -99,7 +113,7 @@ impl Sample {
             pid => cpu_seconds(&pid.to_string()),
         };
         let (own, machine, disk) = (cpu_seconds("self"), machine_jiffies(), disk_writes());
-        Self { at: Instant::now(), own, peer, helper, machine, disk }
+        Self { at: Instant::now(), own, peer, helper, machine, disk, switches: context_switches() }
     }
 
     /// (this process's cores, other processes' cores) from `earlier` to this sample. Other
@@ -124,6 +138,7 @@ impl Sample {
 pub fn window_report(start: Sample, end: Sample, polls: u64) -> Value {
     let wall = end.at.duration_since(start.at).as_secs_f64();
     let per_poll = |seconds: f64| if polls == 0 { 0.0 } else { seconds * 1e6 / polls as f64 };
+    let count_per_poll = |count: f64| if polls == 0 { 0.0 } else { count / polls as f64 };
     let (busy, total) = (end.machine.0 - start.machine.0, end.machine.1 - start.machine.1);
     json!({
         "window_s": wall,
@@ -140,6 +155,10 @@ pub fn window_report(start: Sample, end: Sample, polls: u64) -> Value {
         // Whole-machine disk writes (sectors are 512 bytes), per poll.
         "disk_writes_per_poll": if polls == 0 { 0.0 } else { (end.disk.0 - start.disk.0) / polls as f64 },
         "disk_kib_per_poll": if polls == 0 { 0.0 } else { (end.disk.1 - start.disk.1) / 2.0 / polls as f64 },
+        // This process's context switches (every thread), voluntary (it waited) and involuntary
+        // (it was preempted), per poll.
+        "voluntary_switches_per_poll": count_per_poll(end.switches.0 - start.switches.0),
+        "involuntary_switches_per_poll": count_per_poll(end.switches.1 - start.switches.1),
     })
 }
 
@@ -158,4 +177,40 @@ pub fn percentile(sorted: &[f64], q: f64) -> f64 {
         return f64::NAN;
     }
     sorted[((sorted.len() as f64 * q) as usize).min(sorted.len() - 1)]
+}
+
+/// How long the handler of `SIGUSR2` sleeps, in ms (see [`stall_thread`]).
+static STALL_MS: AtomicU64 = AtomicU64::new(0);
+
+extern "C" fn sleep_in_handler(_: libc::c_int) {
+    let ms = STALL_MS.load(Ordering::Relaxed);
+    let pause =
+        libc::timespec { tv_sec: (ms / 1000) as libc::time_t, tv_nsec: ((ms % 1000) * 1_000_000) as libc::c_long };
+    // SAFETY: `nanosleep` is async-signal-safe and reads only `pause`.
+    unsafe { libc::nanosleep(&pause, std::ptr::null_mut()) };
+}
+
+/// Stops this process's thread named `name` for `ms` milliseconds, as a stalled disk would stop a
+/// thread waiting in `fdatasync`: a `SIGUSR2` sent to that thread alone, whose handler sleeps (a
+/// thread inside a system call takes it when the call returns). The bench's own handler; nothing
+/// else in the process uses `SIGUSR2`. Returns whether the thread was found and signalled.
+pub fn stall_thread(name: &str, ms: u64) -> bool {
+    let tid = std::fs::read_dir("/proc/self/task").into_iter().flatten().flatten().find_map(|task| {
+        let comm = std::fs::read_to_string(task.path().join("comm")).ok()?;
+        (comm.trim_end() == name).then(|| task.file_name().to_str()?.parse::<libc::pid_t>().ok())?
+    });
+    let Some(tid) = tid else { return false };
+    STALL_MS.store(ms, Ordering::Relaxed);
+    // SAFETY: the handler is async-signal-safe (above); the struct is fully initialized before
+    // `sigaction` reads it, and `tgkill` names a thread of this process.
+    unsafe {
+        let mut action: libc::sigaction = std::mem::zeroed();
+        action.sa_sigaction = sleep_in_handler as *const () as libc::sighandler_t;
+        action.sa_flags = libc::SA_RESTART;
+        libc::sigemptyset(&mut action.sa_mask);
+        if libc::sigaction(libc::SIGUSR2, &action, std::ptr::null_mut()) != 0 {
+            return false;
+        }
+        libc::syscall(libc::SYS_tgkill, libc::getpid(), tid, libc::SIGUSR2) == 0
+    }
 }

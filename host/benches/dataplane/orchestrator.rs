@@ -6,12 +6,12 @@ use super::*;
 /// Flags both bench binaries take.
 #[derive(clap::Args)]
 pub struct Common {
-    /// Record a `perf` CPU profile of each measured window into DIR, as `<side>-<N>.perf.data`
-    /// [default: none]
+    /// Record a `perf` CPU profile of each measured window into DIR, as
+    /// `<side>[-<variant>]-<N>.perf.data` [default: none]
     #[arg(long, value_name = "DIR")]
     pub perf: Option<PathBuf>,
     /// Write each Sluice window's runs as "ms into the window, lag ms" lines to
-    /// `PREFIX-<N>-<per-tenant cap>[-noisy<K>][-api<rate>].txt` [default: none]
+    /// `PREFIX-<N>-<per-tenant cap>[-noisy<K>][-api<rate>][-<variant>].txt` [default: none]
     #[arg(long, value_name = "PREFIX")]
     pub lags: Option<String>,
     /// Passed by `cargo bench` to every bench target; ignored.

@@ -2,6 +2,9 @@
 
 use super::*;
 
+/// How long the credentials the peer's `AssumeRole` issues last, whatever was asked for.
+pub const CREDENTIALS_S: i64 = 3600;
+
 #[derive(Default)]
 pub struct PeerState {
     body: Bytes,
@@ -9,6 +12,9 @@ pub struct PeerState {
     puts: AtomicU64,
     records: AtomicU64,
     assumes: AtomicU64,
+    /// The distinct (external id, session name) pairs `AssumeRole` was called with, as sent
+    /// (form-encoded): the sessions the callers hold.
+    sessions: std::sync::Mutex<std::collections::HashSet<Vec<u8>>>,
 }
 
 /// A ~1 KiB JSON array, like a small page of an API.
@@ -61,6 +67,7 @@ pub async fn peer_stats(State(peer): State<Arc<PeerState>>) -> Response {
         "puts": load(&peer.puts),
         "records": load(&peer.records),
         "assumes": load(&peer.assumes),
+        "sessions": peer.sessions.lock().unwrap().len(),
     }))
     .into_response()
 }
@@ -95,7 +102,12 @@ pub async fn peer_aws(State(peer): State<Arc<PeerState>>, headers: HeaderMap, bo
         }
         None if body.windows(18).any(|w| w == b"Action=AssumeRole&") || body.ends_with(b"Action=AssumeRole") => {
             peer.assumes.fetch_add(1, Ordering::Relaxed);
-            let expiration = Timestamp::from_second(Timestamp::now().as_second() + 3600).unwrap();
+            let param = |name: &str| {
+                body.split(|&b| b == b'&').find(|p| p.starts_with(name.as_bytes())).unwrap_or_default().to_vec()
+            };
+            let session = [param("ExternalId="), param("RoleSessionName=")].join(&b'&');
+            peer.sessions.lock().unwrap().insert(session);
+            let expiration = Timestamp::from_second(Timestamp::now().as_second() + CREDENTIALS_S).unwrap();
             let xml = [
                 r#"<AssumeRoleResponse xmlns="https://sts.amazonaws.com/doc/2011-06-15/"><AssumeRoleResult>"#,
                 "<Credentials><AccessKeyId>ASIABENCHBENCHBENCH0</AccessKeyId>",

@@ -74,7 +74,7 @@ pub async fn store_side(settings: ProbeSettings) -> Value {
     let store = Store::open(&dir.path().join("db")).unwrap();
     let (tenant, _key) = store.create_tenant("bench", Tier::Premium).await.unwrap();
     let projects: Vec<Project> =
-        (0..n).map(|i| project(&tenant.id, "sha256:00", "http://127.0.0.1:9/items", i)).collect();
+        (0..n).map(|i| project(&tenant, "sha256:00", "http://127.0.0.1:9/items", i, Trust::Project)).collect();
     for chunk in projects.chunks(64) {
         let mut tasks = tokio::task::JoinSet::new();
         for p in chunk {

@@ -1,6 +1,8 @@
-//! The Sluice side: N well-behaved projects of one or more tenants through the real scheduler and
-//! data plane; optionally a noisy tenant's hostile projects arriving when the window starts, or
-//! the API on loopback under load from a separate process.
+//! The Sluice side: N well-behaved projects of one or more tenants, with the tenant's trust or
+//! their own, through the real scheduler and data plane, with the shipped committer and delivery
+//! or group commit, coalescing or the disk's speed changed; optionally a noisy tenant's hostile
+//! projects arriving when the window starts, the API on loopback under load from a separate
+//! process or under a light read load from a thread of this one, or one disk stall in the window.
 
 use super::*;
 
@@ -31,6 +33,20 @@ pub fn start_perf(dir: Option<&std::path::Path>, name: &str, seconds: f64) -> Op
             None
         }
     }
+}
+
+/// Seconds of the read load before the window, to open its connections.
+const READS_WARMUP: Duration = Duration::from_secs(1);
+
+/// The name of the store's committer thread (`store/commit.rs`), which a one-off stall stops.
+const COMMITTER_THREAD: &str = "sluice-commit";
+
+/// (batches, commits, µs syncing) of the store's committer so far.
+fn commit_counts(store: &Store) -> (u64, u64, u64) {
+    store.commit_stats().map_or((0, 0, 0), |stats| {
+        let load = |c: &AtomicU64| c.load(Ordering::Relaxed);
+        (load(&stats.batches), load(&stats.commits), load(&stats.sync_us))
+    })
 }
 
 /// Slices the window is cut into for the timelines.
@@ -157,8 +173,26 @@ fn mib(bytes: u64) -> f64 {
     bytes as f64 / 1048576.0
 }
 
+/// The projects of `keys` that have not yet had a successful run, read from the run history on a
+/// blocking thread.
+async fn not_yet_run(store: &Store, keys: Vec<ProjectKey>) -> Vec<ProjectKey> {
+    let store = store.clone();
+    tokio::task::spawn_blocking(move || {
+        keys.into_iter()
+            .filter(|key| {
+                let runs = store.runs(&key.tenant, &key.project, sluice::store::RUNS_KEPT).unwrap();
+                !runs.iter().any(|run| run.outcome == RunOutcome::Succeeded)
+            })
+            .collect()
+    })
+    .await
+    .unwrap()
+}
+
 pub async fn sluice_side(settings: SluiceSettings) -> Value {
     let (window, warmup) = (settings.window, settings.warmup);
+    // The peer serves every child in turn: its counts are read as differences.
+    let peer_start = peer_counters().await;
     let rss_before = rss_bytes();
     let mut fleet = Fleet::build(&settings).await;
     let keys = fleet.well_keys();
@@ -184,32 +218,60 @@ pub async fn sluice_side(settings: SluiceSettings) -> Value {
     }
     assert_eq!(offsets.len(), n, "every project is registered with the scheduler");
 
-    // The warm-up lasts until every project has run once (one AssumeRole each: every project has
-    // its own external id, so its own session; at most 3 minutes), then `warmup` more to settle.
+    // The warm-up lasts until every project has run successfully once (at most 3 minutes), then
+    // `warmup` more to settle. By then every session exists: one per project with trust of its
+    // own, one per tenant (and role) with the tenant's.
     let warming = Instant::now();
-    while fleet.aws.counters().assume_role_calls < n as u64 && warming.elapsed() < Duration::from_secs(180) {
-        tokio::time::sleep(Duration::from_millis(100)).await;
+    let mut waiting = keys.clone();
+    while !waiting.is_empty() && warming.elapsed() < Duration::from_secs(180) {
+        tokio::time::sleep(Duration::from_millis(250)).await;
+        waiting = not_yet_run(&fleet.store, waiting).await;
     }
     tokio::time::sleep(warmup).await;
     let warmup_s = warming.elapsed().as_secs_f64();
     let sessions = fleet.aws.counters().assume_role_calls;
-    eprintln!("  warm-up {warmup_s:.1} s, {sessions} sessions");
+    eprintln!("  warm-up {warmup_s:.1} s, {} of {n} projects ran, {sessions} sessions", n - waiting.len());
     let rss_after = rss_bytes();
     let load = if settings.api_rate > 0.0 {
         Some(Load::start(&fleet, fleet.dir.path(), settings.api_rate, window).await)
     } else {
         None
     };
+    let reads = (settings.api_read_rate > 0.0).then(|| {
+        let targets = fleet
+            .members
+            .iter()
+            .flat_map(|m| m.projects.iter().map(|k| (m.token.clone(), k.project.to_string())))
+            .collect();
+        let base = format!("http://{}", fleet.api.expect("the API is served"));
+        fleet::tenant_client::start_reads(base, targets, settings.api_read_rate, READS_WARMUP, window)
+    });
+    if reads.is_some() {
+        tokio::time::sleep(READS_WARMUP).await;
+    }
 
     let peer_before = peer_counters().await;
     let calls_before = fleet.aws.counters();
+    let commits_before = commit_counts(&fleet.store);
     let outcomes_before = runs_by_outcome(&fleet.metrics);
     let peak_reset = reset_peak_rss();
-    let perf = start_perf(settings.perf.as_deref(), &format!("sluice-{n}"), window.as_secs_f64());
+    let name =
+        if settings.variant.is_empty() { format!("sluice-{n}") } else { format!("sluice-{}-{n}", settings.variant) };
+    let perf = start_perf(settings.perf.as_deref(), &name, window.as_secs_f64());
     let start = Sample::now();
     let (wall_start, started) = (Timestamp::now(), Instant::now());
     let sampling = Arc::new(AtomicBool::new(false));
     let rss_samples = sample_rss(started, sampling.clone());
+    let stall = (settings.stall_once_ms > 0).then(|| {
+        let (ms, after) = (settings.stall_once_ms, window / 3);
+        tokio::spawn(async move {
+            tokio::time::sleep(after).await;
+            let stalled = stall_thread(COMMITTER_THREAD, ms);
+            assert!(stalled, "cannot stall the committer thread");
+            eprintln!("  committer stopped for {ms} ms, {:.1} s into the window", after.as_secs_f64());
+            after.as_millis() as u64
+        })
+    });
     // The noisy tenant's projects arrive now, so the window sees their burst and their backoff.
     let noisy_keys = fleet.add_noisy(&settings).await;
     let all_keys: Vec<ProjectKey> = keys.iter().chain(&noisy_keys).cloned().collect();
@@ -227,12 +289,21 @@ pub async fn sluice_side(settings: SluiceSettings) -> Value {
     let wall_end = Timestamp::now();
     sampling.store(true, Ordering::Relaxed);
     let calls_after = fleet.aws.counters();
+    let commits_after = commit_counts(&fleet.store);
     let outcomes_after = runs_by_outcome(&fleet.metrics);
     let peer_after = peer_counters().await;
     let (rss_end, rss_peak) = (rss_bytes(), peak_rss_bytes());
     let (own_fds, peer_fds) = (open_fds("self"), peer_pid().map_or(0, |pid| open_fds(&pid.to_string())));
     let api = match load {
         Some(load) => load.finish().await,
+        None => Value::Null,
+    };
+    let reads = match reads {
+        Some(reads) => tokio::task::spawn_blocking(move || reads.join().unwrap()).await.unwrap(),
+        None => Value::Null,
+    };
+    let stalled_at_ms = match stall {
+        Some(stall) => json!(stall.await.unwrap()),
         None => Value::Null,
     };
     if let Some(mut perf) = perf {
@@ -252,7 +323,8 @@ pub async fn sluice_side(settings: SluiceSettings) -> Value {
         let text: String = well.points.iter().filter_map(|p| Some(format!("{} {}\n", p.at_ms, p.lag_ms?))).collect();
         let suffix = if settings.noisy > 0 { format!("-noisy{}", settings.noisy) } else { String::new() };
         let api_suffix = if settings.api_rate > 0.0 { format!("-api{}", settings.api_rate) } else { String::new() };
-        let name = format!("{path}-{n}-{}{suffix}{api_suffix}.txt", settings.per_tenant);
+        let variant = if settings.variant.is_empty() { String::new() } else { format!("-{}", settings.variant) };
+        let name = format!("{path}-{n}-{}{suffix}{api_suffix}{variant}.txt", settings.per_tenant);
         std::fs::write(name, text).unwrap();
     }
     let window_ms = wall_end.as_millisecond() - wall_start.as_millisecond();
@@ -313,7 +385,42 @@ pub async fn sluice_side(settings: SluiceSettings) -> Value {
         "memory_budget_mib": mib(fleet.runtime.memory_budget_bytes()),
         "plugin_memory_peak_mib": mib(fleet.runtime.memory_peak_bytes()),
     });
-    for part in [extra, memory] {
+    // The peer's own counts of AssumeRole calls and of the distinct (external id, session name)
+    // pairs they named, from before the fleet was built to the start of the window, and in it.
+    let trust = json!({
+        "trust": settings.trust,
+        "projects_not_run_in_warmup": waiting.len(),
+        "peer_assumes_warmup": counter(&peer_before, "assumes") - counter(&peer_start, "assumes"),
+        "peer_sessions_warmup": counter(&peer_before, "sessions") - counter(&peer_start, "sessions"),
+        "peer_assumes_window": counter(&peer_after, "assumes") - counter(&peer_before, "assumes"),
+        "peer_sessions_window": counter(&peer_after, "sessions") - counter(&peer_before, "sessions"),
+    });
+    // The committer's batches and commits, and the PutRecords calls the peer answered, in the
+    // window; how the fleet was made.
+    let (batches, commits) = (commits_after.0 - commits_before.0, commits_after.1 - commits_before.1);
+    let sync_ms = (commits_after.2 - commits_before.2) as f64 / 1000.0;
+    let peer_puts = counter(&peer_after, "puts") - counter(&peer_before, "puts");
+    let per_poll = |count: u64| if well.succeeded == 0 { f64::NAN } else { count as f64 / well.succeeded as f64 };
+    let throughput = json!({
+        "variant": settings.variant,
+        "commit_max_batch": settings.commit_max_batch,
+        "stall_before_sync_ms": settings.stall_before_sync_ms,
+        "stall_once_ms": settings.stall_once_ms,
+        "stalled_at_ms": stalled_at_ms,
+        "put_coalesce": settings.put_coalesce,
+        "streams_per_tenant": settings.streams_per_tenant,
+        "created_via_api": fleet.created_via_api,
+        "created_s": fleet.created_s,
+        "commit_batches": batches,
+        "commits": commits,
+        "syncs_per_poll": per_poll(batches),
+        "commits_per_batch": commits as f64 / batches.max(1) as f64,
+        "sync_ms_per_batch": sync_ms / batches.max(1) as f64,
+        "peer_puts": peer_puts,
+        "peer_puts_per_poll": per_poll(peer_puts),
+        "reads": reads,
+    });
+    for part in [extra, memory, trust, throughput] {
         report.as_object_mut().unwrap().extend(part.as_object().unwrap().clone());
     }
     report
