@@ -1,13 +1,14 @@
-//! The committer: one thread that applies the data plane's writes in batches and makes each
-//! batch durable with one flush and one real sync.
+//! The committer: one thread that applies the data plane's writes and makes them durable in
+//! batches, with one flush and one real sync per batch.
 //!
 //! A run's writes (its outbox entry, the removal of a delivered entry with its state, a state
-//! commit, its history and usage) are [`Commit`]s. Callers hand them over and wait; the committer
-//! takes everything that has arrived, applies each commit in its own sled transaction (a commit
-//! that fails, such as a delivery whose entry is gone, answers alone and does not undo its
-//! neighbours), then flushes sled once and `fdatasync`s its files once, and only then answers
-//! every caller. Writes that pile up while a sync is under way form the next batch, so the
-//! number of syncs falls as the load rises: group commit, as in LevelDB and RocksDB.
+//! commit, its history and usage) are [`Commit`]s. Callers hand them over; the committer applies
+//! each as it arrives, in its own sled transaction (a commit that fails, such as a delivery whose
+//! entry is gone, answers alone and undoes nothing else). A commit that must be durable before
+//! its caller goes on (an outbox entry, or a sync the API asks for) waits with the others that
+//! arrive within `linger` of the first; then sled is flushed once and its files `fdatasync`ed
+//! once, and they are all answered. The number of syncs falls as the load rises: group commit,
+//! as in LevelDB and RocksDB. The rest are answered once applied.
 //!
 //! Why a real sync: sled 0.34's `flush` ends in `sync_file_range`, which survives a `kill -9`
 //! but does not reach the disk's write cache (sled issue #1452); only `fsync`/`fdatasync` does.
@@ -52,7 +53,8 @@ pub enum Applied {
 /// Counters of the committer's work, for the metrics.
 #[derive(Debug, Default)]
 pub struct CommitStats {
-    /// Batches applied, each ending in one flush and one sync.
+    /// Syncs made (one flush and one `fdatasync` each), one per batch with a commit that waited
+    /// for one.
     pub batches: AtomicU64,
     /// Commits applied, in all batches.
     pub commits: AtomicU64,
@@ -67,6 +69,14 @@ struct Job {
 }
 
 impl Commit {
+    /// Whether the caller is answered only once the commit is durable. An outbox entry must be
+    /// before any of its records is sent, and so must whatever the API acknowledges. Losing the
+    /// others to a crash in the 500 ms before sled's own flush only repeats a delivery (which
+    /// at-least-once allows), a run without records, or the newest history records.
+    pub(super) fn needs_sync(&self) -> bool {
+        matches!(self, Commit::Enqueue(_) | Commit::Sync)
+    }
+
     /// What the commit writes, for messages.
     pub(super) fn what(&self) -> &'static str {
         match self {
@@ -123,25 +133,13 @@ impl Committer {
         let thread_stats = Arc::clone(&stats);
         std::thread::Builder::new()
             .name("sluice-commit".into())
-            .spawn(move || {
-                while let Ok(first) = queue.recv() {
-                    let until = std::time::Instant::now() + options.linger;
-                    let mut batch = vec![first];
-                    while batch.len() < options.max_batch {
-                        let left = until.saturating_duration_since(std::time::Instant::now());
-                        match queue.recv_timeout(left) {
-                            Ok(job) => batch.push(job),
-                            Err(_) => break,
-                        }
-                    }
-                    apply_batch(&store, &mut syncer, &thread_stats, batch, options.stall_before_sync);
-                }
-            })
+            .spawn(move || run(&store, &queue, &mut syncer, &thread_stats, &options))
             .map_err(|e| StoreError::Db(sled::Error::Io(e)))?;
         Ok(Self { jobs, stats })
     }
 
-    /// Hands `commit` to the committer and waits until its batch is durable.
+    /// Hands `commit` to the committer and waits until it is applied, and durable if it must be
+    /// (see [`Commit::needs_sync`]).
     pub(super) async fn submit(&self, commit: Commit) -> Result<Applied> {
         let (reply, answer) = tokio::sync::oneshot::channel();
         self.jobs.send(Job { commit, reply: Some(reply) }).map_err(|_| stopped())?;
@@ -161,16 +159,50 @@ fn stopped() -> StoreError {
     StoreError::Db(sled::Error::ReportableBug("the store's committer thread stopped".into()))
 }
 
-/// Applies every job of a batch, syncs once, and answers each job: its own error if applying
-/// it failed, the sync's error if the sync failed, else what it gave back.
-fn apply_batch(store: &Store, syncer: &mut Syncer, stats: &CommitStats, batch: Vec<Job>, stall: std::time::Duration) {
-    let applied: Vec<(Job, Result<Applied>)> = batch
-        .into_iter()
-        .map(|job| {
+/// The committer's loop. Each commit is applied as soon as it arrives, in arrival order. One
+/// that must be durable ([`Commit::needs_sync`]) waits for the batch's sync, which comes once
+/// `linger` has passed since the first of them (or the batch is full); the others are answered
+/// once applied, and become durable with the next sync (or sled's own flush, within 500 ms).
+fn run(store: &Store, queue: &mpsc::Receiver<Job>, syncer: &mut Syncer, stats: &CommitStats, options: &CommitOptions) {
+    while let Ok(first) = queue.recv() {
+        let mut waiting: Vec<(Job, Result<Applied>)> = Vec::new();
+        let mut until = None;
+        let mut next = Some(first);
+        let mut applied = 0;
+        while let Some(job) = next.take() {
             let result = apply(store, &job.commit);
-            (job, result)
-        })
-        .collect();
+            applied += 1;
+            if job.commit.needs_sync() {
+                until.get_or_insert_with(|| std::time::Instant::now() + options.linger);
+                waiting.push((job, result));
+            } else {
+                answer(job, result);
+            }
+            if applied >= options.max_batch {
+                break;
+            }
+            // Nothing waits for a sync: take only what has already arrived.
+            next = match until {
+                Some(until) => queue.recv_timeout(until.saturating_duration_since(std::time::Instant::now())).ok(),
+                None => queue.try_recv().ok(),
+            };
+        }
+        stats.commits.fetch_add(applied as u64, Ordering::Relaxed);
+        if !waiting.is_empty() {
+            sync_and_answer(store, syncer, stats, waiting, options.stall_before_sync);
+        }
+    }
+}
+
+/// Makes everything applied so far durable with one flush and one sync, then answers the jobs
+/// that waited for it: the sync's error if it failed, else their own result.
+fn sync_and_answer(
+    store: &Store,
+    syncer: &mut Syncer,
+    stats: &CommitStats,
+    waiting: Vec<(Job, Result<Applied>)>,
+    stall: std::time::Duration,
+) {
     let started = std::time::Instant::now();
     if !stall.is_zero() {
         std::thread::sleep(stall);
@@ -178,19 +210,22 @@ fn apply_batch(store: &Store, syncer: &mut Syncer, stats: &CommitStats, batch: V
     let synced = store.db.flush().map_err(StoreError::from).and_then(|_| syncer.sync());
     stats.sync_us.fetch_add(started.elapsed().as_micros() as u64, Ordering::Relaxed);
     stats.batches.fetch_add(1, Ordering::Relaxed);
-    stats.commits.fetch_add(applied.len() as u64, Ordering::Relaxed);
-    for (job, result) in applied {
-        let answer = match (&synced, result) {
+    for (job, result) in waiting {
+        let result = match (&synced, result) {
             (Err(e), _) => Err(StoreError::Db(sled::Error::Io(std::io::Error::other(e.to_string())))),
             (Ok(()), result) => result,
         };
-        match job.reply {
-            // A caller that stopped waiting (its run was cancelled) needs no answer.
-            Some(reply) => drop(reply.send(answer)),
-            None => {
-                if let Err(e) = answer {
-                    tracing::error!("cannot write {}: {e}", job.commit.what());
-                }
+        answer(job, result);
+    }
+}
+
+fn answer(job: Job, result: Result<Applied>) {
+    match job.reply {
+        // A caller that stopped waiting (its run was cancelled) needs no answer.
+        Some(reply) => drop(reply.send(result)),
+        None => {
+            if let Err(e) = result {
+                tracing::error!("cannot write {}: {e}", job.commit.what());
             }
         }
     }
@@ -268,33 +303,26 @@ mod tests {
         }
     }
 
-    /// Everything queued together is applied together and made durable by one sync, and every
-    /// caller gets its own answer.
+    /// Deliveries and history are applied and answered without a sync; an outbox entry waits
+    /// for one, and every commit before it is durable with it.
     #[tokio::test]
-    async fn a_batch_of_commits_shares_one_sync_and_answers_each() {
+    async fn only_commits_that_must_be_durable_wait_for_a_sync() {
         let dir = tempfile::tempdir().unwrap();
         let store = Store::open(dir.path()).unwrap();
-        let mut syncer = Syncer::new(dir.path()).unwrap();
-        let stats = CommitStats::default();
-        let mut answers = Vec::new();
-        let mut batch = Vec::new();
-        for n in 0..10 {
-            let (reply, answer) = tokio::sync::oneshot::channel();
-            batch.push(Job { commit: Commit::Enqueue(entry(&format!("prj_{n}"), n)), reply: Some(reply) });
-            answers.push(answer);
-        }
-        let (reply, synced) = tokio::sync::oneshot::channel();
-        batch.push(Job { commit: Commit::Sync, reply: Some(reply) });
-        apply_batch(&store, &mut syncer, &stats, batch, std::time::Duration::ZERO);
-
-        assert_eq!((stats.batches.load(Ordering::Relaxed), stats.commits.load(Ordering::Relaxed)), (1, 11));
-        for (n, answer) in answers.into_iter().enumerate() {
-            let Ok(Ok(Applied::Enqueued(key))) = answer.await else {
-                panic!("enqueue {n} was not answered with a key")
-            };
-            assert_eq!(store.outbox_entry(&key).unwrap().unwrap().run_id, format!("run_{n}"));
-        }
-        assert!(matches!(synced.await, Ok(Ok(Applied::Done))));
+        let stats = store.commit_stats().unwrap();
+        let first = store.enqueue(entry("prj_a", 1)).await.unwrap();
+        assert_eq!(stats.batches.load(Ordering::Relaxed), 1);
+        let delivered = store.outbox_entry(&first).unwrap().unwrap();
+        store.complete_delivery(&first, &delivered).await.unwrap();
+        store.commit_state("ten_a", "prj_b", b"cursor").await.unwrap();
+        assert_eq!(store.committed_state("ten_a", "prj_a").unwrap(), Some(vec![1]), "applied when answered");
+        assert_eq!(stats.batches.load(Ordering::Relaxed), 1, "no sync for a delivery or a state");
+        store.enqueue(entry("prj_a", 2)).await.unwrap();
+        assert_eq!((stats.batches.load(Ordering::Relaxed), stats.commits.load(Ordering::Relaxed)), (2, 4));
+        drop(store);
+        let store = crate::store::reopen(dir.path());
+        assert_eq!(store.committed_state("ten_a", "prj_b").unwrap(), Some(b"cursor".to_vec()));
+        assert_eq!(store.outbox_len_of("ten_a", "prj_a"), 1);
     }
 
     /// Commits that arrive within the linger of a batch's first one share its sync.

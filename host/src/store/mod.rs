@@ -103,6 +103,9 @@ pub struct Store {
     state_chunks: sled::Tree,
     blob_chunks: sled::Tree,
     disk: disk::DiskLedger,
+    /// How many history records each project (`<tenant id>/<project id>/`) has, for trimming;
+    /// counted on a project's first run after the store opens (see `runs.rs`).
+    history_counts: Arc<std::sync::Mutex<std::collections::HashMap<String, usize>>>,
     /// Where the data plane's writes go (see `commit.rs`); `None` in the committer's own copy,
     /// which applies them.
     committer: Option<commit::Committer>,
@@ -142,6 +145,7 @@ impl Store {
             state_chunks: db.open_tree("state_chunks")?,
             blob_chunks: db.open_tree("blob_chunks")?,
             disk: disk::DiskLedger::default(),
+            history_counts: Arc::default(),
             committer: None,
             quota_lock: Default::default(),
             db,

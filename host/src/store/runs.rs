@@ -2,6 +2,7 @@
 //! the API reads them.
 
 use std::collections::BTreeMap;
+use std::sync::PoisonError;
 
 use serde::{Deserialize, Serialize};
 use utoipa::ToSchema;
@@ -233,13 +234,25 @@ impl Store {
         let key = format!("{prefix}{started:016x}-{}", run.id);
         let value = encode(run)?;
         let replaced = self.runs.insert(key.as_bytes(), value.as_slice())?;
-        let mut removed = replaced.map_or(0, |old| size(key.as_bytes(), &old));
-        let keys: Vec<sled::IVec> = self.runs.scan_prefix(&prefix).keys().collect::<Result<_, _>>()?;
-        for old in keys.iter().take(keys.len().saturating_sub(RUNS_KEPT)) {
-            if let Some(value) = self.runs.remove(old)? {
-                removed += size(old, &value);
+        let mut removed = replaced.as_ref().map_or(0, |old| size(key.as_bytes(), old));
+        // The count of each project's records is kept in memory (counted once per project after
+        // a start), so that a run removes the oldest record alone instead of listing them all.
+        let mut counts = self.history_counts.lock().unwrap_or_else(PoisonError::into_inner);
+        let count = match counts.get_mut(&prefix) {
+            Some(count) => {
+                *count += usize::from(replaced.is_none());
+                count
             }
+            None => counts.entry(prefix.clone()).or_insert(self.runs.scan_prefix(&prefix).keys().count()),
+        };
+        while *count > RUNS_KEPT {
+            let Some(oldest) = self.runs.scan_prefix(&prefix).keys().next().transpose()? else { break };
+            if let Some(value) = self.runs.remove(&oldest)? {
+                removed += size(&oldest, &value);
+            }
+            *count -= 1;
         }
+        drop(counts);
         self.disk.change(tenant, DiskKind::History, size(key.as_bytes(), &value), removed);
         self.usage.update_and_fetch(tenant, |old| {
             let mut usage: Counters = old.and_then(|raw| serde_json::from_slice(raw).ok()).unwrap_or_default();
@@ -276,6 +289,7 @@ impl Store {
 
     /// Forgets a project's history (when the project is deleted).
     pub(crate) fn delete_runs_of(&self, tenant: &str, project: &str) -> Result<()> {
+        self.history_counts.lock().unwrap_or_else(PoisonError::into_inner).remove(&prefix(tenant, project));
         for key in self.runs.scan_prefix(prefix(tenant, project)).keys() {
             let key = key?;
             if let Some(old) = self.runs.remove(&key)? {
@@ -338,6 +352,13 @@ mod tests {
         let history = store.disk_usage("ten_a").history_bytes;
         let one = super::size(b"", &encode(&run("prj_2", 0, RunOutcome::Succeeded)).unwrap());
         assert!(history > one * (RUNS_KEPT as u64 + 1) && history < (one + 100) * (RUNS_KEPT as u64 + 1), "{history}");
+        // After a restart the count is taken again, and the history stays at its bound.
+        drop(store);
+        let store = crate::store::reopen(dir.path());
+        store.record_run("ten_a", &run("prj_1", RUNS_KEPT as u64 + 5, RunOutcome::Succeeded), 0.0).await.unwrap();
+        let runs = store.runs("ten_a", "prj_1", 1000).unwrap();
+        assert_eq!(runs.len(), RUNS_KEPT);
+        assert_eq!(runs.last().unwrap().id, format!("run_{:016x}", 6), "the oldest went");
         store.delete_runs_of("ten_a", "prj_1").unwrap();
         assert!(store.runs("ten_a", "prj_1", 10).unwrap().is_empty());
         assert!(store.disk_usage("ten_a").history_bytes < one + 100, "only prj_2's run is left");
