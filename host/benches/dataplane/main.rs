@@ -408,11 +408,7 @@ fn print_table(scenarios: &[Row], results: &[Value]) {
                 f(r, "lag_max_ms"),
                 f(r, "run_ms_mean")
             );
-            let stages: Vec<String> = r["stage_ms_mean"]
-                .as_object()
-                .map(|m| m.iter().map(|(k, v)| format!("{k} {:.2}", v.as_f64().unwrap_or(0.0))).collect())
-                .unwrap_or_default();
-            println!("  stage wall ms per run: {}", stages.join(", "));
+            println!("  stage wall ms per run: {}", stage_means(r));
             println!(
                 "  warm-up {:.0} s ({} sessions); disk {:.1} writes and {:.1} KiB per poll",
                 f(r, "warmup_s"),
@@ -440,6 +436,15 @@ fn print_table(scenarios: &[Row], results: &[Value]) {
         }
     }
     print_probes(scenarios, results);
+}
+
+/// A side's mean wall time per run in each stage, as "stage ms, …".
+fn stage_means(r: &Value) -> String {
+    let stages: Vec<String> = r["stage_ms_mean"]
+        .as_object()
+        .map(|m| m.iter().map(|(k, v)| format!("{k} {:.2}", v.as_f64().unwrap_or(0.0))).collect())
+        .unwrap_or_default();
+    stages.join(", ")
 }
 
 fn print_probes(scenarios: &[Row], results: &[Value]) {

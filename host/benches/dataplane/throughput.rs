@@ -273,11 +273,7 @@ pub fn print_window_notes(r: &Value) {
         f(r, "lag_max_ms"),
         f(r, "run_ms_mean")
     );
-    let stages: Vec<String> = r["stage_ms_mean"]
-        .as_object()
-        .map(|m| m.iter().map(|(k, v)| format!("{k} {:.2}", v.as_f64().unwrap_or(0.0))).collect())
-        .unwrap_or_default();
-    println!("  stage wall ms per run: {}", stages.join(", "));
+    println!("  stage wall ms per run: {}", super::stage_means(r));
     println!(
         "  committer: {} batches, {} commits, {:.2} ms flush + sync per batch; {} PutRecords (peer), {} records; \
          {} AssumeRole",
