@@ -15,8 +15,8 @@
 use std::collections::{HashMap, VecDeque};
 use std::sync::{Arc, Mutex, PoisonError};
 
-use super::error::{AwsError, AwsErrorKind, failure};
-use super::kinesis::{MAX_CALL_BYTES, MAX_CALL_RECORDS, Retry, Target, call_error, entry, is_throttling, split};
+use super::error::{AwsError, AwsErrorKind};
+use super::kinesis::{Answered, MAX_CALL_BYTES, MAX_CALL_RECORDS, Retry, Target, call, entry, split};
 use super::{Inner, Session};
 use crate::arn::StreamArn;
 use crate::records::Record;
@@ -117,38 +117,21 @@ async fn send_call(aws: &Inner, batch: Vec<Submission>) {
     let target = Target { client, stream_arn: first.stream_arn.as_str(), role_arn: first.session.role_arn() };
     let entries = batch.iter().flat_map(|s| s.records.iter().map(entry)).collect();
     aws.counters.put_records.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
-    let result = target.client.put_records().stream_arn(target.stream_arn).set_records(Some(entries)).send().await;
-    let every = |make: &dyn Fn(&Submission) -> Result<Retry, AwsError>| batch.iter().map(make).collect::<Vec<_>>();
-    let answers = match result {
-        Err(err) => {
-            let failure = failure(&err);
-            let code = failure.code.unwrap_or_default();
-            if failure.kind == AwsErrorKind::Transient {
-                let throttled = is_throttling(&code);
-                every(&|s| {
-                    Ok(Retry { failed: (0..s.records.len()).collect(), error: failure.detail.clone(), throttled })
-                })
-            } else {
-                every(&|_| Err(call_error(&target, failure.kind, &code, &failure.detail)))
-            }
+    let all = |s: &Submission| (0..s.records.len()).collect::<Vec<_>>();
+    let answers: Vec<Result<Retry, AwsError>> = match call(&target, entries).await {
+        Err(error) => batch.iter().map(|_| Err(AwsError::new(error.kind, error.message.clone()))).collect(),
+        Ok(Answered::Whole { error, throttled }) => {
+            batch.iter().map(|s| Ok(Retry { failed: all(s), error: error.clone(), throttled })).collect()
         }
-        Ok(output) => {
-            let entries = output.records();
-            let total: usize = batch.iter().map(|s| s.records.len()).sum();
-            if entries.len() != total {
-                let error = format!("kinesis answered {} entries for {total} records", entries.len());
-                every(&|s| Ok(Retry { failed: (0..s.records.len()).collect(), error: error.clone(), throttled: false }))
-            } else {
-                let mut offset = 0;
-                let mut answers = Vec::with_capacity(batch.len());
-                for submission in &batch {
-                    let own = &entries[offset..offset + submission.records.len()];
-                    offset += submission.records.len();
-                    let numbers: Vec<usize> = (0..own.len()).collect();
-                    answers.push(split(&target, own, &numbers));
-                }
-                answers
+        Ok(Answered::Entries(output)) => {
+            let mut offset = 0;
+            let mut answers = Vec::with_capacity(batch.len());
+            for submission in &batch {
+                let own = &output.records()[offset..offset + submission.records.len()];
+                offset += submission.records.len();
+                answers.push(split(&target, own, &all(submission)));
             }
+            answers
         }
     };
     for (submission, answer) in batch.into_iter().zip(answers) {

@@ -5,6 +5,7 @@ use std::ops::Range;
 use std::sync::atomic::Ordering;
 use std::time::Duration;
 
+use aws_sdk_kinesis::operation::put_records::PutRecordsOutput;
 use aws_sdk_kinesis::primitives::Blob;
 use aws_sdk_kinesis::types::{PutRecordsRequestEntry, PutRecordsResultEntry};
 
@@ -86,6 +87,7 @@ pub(super) async fn put_records_coalesced(
         ..Delivered::default()
     };
     let result = match first {
+        Ok(first) if first.failed.is_empty() => Ok(delivered),
         Ok(first) => {
             let client = session.kinesis(aws, stream_arn.region());
             let target = Target { client, stream_arn: stream_arn.as_str(), role_arn: session.role_arn() };
@@ -146,6 +148,26 @@ pub(super) struct Retry {
 /// One PutRecords call of the records at `pending`. Errors are those a retry cannot fix.
 async fn send(target: &Target<'_>, records: &[Record], pending: &[usize]) -> Result<Retry, AwsError> {
     let entries = pending.iter().map(|&i| entry(&records[i])).collect();
+    match call(target, entries).await? {
+        Answered::Entries(output) => {
+            let Retry { failed, error, throttled } = split(target, output.records(), pending)?;
+            Ok(Retry { failed: failed.iter().map(|&position| pending[position]).collect(), error, throttled })
+        }
+        Answered::Whole { error, throttled } => Ok(Retry { failed: pending.to_vec(), error, throttled }),
+    }
+}
+
+/// How a PutRecords call went, short of an error no retry fixes.
+pub(super) enum Answered {
+    /// Kinesis answered for every entry, in order.
+    Entries(PutRecordsOutput),
+    /// The call as a whole failed for a reason a retry may fix; nothing is known of any entry.
+    Whole { error: String, throttled: bool },
+}
+
+/// One PutRecords call of `entries`.
+pub(super) async fn call(target: &Target<'_>, entries: Vec<PutRecordsRequestEntry>) -> Result<Answered, AwsError> {
+    let sent = entries.len();
     let result = target.client.put_records().stream_arn(target.stream_arn).set_records(Some(entries)).send().await;
     let output = match result {
         Ok(output) => output,
@@ -155,16 +177,14 @@ async fn send(target: &Target<'_>, records: &[Record], pending: &[usize]) -> Res
             if failure.kind != AwsErrorKind::Transient {
                 return Err(call_error(target, failure.kind, &code, &failure.detail));
             }
-            return Ok(Retry { failed: pending.to_vec(), error: failure.detail, throttled: is_throttling(&code) });
+            return Ok(Answered::Whole { error: failure.detail, throttled: is_throttling(&code) });
         }
     };
-    let entries = output.records();
-    if entries.len() != pending.len() {
-        let error = format!("kinesis answered {} entries for {} records", entries.len(), pending.len());
-        return Ok(Retry { failed: pending.to_vec(), error, throttled: false });
+    if output.records().len() != sent {
+        let error = format!("kinesis answered {} entries for {sent} records", output.records().len());
+        return Ok(Answered::Whole { error, throttled: false });
     }
-    let Retry { failed, error, throttled } = split(target, entries, pending)?;
-    Ok(Retry { failed: failed.iter().map(|&position| pending[position]).collect(), error, throttled })
+    Ok(Answered::Entries(output))
 }
 
 /// What a call's answer for some records leaves: the positions (into `entries`) of the records
@@ -189,7 +209,7 @@ pub(super) fn split(
     Ok(Retry { failed, error, throttled: is_throttling(code) })
 }
 
-pub(super) fn is_throttling(code: &str) -> bool {
+fn is_throttling(code: &str) -> bool {
     code.contains("Throughput") || code.contains("Throttl") || code.contains("LimitExceeded")
 }
 
@@ -203,7 +223,7 @@ pub(super) fn entry(record: &Record) -> PutRecordsRequestEntry {
 }
 
 /// The error for a call (or an entry) that a retry cannot fix, saying what the tenant must do.
-pub(super) fn call_error(target: &Target<'_>, kind: AwsErrorKind, code: &str, detail: &str) -> AwsError {
+fn call_error(target: &Target<'_>, kind: AwsErrorKind, code: &str, detail: &str) -> AwsError {
     let (stream, role) = (target.stream_arn, target.role_arn);
     let message = match kind {
         AwsErrorKind::AccessDenied if code.starts_with("KMS") => format!(
