@@ -371,7 +371,7 @@ fn conditions_hold(condition: &serde_json::Value, external_id: Option<&str>) -> 
 }
 
 /// A policy element that may be one value or a list of them.
-fn one_or_many(value: &serde_json::Value) -> &[serde_json::Value] {
+pub fn one_or_many(value: &serde_json::Value) -> &[serde_json::Value] {
     match value {
         serde_json::Value::Array(items) => items,
         serde_json::Value::Null => &[],

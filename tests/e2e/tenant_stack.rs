@@ -12,6 +12,7 @@ use std::time::Duration;
 
 use aws_sdk_cloudformation::types::{Capability, Parameter, Stack};
 use serde_json::json;
+use sluice_tests::fault_proxy::one_or_many;
 use sluice_tests::tenant_account::role_config;
 use sluice_tests::world::{Tenant, World, wait_for};
 use sluice_tests::{PLATFORM_PRINCIPAL, root};
@@ -257,26 +258,16 @@ fn assert_least_privilege(policy: &serde_json::Value, streams: &[&str], secrets:
 /// Whether some `Allow` statement of `policy` names `action` (or a `*` pattern of it) on a
 /// resource pattern matching `arn`.
 fn allows(policy: &serde_json::Value, action: &str, arn: &str) -> bool {
-    let list = |v: &serde_json::Value| -> Vec<String> {
-        match v {
-            serde_json::Value::Array(items) => items.iter().filter_map(|i| i.as_str().map(String::from)).collect(),
-            serde_json::Value::String(one) => vec![one.clone()],
-            _ => Vec::new(),
-        }
-    };
-    let statements = list_of(&policy["Statement"]);
-    statements.iter().any(|statement| {
+    one_or_many(&policy["Statement"]).iter().any(|statement| {
         statement["Effect"] == "Allow"
-            && list(&statement["Action"]).iter().any(|a| glob(&a.to_lowercase(), &action.to_lowercase()))
-            && list(&statement["Resource"]).iter().any(|r| glob(r, arn))
+            && texts(&statement["Action"]).iter().any(|a| glob(&a.to_lowercase(), &action.to_lowercase()))
+            && texts(&statement["Resource"]).iter().any(|r| glob(r, arn))
     })
 }
 
-fn list_of(value: &serde_json::Value) -> Vec<serde_json::Value> {
-    match value {
-        serde_json::Value::Array(items) => items.clone(),
-        other => vec![other.clone()],
-    }
+/// The text values of a policy element that may be one value or a list of them.
+fn texts(value: &serde_json::Value) -> Vec<&str> {
+    one_or_many(value).iter().filter_map(serde_json::Value::as_str).collect()
 }
 
 /// IAM's wildcard match: `*` is any run of characters, `?` any one.
