@@ -90,6 +90,19 @@ const MIN_ADMIN_TOKEN_CHARS: usize = 16;
 impl Config {
     /// Reads the file (if any), applies the environment, and checks the result.
     pub fn load(file: Option<&Path>, env: impl Fn(&str) -> Option<String>) -> Result<Self, ConfigError> {
+        let config = Self::read(file, env)?;
+        config.check()?;
+        Ok(config)
+    }
+
+    /// Where the store lives inside `data_dir` (beside the compiled plugin cache).
+    pub fn database_dir(&self) -> PathBuf {
+        self.data_dir.join("db")
+    }
+
+    /// Like [`Config::load`], without requiring what only `sluice serve` needs (the admin token,
+    /// the platform principal): for commands that work on the store alone.
+    pub fn read(file: Option<&Path>, env: impl Fn(&str) -> Option<String>) -> Result<Self, ConfigError> {
         let mut config = match file {
             Some(path) => {
                 let setting = path.display().to_string();
@@ -125,7 +138,6 @@ impl Config {
                 }
             };
         }
-        config.check()?;
         Ok(config)
     }
 

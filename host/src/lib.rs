@@ -18,7 +18,7 @@
 //! - [`metrics`]: counters and histograms rendered in Prometheus text format.
 //! - [`records`]: what a run may hand to the outbox: Kinesis' rules per record, state and run limits.
 //! - [`server`]: runs the daemon until a shutdown future resolves.
-//! - [`cli`]: the `sluice` command line: `serve` and `plugin test`.
+//! - [`cli`]: the `sluice` command line: `serve`, `plugin test`, `store export` and `store import`.
 //!
 //! `ARCHITECTURE.md` at the repository root is the map of how these fit together.
 

@@ -67,7 +67,7 @@ pub async fn run(
 ) -> anyhow::Result<()> {
     std::fs::create_dir_all(&config.data_dir)
         .with_context(|| format!("cannot create the data directory {}", config.data_dir.display()))?;
-    let store = Store::open(&config.data_dir.join("db"))
+    let store = Store::open(&config.database_dir())
         .with_context(|| format!("cannot open the database in {}", config.data_dir.display()))?;
     let token = config.admin_token.as_deref().context("SLUICE_ADMIN_TOKEN is not set")?;
     let mut runtime_config = config.runtime.clone();

@@ -23,4 +23,5 @@ mod plugins_api;
 mod projects_api;
 mod schemathesis;
 mod store_compat;
+mod store_export;
 mod tenant_stack;

@@ -6,6 +6,7 @@
 
 mod plugin_test;
 mod serve;
+mod store;
 
 use std::process::ExitCode;
 
@@ -26,6 +27,18 @@ enum Command {
     /// Work with plugins locally.
     #[command(subcommand)]
     Plugin(PluginCommand),
+    /// Back up, restore or move the daemon's store (with the daemon stopped).
+    #[command(subcommand)]
+    Store(StoreCommand),
+}
+
+#[derive(Debug, Subcommand)]
+enum StoreCommand {
+    /// Write everything the store holds as JSON lines: tenants, plugins, projects, states,
+    /// undelivered records, run history and usage.
+    Export(store::ExportArgs),
+    /// Fill an empty store from an export, checking every item first.
+    Import(store::ImportArgs),
 }
 
 #[derive(Debug, Subcommand)]
@@ -55,6 +68,8 @@ pub fn main() -> ExitCode {
     match cli.command {
         Command::Serve(args) => runtime.block_on(serve::run(args)),
         Command::Plugin(PluginCommand::Test(args)) => runtime.block_on(plugin_test::run(args)),
+        Command::Store(StoreCommand::Export(args)) => store::export(args),
+        Command::Store(StoreCommand::Import(args)) => runtime.block_on(store::import(args)),
     }
 }
 

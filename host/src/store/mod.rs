@@ -23,6 +23,7 @@
 mod chunks;
 mod commit;
 mod disk;
+mod export;
 mod keys;
 pub mod model;
 mod outbox;
@@ -39,6 +40,7 @@ use sled::transaction::{ConflictableTransactionError, TransactionError, Transact
 
 pub use commit::{CommitOptions, CommitStats};
 pub use disk::DiskUsage;
+pub use export::{EXPORT_FORMAT, PortError, PortSummary};
 pub use keys::{TenantKey, constant_time_eq, hash_key, random_hex};
 pub use model::{
     ApiKeySource, Onboarding, PluginMeta, Project, ProjectStatus, QuotaOverrides, Quotas, Source, Target, Tenant,
@@ -64,6 +66,19 @@ pub enum StoreError {
     Corrupt { key: String, message: String },
     #[error("the data directory holds schema version {found}, but this build reads version {SCHEMA_VERSION}")]
     Schema { found: u32 },
+    #[error(
+        "the data directory holds an import that did not finish; delete the directory and run `sluice store \
+         import` again"
+    )]
+    ImportUnfinished,
+}
+
+impl StoreError {
+    /// Whether the directory is held by another process (a running daemon): sled takes an
+    /// exclusive lock on its files.
+    pub fn is_in_use(&self) -> bool {
+        matches!(self, StoreError::Db(sled::Error::Io(io)) if io.to_string().contains("could not acquire lock"))
+    }
 }
 
 impl From<TransactionError<StoreError>> for StoreError {
@@ -81,6 +96,8 @@ pub(crate) type Result<T, E = StoreError> = std::result::Result<T, E>;
 #[derive(Clone)]
 pub struct Store {
     db: sled::Db,
+    /// The schema version, and the mark of an import under way (see `export.rs`).
+    meta: sled::Tree,
     tenants: sled::Tree,
     keys: sled::Tree,
     plugins: sled::Tree,
@@ -127,6 +144,9 @@ impl Store {
         if found.is_some_and(|v| v != SCHEMA_VERSION && v != 1) {
             return Err(StoreError::Schema { found: found.unwrap_or(0) });
         }
+        if meta.contains_key(export::IMPORT_UNFINISHED)? {
+            return Err(StoreError::ImportUnfinished);
+        }
         let store = Self {
             tenants: db.open_tree("tenants")?,
             keys: db.open_tree("keys")?,
@@ -148,6 +168,7 @@ impl Store {
             history_counts: Arc::default(),
             committer: None,
             quota_lock: Default::default(),
+            meta,
             db,
         };
         if found != Some(SCHEMA_VERSION) {
@@ -155,7 +176,7 @@ impl Store {
             chunks::rewrite_tree(&store.outbox, &store.outbox_chunks)?;
             chunks::rewrite_tree(&store.state, &store.state_chunks)?;
             chunks::rewrite_tree(&store.blobs, &store.blob_chunks)?;
-            meta.insert("schema_version", &SCHEMA_VERSION.to_be_bytes())?;
+            store.meta.insert("schema_version", &SCHEMA_VERSION.to_be_bytes())?;
             store.db.flush()?;
         }
         store.give_tenants_external_ids()?;
@@ -270,14 +291,19 @@ pub fn now_rfc3339() -> String {
 /// "could not acquire lock".
 #[cfg(test)]
 pub(crate) fn reopen(dir: &Path) -> Store {
+    reopen_result(dir).unwrap_or_else(|e| panic!("cannot reopen the store: {e}"))
+}
+
+/// Like [`reopen`], returning the error of a store that does not open for another reason.
+#[cfg(test)]
+pub(crate) fn reopen_result(dir: &Path) -> Result<Store> {
     let started = std::time::Instant::now();
     loop {
         match Store::open(dir) {
-            Ok(store) => return store,
             Err(e) if e.to_string().contains("could not acquire lock") && started.elapsed().as_secs() < 10 => {
                 std::thread::sleep(std::time::Duration::from_millis(50));
             }
-            Err(e) => panic!("cannot reopen the store: {e}"),
+            result => return result,
         }
     }
 }

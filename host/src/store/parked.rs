@@ -33,7 +33,7 @@ struct Parking {
     parked_at: String,
 }
 
-fn encode(parked: &ParkedEntry) -> Result<Vec<u8>> {
+pub(super) fn encode_parked(parked: &ParkedEntry) -> Result<Vec<u8>> {
     let parking = super::encode(&Parking { error: parked.error.clone(), parked_at: parked.parked_at.clone() })?;
     let entry = encode_entry(&parked.entry)?;
     let mut out = Vec::with_capacity(4 + parking.len() + entry.len());
@@ -43,7 +43,7 @@ fn encode(parked: &ParkedEntry) -> Result<Vec<u8>> {
     Ok(out)
 }
 
-fn decode(key: &[u8], raw: &[u8]) -> Result<ParkedEntry> {
+pub(super) fn decode_parked(key: &[u8], raw: &[u8]) -> Result<ParkedEntry> {
     let key = String::from_utf8_lossy(key);
     let corrupt = || StoreError::Corrupt { key: key.to_string(), message: "truncated parked entry".into() };
     let len = raw.get(..4).and_then(|b| b.try_into().ok()).map(u32::from_be_bytes).ok_or_else(corrupt)? as usize;
@@ -69,8 +69,11 @@ impl Store {
     /// `key`, as the caller read it to deliver it.
     pub async fn park(&self, key: &OutboxKey, entry: &OutboxEntry, error: &str, parked_at: &str) -> Result<()> {
         let state_key = state_key(&entry.tenant_id, &entry.project_id);
-        let parked =
-            encode(&ParkedEntry { entry: entry.clone(), error: error.to_string(), parked_at: parked_at.into() })?;
+        let parked = encode_parked(&ParkedEntry {
+            entry: entry.clone(),
+            error: error.to_string(),
+            parked_at: parked_at.into(),
+        })?;
         let trees =
             (&self.outbox, &self.outbox_chunks, &self.parked, &self.parked_chunks, &self.state, &self.state_chunks);
         let done = trees.transaction(|(outbox, outbox_pieces, parked_tree, parked_pieces, state, state_pieces)| {
@@ -100,7 +103,7 @@ impl Store {
             .scan_prefix(project_prefix(tenant, project))
             .map(|item| {
                 let (key, raw) = item?;
-                decode(&key, &chunks::assemble(&self.parked_chunks, &key, &raw)?)
+                decode_parked(&key, &chunks::assemble(&self.parked_chunks, &key, &raw)?)
             })
             .collect()
     }
@@ -154,7 +157,7 @@ impl Store {
         for item in self.parked.scan_prefix(project_prefix(tenant, project)) {
             let (key, header) = item?;
             let raw = chunks::assemble(&self.parked_chunks, &key, &header)?;
-            let parked = decode(&key, &raw)?;
+            let parked = decode_parked(&key, &raw)?;
             if parked.entry.run_id == run_id {
                 return Ok(Some((key, raw, parked)));
             }

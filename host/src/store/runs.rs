@@ -199,18 +199,24 @@ pub struct Usage {
 }
 
 /// The counters as stored; the disk figures are derived, so they are not.
-#[derive(Debug, Clone, Default, Serialize, Deserialize)]
-struct Counters {
-    runs: u64,
-    runs_failed: u64,
-    bytes_fetched: u64,
-    records_delivered: u64,
-    bytes_delivered: u64,
-    plugin_ms: f64,
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+pub(super) struct Counters {
+    pub runs: u64,
+    pub runs_failed: u64,
+    pub bytes_fetched: u64,
+    pub records_delivered: u64,
+    pub bytes_delivered: u64,
+    pub plugin_ms: f64,
 }
 
 fn prefix(tenant: &str, project: &str) -> String {
     format!("{tenant}/{project}/")
+}
+
+/// A run's key: keys sort by start time, then id, so the newest run of a project is last.
+pub(super) fn run_key(tenant: &str, run: &Run) -> String {
+    let started = run.started_at.parse::<jiff::Timestamp>().map_or(0, |t| t.as_millisecond().max(0));
+    format!("{}{started:016x}-{}", prefix(tenant, &run.project_id), run.id)
 }
 
 impl Store {
@@ -229,9 +235,7 @@ impl Store {
 
     pub(super) fn apply_run(&self, tenant: &str, run: &Run, plugin_ms: f64) -> Result<()> {
         let prefix = prefix(tenant, &run.project_id);
-        // Keys sort by start time, then id, so the newest run is last.
-        let started = run.started_at.parse::<jiff::Timestamp>().map_or(0, |t| t.as_millisecond().max(0));
-        let key = format!("{prefix}{started:016x}-{}", run.id);
+        let key = run_key(tenant, run);
         let value = encode(run)?;
         let replaced = self.runs.insert(key.as_bytes(), value.as_slice())?;
         let mut removed = replaced.as_ref().map_or(0, |old| size(key.as_bytes(), old));

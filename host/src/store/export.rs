@@ -1,0 +1,680 @@
+//! Export and import: the whole store as JSON lines, one item per line, for backups, for moving
+//! a host to another machine, and as the way into another storage backend.
+//!
+//! The format is the store's logical content, not sled's layout: tenants (with their key hashes),
+//! plugins and their component bytes, projects, committed states, outbox and parked entries, run
+//! history and usage counters. Derived data (quota counts, blob reference counts, the key index,
+//! disk figures) is rebuilt on import. The first line is a header with the format version and the
+//! last an `end` line with the number of items, so a cut-off file is refused instead of imported
+//! in part. Binary values (states, records, components) are base64.
+//!
+//! An export reads a stopped store (sled's lock keeps a running daemon's directory closed), so it
+//! is a consistent snapshot. An import fills an empty directory and marks it unfinished until the
+//! last item is durable: a store whose import failed half-way refuses to open, instead of running
+//! with part of its tenants' data.
+
+use std::collections::{BTreeMap, BTreeSet, HashMap};
+use std::io::{BufRead, Write};
+
+use base64::Engine;
+use base64::engine::general_purpose::STANDARD as BASE64;
+use serde::{Deserialize, Serialize};
+use sha2::{Digest, Sha256};
+
+use super::disk::{DiskKind, size};
+use super::model::{PluginMeta, Project, Tenant};
+use super::outbox::{OutboxEntry, decode_entry};
+use super::parked::{ParkedEntry, decode_parked, encode_parked};
+use super::runs::{Counters, Run, run_key};
+use super::{Store, StoreError, chunks, decode, decode_entry as decode_json};
+use crate::records::Record;
+
+/// The version of the format this build writes and reads.
+pub const EXPORT_FORMAT: u32 = 1;
+
+/// The `meta` key that marks a directory whose import has not finished.
+pub(super) const IMPORT_UNFINISHED: &str = "import_unfinished";
+
+/// One line of an export.
+#[derive(Debug, Serialize, Deserialize)]
+#[serde(tag = "kind", rename_all = "snake_case", deny_unknown_fields)]
+enum Item {
+    Header { format: u32, exported_at: String, sluice_version: String },
+    Tenant { tenant: Tenant },
+    Plugin { tenant_id: String, plugin: PluginMeta },
+    Blob { id: String, bytes_base64: String },
+    Project { project: Box<Project> },
+    State { tenant_id: String, project_id: String, state_base64: String },
+    Outbox { entry: Entry },
+    Parked { entry: Entry, error: String, parked_at: String },
+    Run { tenant_id: String, run: Box<Run> },
+    Usage { tenant_id: String, counters: Counters },
+    End { items: u64 },
+}
+
+/// An outbox entry with its binary fields in base64.
+#[derive(Debug, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct Entry {
+    tenant_id: String,
+    project_id: String,
+    run_id: String,
+    scheduled_at_ms: i64,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    state_base64: Option<String>,
+    records: Vec<EntryRecord>,
+}
+
+#[derive(Debug, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct EntryRecord {
+    data_base64: String,
+    partition_key: String,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    explicit_hash_key: Option<String>,
+}
+
+impl Entry {
+    fn from_entry(entry: &OutboxEntry) -> Self {
+        Self {
+            tenant_id: entry.tenant_id.clone(),
+            project_id: entry.project_id.clone(),
+            run_id: entry.run_id.clone(),
+            scheduled_at_ms: entry.scheduled_at_ms,
+            state_base64: entry.state.as_ref().map(|s| BASE64.encode(s)),
+            records: entry
+                .records
+                .iter()
+                .map(|r| EntryRecord {
+                    data_base64: BASE64.encode(&r.data),
+                    partition_key: r.partition_key.clone(),
+                    explicit_hash_key: r.explicit_hash_key.clone(),
+                })
+                .collect(),
+        }
+    }
+
+    fn into_entry(self) -> Result<OutboxEntry, String> {
+        let state = self.state_base64.map(|s| unbase64(&s, "state_base64")).transpose()?;
+        let records = self
+            .records
+            .into_iter()
+            .map(|r| {
+                Ok(Record {
+                    data: unbase64(&r.data_base64, "data_base64")?,
+                    partition_key: r.partition_key,
+                    explicit_hash_key: r.explicit_hash_key,
+                })
+            })
+            .collect::<Result<_, String>>()?;
+        Ok(OutboxEntry {
+            tenant_id: self.tenant_id,
+            project_id: self.project_id,
+            run_id: self.run_id,
+            scheduled_at_ms: self.scheduled_at_ms,
+            state,
+            records,
+        })
+    }
+}
+
+fn unbase64(text: &str, field: &str) -> Result<Vec<u8>, String> {
+    BASE64.decode(text).map_err(|e| format!("{field} is not base64: {e}"))
+}
+
+/// What went wrong in an export or an import.
+#[derive(Debug, thiserror::Error)]
+pub enum PortError {
+    #[error(transparent)]
+    Store(#[from] StoreError),
+    #[error("cannot write the export: {0}")]
+    Write(std::io::Error),
+    #[error("cannot read the export: {0}")]
+    Read(std::io::Error),
+    /// The export itself is unusable; `line` counts from 1.
+    #[error("line {line} of the export: {message}")]
+    Data { line: u64, message: String },
+    /// The export as a whole is unusable (cut off, or missing what its items refer to).
+    #[error("the export is unusable: {0}")]
+    Incomplete(String),
+    /// The target of an import already holds data.
+    #[error("the store already holds data ({0}); import into an empty data directory")]
+    NotEmpty(String),
+}
+
+/// How many items of each kind an export or import moved, for its report.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct PortSummary {
+    pub counts: BTreeMap<&'static str, u64>,
+    /// Records in outbox and parked entries.
+    pub records: u64,
+}
+
+impl PortSummary {
+    fn add(&mut self, item: &Item) {
+        let kind = match item {
+            Item::Header { .. } | Item::End { .. } => return,
+            Item::Tenant { .. } => "tenants",
+            Item::Plugin { .. } => "plugins",
+            Item::Blob { .. } => "components",
+            Item::Project { .. } => "projects",
+            Item::State { .. } => "states",
+            Item::Outbox { entry } => {
+                self.records += entry.records.len() as u64;
+                "outbox entries"
+            }
+            Item::Parked { entry, .. } => {
+                self.records += entry.records.len() as u64;
+                "parked entries"
+            }
+            Item::Run { .. } => "runs",
+            Item::Usage { .. } => "usage counters",
+        };
+        *self.counts.entry(kind).or_default() += 1;
+    }
+
+    fn items(&self) -> u64 {
+        self.counts.values().sum()
+    }
+}
+
+impl std::fmt::Display for PortSummary {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let parts: Vec<String> = self.counts.iter().map(|(kind, n)| format!("{n} {kind}")).collect();
+        let parts = if parts.is_empty() { "nothing".to_string() } else { parts.join(", ") };
+        write!(f, "{parts} ({} records waiting for Kinesis)", self.records)
+    }
+}
+
+fn write_item(out: &mut impl Write, item: &Item, summary: &mut PortSummary) -> Result<(), PortError> {
+    serde_json::to_writer(&mut *out, item).map_err(|e| PortError::Write(e.into()))?;
+    out.write_all(b"\n").map_err(PortError::Write)?;
+    summary.add(item);
+    Ok(())
+}
+
+impl Store {
+    /// Writes everything the store holds to `out` as JSON lines (see the module's doc).
+    pub fn export(&self, out: &mut impl Write) -> Result<PortSummary, PortError> {
+        let mut summary = PortSummary::default();
+        let header = Item::Header {
+            format: EXPORT_FORMAT,
+            exported_at: super::now_rfc3339(),
+            sluice_version: env!("CARGO_PKG_VERSION").to_string(),
+        };
+        write_item(out, &header, &mut summary)?;
+        for tenant in self.tenants()? {
+            write_item(out, &Item::Tenant { tenant }, &mut summary)?;
+        }
+        for item in self.plugins.iter() {
+            let (key, raw) = item.map_err(StoreError::from)?;
+            let key = String::from_utf8_lossy(&key);
+            let plugin: PluginMeta = decode(&key, &raw)?;
+            let tenant_id = key.split('/').next().unwrap_or_default().to_string();
+            write_item(out, &Item::Plugin { tenant_id, plugin }, &mut summary)?;
+        }
+        for item in self.blobs.iter() {
+            let (key, raw) = item.map_err(StoreError::from)?;
+            let bytes = chunks::assemble(&self.blob_chunks, &key, &raw)?;
+            let id = String::from_utf8_lossy(&key).into_owned();
+            write_item(out, &Item::Blob { id, bytes_base64: BASE64.encode(bytes) }, &mut summary)?;
+        }
+        for item in self.projects.iter() {
+            let project: Project = decode_json(item)?;
+            write_item(out, &Item::Project { project: Box::new(project) }, &mut summary)?;
+        }
+        for item in self.state.iter() {
+            let (key, raw) = item.map_err(StoreError::from)?;
+            let state = chunks::assemble(&self.state_chunks, &key, &raw)?;
+            let text = String::from_utf8_lossy(&key);
+            let (tenant_id, project_id) = text.split_once('/').unwrap_or((&text, ""));
+            let item = Item::State {
+                tenant_id: tenant_id.to_string(),
+                project_id: project_id.to_string(),
+                state_base64: BASE64.encode(state),
+            };
+            write_item(out, &item, &mut summary)?;
+        }
+        for item in self.outbox.iter() {
+            let (key, raw) = item.map_err(StoreError::from)?;
+            let value = chunks::assemble(&self.outbox_chunks, &key, &raw)?;
+            let entry = decode_entry(&String::from_utf8_lossy(&key), &value)?;
+            write_item(out, &Item::Outbox { entry: Entry::from_entry(&entry) }, &mut summary)?;
+        }
+        for item in self.parked.iter() {
+            let (key, raw) = item.map_err(StoreError::from)?;
+            let parked = decode_parked(&key, &chunks::assemble(&self.parked_chunks, &key, &raw)?)?;
+            let item = Item::Parked {
+                entry: Entry::from_entry(&parked.entry),
+                error: parked.error,
+                parked_at: parked.parked_at,
+            };
+            write_item(out, &item, &mut summary)?;
+        }
+        for item in self.runs.iter() {
+            let (key, raw) = item.map_err(StoreError::from)?;
+            let key = String::from_utf8_lossy(&key);
+            let run: Run = decode(&key, &raw)?;
+            let tenant_id = key.split('/').next().unwrap_or_default().to_string();
+            write_item(out, &Item::Run { tenant_id, run: Box::new(run) }, &mut summary)?;
+        }
+        for item in self.usage.iter() {
+            let (key, raw) = item.map_err(StoreError::from)?;
+            let tenant_id = String::from_utf8_lossy(&key).into_owned();
+            let counters: Counters = decode(&tenant_id, &raw)?;
+            write_item(out, &Item::Usage { tenant_id, counters }, &mut summary)?;
+        }
+        let end = Item::End { items: summary.items() };
+        write_item(out, &end, &mut summary)?;
+        out.flush().map_err(PortError::Write)?;
+        Ok(summary)
+    }
+
+    /// Fills this empty store from an export, checking every item, and makes it durable. Until it
+    /// returns `Ok`, the directory is marked unfinished and [`Store::open`] refuses it.
+    pub async fn import(&self, input: impl BufRead) -> Result<PortSummary, PortError> {
+        if let Some(what) = self.first_data() {
+            return Err(PortError::NotEmpty(what));
+        }
+        self.meta.insert(IMPORT_UNFINISHED, &[1]).map_err(StoreError::from)?;
+        self.flush().await?;
+        let mut importer = Importer::default();
+        for (index, line) in input.lines().enumerate() {
+            let line_no = index as u64 + 1;
+            let line = line.map_err(PortError::Read)?;
+            let data = |message: String| PortError::Data { line: line_no, message };
+            if importer.ended {
+                if line.trim().is_empty() {
+                    continue;
+                }
+                return Err(data("there is more after the `end` line; is this two exports in one file?".into()));
+            }
+            let item: Item = serde_json::from_str(&line).map_err(|e| data(format!("not an export item: {e}")))?;
+            importer.take(self, item).map_err(|e| match e {
+                Refused::Data(message) => data(message),
+                Refused::Store(e) => PortError::Store(e),
+            })?;
+        }
+        if !importer.ended {
+            return Err(PortError::Incomplete(
+                "it ends without its `end` line, so it was cut off; export again".into(),
+            ));
+        }
+        if let Some(id) = importer.plugin_ids.keys().find(|id| !importer.blobs.contains(*id)) {
+            return Err(PortError::Incomplete(format!("plugin {id} has no component in it")));
+        }
+        importer.finish(self)?;
+        self.flush().await?;
+        self.meta.remove(IMPORT_UNFINISHED).map_err(StoreError::from)?;
+        self.flush().await?;
+        Ok(importer.summary)
+    }
+
+    /// What makes this store not empty, if anything.
+    fn first_data(&self) -> Option<String> {
+        let trees = [
+            (&self.tenants, "tenants"),
+            (&self.plugins, "plugins"),
+            (&self.projects, "projects"),
+            (&self.outbox, "outbox entries"),
+            (&self.parked, "parked entries"),
+            (&self.runs, "run history"),
+        ];
+        trees.into_iter().find(|(tree, _)| !tree.is_empty()).map(|(_, what)| what.to_string())
+    }
+}
+
+/// Why an item was not imported.
+enum Refused {
+    Data(String),
+    Store(StoreError),
+}
+
+impl From<StoreError> for Refused {
+    fn from(e: StoreError) -> Self {
+        Refused::Store(e)
+    }
+}
+
+impl From<sled::Error> for Refused {
+    fn from(e: sled::Error) -> Self {
+        Refused::Store(e.into())
+    }
+}
+
+/// An import under way: what it has seen, to check references and rebuild the derived data.
+#[derive(Default)]
+struct Importer {
+    started: bool,
+    ended: bool,
+    summary: PortSummary,
+    tenants: BTreeSet<String>,
+    /// `(tenant, project)` of every project imported.
+    projects: BTreeSet<(String, String)>,
+    /// Plugin id → how many tenants hold it.
+    plugin_ids: HashMap<String, u64>,
+    blobs: BTreeSet<String>,
+    /// Tenant → (projects, plugins), for the quota counts.
+    counts: HashMap<String, (u64, u64)>,
+}
+
+impl Importer {
+    fn take(&mut self, store: &Store, item: Item) -> Result<(), Refused> {
+        let data = |message: String| Err(Refused::Data(message));
+        if !self.started {
+            return match item {
+                Item::Header { format: EXPORT_FORMAT, .. } => {
+                    self.started = true;
+                    Ok(())
+                }
+                Item::Header { format, .. } => data(format!(
+                    "the export is in format {format}, and this build reads format {EXPORT_FORMAT}; import it with \
+                     the Sluice version that wrote it"
+                )),
+                _ => data("the first line must be the export's header; is this a Sluice export?".into()),
+            };
+        }
+        self.summary.add(&item);
+        match item {
+            Item::Header { .. } => return data("a second header; is this two exports in one file?".into()),
+            Item::End { items } => {
+                let seen = self.summary.items();
+                if items != seen {
+                    return data(format!("the `end` line counts {items} items, and the export has {seen}"));
+                }
+                self.ended = true;
+            }
+            Item::Tenant { tenant } => {
+                if tenant.id.is_empty() || tenant.key_hash.is_empty() || tenant.id.contains('/') {
+                    return data(format!("tenant {:?} has no usable id or key hash", tenant.id));
+                }
+                if !self.tenants.insert(tenant.id.clone()) {
+                    return data(format!("tenant {} appears twice", tenant.id));
+                }
+                store.tenants.insert(tenant.id.as_bytes(), super::encode(&tenant)?)?;
+                store.keys.insert(tenant.key_hash.as_bytes(), tenant.id.as_bytes())?;
+            }
+            Item::Plugin { tenant_id, plugin } => {
+                self.tenant(&tenant_id)?;
+                let key = format!("{tenant_id}/{}", plugin.id);
+                if store.plugins.insert(key.as_bytes(), super::encode(&plugin)?)?.is_some() {
+                    return data(format!("plugin {} of tenant {tenant_id} appears twice", plugin.id));
+                }
+                *self.plugin_ids.entry(plugin.id).or_default() += 1;
+                self.counts.entry(tenant_id).or_default().1 += 1;
+            }
+            Item::Blob { id, bytes_base64 } => {
+                let bytes = unbase64(&bytes_base64, "bytes_base64").map_err(Refused::Data)?;
+                let digest = format!("sha256:{}", hex::encode(Sha256::digest(&bytes)));
+                if digest != id {
+                    return data(format!("component {id} does not match its bytes, whose digest is {digest}"));
+                }
+                chunks::put_single(&store.blobs, &store.blob_chunks, id.as_bytes(), &bytes)?;
+                self.blobs.insert(id);
+            }
+            Item::Project { project } => {
+                self.tenant(&project.tenant_id)?;
+                let key = (project.tenant_id.clone(), project.id.clone());
+                if !self.projects.insert(key) {
+                    return data(format!("project {} appears twice", project.id));
+                }
+                let record = format!("{}/{}", project.tenant_id, project.id);
+                store.projects.insert(record.as_bytes(), super::encode(&project)?)?;
+                self.counts.entry(project.tenant_id.clone()).or_default().0 += 1;
+            }
+            Item::State { tenant_id, project_id, state_base64 } => {
+                self.project(&tenant_id, &project_id)?;
+                let state = unbase64(&state_base64, "state_base64").map_err(Refused::Data)?;
+                let key = super::outbox::state_key(&tenant_id, &project_id);
+                chunks::put_single(&store.state, &store.state_chunks, key.as_bytes(), &state)?;
+                store.disk.change(&tenant_id, DiskKind::State, size(key.as_bytes(), &state), 0);
+            }
+            Item::Outbox { entry } => {
+                let entry = entry.into_entry().map_err(Refused::Data)?;
+                self.project(&entry.tenant_id, &entry.project_id)?;
+                // New keys, in the export's order: a fresh database numbers from zero, and a
+                // project's entries must stay in their order.
+                store.apply_enqueue(&entry)?;
+            }
+            Item::Parked { entry, error, parked_at } => {
+                let entry = entry.into_entry().map_err(Refused::Data)?;
+                self.project(&entry.tenant_id, &entry.project_id)?;
+                let key = store.new_outbox_key(&entry.tenant_id, &entry.project_id)?;
+                let tenant = entry.tenant_id.clone();
+                let value = encode_parked(&ParkedEntry { entry, error, parked_at })?;
+                chunks::put_single(&store.parked, &store.parked_chunks, &key, &value)?;
+                store.disk.change(&tenant, DiskKind::Parked, size(&key, &value), 0);
+            }
+            Item::Run { tenant_id, run } => {
+                self.project(&tenant_id, &run.project_id)?;
+                let key = run_key(&tenant_id, &run);
+                let value = super::encode(&run)?;
+                store.runs.insert(key.as_bytes(), value.as_slice())?;
+                store.disk.change(&tenant_id, DiskKind::History, size(key.as_bytes(), &value), 0);
+            }
+            Item::Usage { tenant_id, counters } => {
+                self.tenant(&tenant_id)?;
+                store.usage.insert(tenant_id.as_bytes(), super::encode(&counters)?)?;
+            }
+        }
+        Ok(())
+    }
+
+    fn tenant(&self, id: &str) -> Result<(), Refused> {
+        if self.tenants.contains(id) {
+            return Ok(());
+        }
+        Err(Refused::Data(format!("tenant {id} is not in the export before the items that belong to it")))
+    }
+
+    fn project(&self, tenant: &str, project: &str) -> Result<(), Refused> {
+        if self.projects.contains(&(tenant.to_string(), project.to_string())) {
+            return Ok(());
+        }
+        Err(Refused::Data(format!(
+            "project {project} of tenant {tenant} is not in the export before the items that belong to it"
+        )))
+    }
+
+    /// Writes the derived data: quota counts and how many tenants hold each component.
+    fn finish(&self, store: &Store) -> Result<(), StoreError> {
+        for (tenant, (projects, plugins)) in &self.counts {
+            store.counts.insert(format!("{tenant}/projects"), &projects.to_be_bytes())?;
+            store.counts.insert(format!("{tenant}/plugins"), &plugins.to_be_bytes())?;
+        }
+        for (id, holders) in &self.plugin_ids {
+            store.blob_refs.insert(id.as_bytes(), &holders.to_be_bytes())?;
+        }
+        // A component no tenant holds would never be deleted: leave it out.
+        for id in self.blobs.iter().filter(|id| !self.plugin_ids.contains_key(*id)) {
+            let (blobs, pieces) = (&store.blobs, &store.blob_chunks);
+            sled::Transactional::transaction(&(blobs, pieces), |(blobs, pieces)| {
+                chunks::remove(blobs, pieces, id.as_bytes())?;
+                Ok::<_, sled::transaction::ConflictableTransactionError<StoreError>>(())
+            })?;
+        }
+        Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::store::{CreatePlugin, DeletePlugin, RunOutcome, Tier, Trigger};
+
+    fn project(tenant: &str, id: &str, plugin: &str) -> Project {
+        serde_json::from_value(serde_json::json!({
+            "id": id, "tenant_id": tenant, "name": "p", "schedule": "rate(1 hour)", "timezone": "UTC",
+            "source": {"url": "https://api.example.com/"}, "plugin_id": plugin, "plugin_settings": {},
+            "target": {"stream_arn": "arn:aws:kinesis:eu-central-1:111111111111:stream/s",
+                       "role_arn": "arn:aws:iam::111111111111:role/r"},
+            "max_pages": 10, "status": "active", "status_message": "",
+            "onboarding": {"platform_principal_arn": "arn:aws:iam::1:role/x", "external_id": "e"},
+            "created_at": "2026-01-01T00:00:00Z", "updated_at": "2026-01-01T00:00:00Z"
+        }))
+        .unwrap()
+    }
+
+    fn entry(tenant: &str, project: &str, run: &str, state: &[u8], records: usize) -> OutboxEntry {
+        OutboxEntry {
+            tenant_id: tenant.into(),
+            project_id: project.into(),
+            run_id: run.into(),
+            scheduled_at_ms: 1_700_000_000_000,
+            state: Some(state.to_vec()),
+            records: (0..records)
+                .map(|i| Record {
+                    // Binary data, and a large record, to cross sled's pieces (see `chunks.rs`).
+                    data: if i == 0 { vec![0xff; 20_000] } else { vec![i as u8, 0, 0xfe] },
+                    partition_key: format!("pk-{i}"),
+                    explicit_hash_key: (i % 2 == 1).then(|| i.to_string()),
+                })
+                .collect(),
+        }
+    }
+
+    fn run(project: &str, n: u64) -> Run {
+        serde_json::from_value(serde_json::json!({
+            "id": format!("run_{n:016x}"), "project_id": project, "trigger": "schedule",
+            "scheduled_at": format!("2026-12-07T10:00:{n:02}Z"), "started_at": format!("2026-12-07T10:00:{n:02}Z"),
+            "finished_at": format!("2026-12-07T10:00:{n:02}Z"), "outcome": "succeeded", "http_status": 200,
+            "pages": 1, "records": 2, "bytes_fetched": 10, "bytes_delivered": 5, "stage_ms": {"fetch": 1.5},
+            "error": null
+        }))
+        .unwrap()
+    }
+
+    /// A component's id as the API computes it.
+    fn plugin(bytes: &[u8]) -> PluginMeta {
+        PluginMeta {
+            id: format!("sha256:{}", hex::encode(Sha256::digest(bytes))),
+            name: "passthrough".into(),
+            size_bytes: bytes.len() as u64,
+            created_at: "2026-12-07T10:00:00Z".into(),
+        }
+    }
+
+    /// A store with a bit of everything: two tenants sharing a component, a waiting and a parked
+    /// entry, a committed state, history and usage.
+    async fn filled(dir: &std::path::Path) -> (Store, Vec<(Tenant, String)>) {
+        let store = Store::open(dir).unwrap();
+        let component = vec![7u8; 50_000];
+        let mut tenants = Vec::new();
+        for name in ["acme", "globex"] {
+            let (tenant, key) = store.create_tenant(name, Tier::Standard).await.unwrap();
+            let created = store.create_plugin(&tenant.id, plugin(&component), &component, 5).await.unwrap();
+            assert!(matches!(created, CreatePlugin::Created(_)));
+            tenants.push((tenant, key.expose().to_string()));
+        }
+        let acme = tenants[0].0.id.clone();
+        let id = plugin(&component).id;
+        for p in ["prj_1", "prj_2"] {
+            store.create_project(project(&acme, p, &id), 2).await.unwrap();
+        }
+        store.commit_state(&acme, "prj_1", b"cursor=0").await.unwrap();
+        let parked = store.enqueue(entry(&acme, "prj_1", "run_1", b"cursor=1", 3)).await.unwrap();
+        store.enqueue(entry(&acme, "prj_1", "run_2", b"cursor=2", 2)).await.unwrap();
+        store
+            .park(&parked, &entry(&acme, "prj_1", "run_1", b"cursor=1", 3), "refused", "2026-12-07T10:00:00Z")
+            .await
+            .unwrap();
+        for n in 0..3 {
+            store.record_run(&acme, &run("prj_1", n), 2.5).await.unwrap();
+        }
+        (store, tenants)
+    }
+
+    #[tokio::test]
+    async fn an_import_holds_what_the_export_held_and_rebuilds_what_is_derived() {
+        let from = tempfile::tempdir().unwrap();
+        let (store, tenants) = filled(from.path()).await;
+        let mut export = Vec::new();
+        let summary = store.export(&mut export).unwrap();
+        assert_eq!(summary.counts["tenants"], 2);
+        assert_eq!(summary.counts["components"], 1, "a component two tenants hold is exported once");
+        assert_eq!((summary.counts["outbox entries"], summary.counts["parked entries"], summary.records), (1, 1, 5));
+
+        let to = tempfile::tempdir().unwrap();
+        let copy = Store::open(to.path()).unwrap();
+        let imported = copy.import(&export[..]).await.unwrap();
+        assert_eq!(imported, summary);
+
+        let acme = &tenants[0].0.id;
+        for (tenant, key) in &tenants {
+            assert_eq!(copy.tenant_for_key(key).unwrap().as_ref(), Some(tenant), "keys keep working");
+            assert_eq!(copy.plugins(&tenant.id).unwrap(), store.plugins(&tenant.id).unwrap());
+            assert_eq!(copy.projects(&tenant.id).unwrap(), store.projects(&tenant.id).unwrap());
+            assert_eq!(copy.usage(&tenant.id).unwrap(), store.usage(&tenant.id).unwrap(), "usage and disk figures");
+        }
+        let strip = |entries: Vec<(crate::store::OutboxKey, OutboxEntry)>| -> Vec<OutboxEntry> {
+            entries.into_iter().map(|(_, e)| e).collect()
+        };
+        assert_eq!(strip(copy.outbox_of(acme, "prj_1").unwrap()), strip(store.outbox_of(acme, "prj_1").unwrap()));
+        assert_eq!(copy.parked_of(acme, "prj_1").unwrap(), store.parked_of(acme, "prj_1").unwrap());
+        assert_eq!(copy.committed_state(acme, "prj_1").unwrap().as_deref(), Some(&b"cursor=1"[..]));
+        assert_eq!(copy.next_state(acme, "prj_1").unwrap().as_deref(), Some(&b"cursor=2"[..]));
+        assert_eq!(copy.runs(acme, "prj_1", 10).unwrap(), store.runs(acme, "prj_1", 10).unwrap());
+        let id = plugin(&[7u8; 50_000]).id;
+        assert_eq!(copy.plugin_bytes(&id).unwrap(), store.plugin_bytes(&id).unwrap());
+
+        // The quota count came along: acme has two projects of two.
+        let third = copy.create_project(project(acme, "prj_3", &id), 2).await.unwrap();
+        assert!(matches!(third, crate::store::CreateProject::QuotaExceeded));
+        // So did the reference count: the component stays until its last holder deletes it.
+        for tenant in [&tenants[1].0.id] {
+            assert_eq!(copy.delete_plugin(tenant, &id).await.unwrap(), DeletePlugin::Deleted);
+        }
+        assert!(copy.plugin_bytes(&id).unwrap().is_some(), "acme still holds the component");
+
+        // A new entry goes after the imported one, and the run history goes on from the import.
+        let key = copy.enqueue(entry(acme, "prj_1", "run_3", b"cursor=3", 1)).await.unwrap();
+        let waiting = copy.outbox_of(acme, "prj_1").unwrap();
+        assert_eq!(waiting.iter().map(|(_, e)| e.run_id.as_str()).collect::<Vec<_>>(), ["run_2", "run_3"]);
+        assert_eq!(waiting[1].0, key);
+        let mut later = run("prj_1", 9);
+        later.outcome = RunOutcome::Failed;
+        later.trigger = Trigger::Manual;
+        copy.record_run(acme, &later, 0.0).await.unwrap();
+        assert_eq!(copy.runs(acme, "prj_1", 1).unwrap()[0].id, later.id);
+        assert_eq!(copy.usage(acme).unwrap().runs_failed, 1);
+    }
+
+    #[tokio::test]
+    async fn a_cut_off_or_altered_export_is_refused_and_leaves_a_store_that_will_not_open() {
+        let from = tempfile::tempdir().unwrap();
+        let (store, _) = filled(from.path()).await;
+        let mut export = Vec::new();
+        store.export(&mut export).unwrap();
+        let text = String::from_utf8(export).unwrap();
+        let lines: Vec<&str> = text.lines().collect();
+
+        let cut = lines[..lines.len() - 1].join("\n");
+        let altered = text.replacen("\"kind\":\"blob\",\"id\":\"sha256:", "\"kind\":\"blob\",\"id\":\"sha256:0", 1);
+        let reordered = [&lines[..1], &lines[3..], &lines[1..3]].concat().join("\n");
+        let newer = text.replacen("\"format\":1", "\"format\":2", 1);
+        let cases = [
+            (cut.as_str(), "cut off"),
+            (altered.as_str(), "does not match its bytes"),
+            (reordered.as_str(), "is not in the export before"),
+            (newer.as_str(), "format 2"),
+            ("{\"kind\":\"end\",\"items\":0}", "first line must be the export's header"),
+            ("{\"name\":\"x\"}", "not an export item"),
+        ];
+        for (input, expected) in cases {
+            let to = tempfile::tempdir().unwrap();
+            let copy = Store::open(to.path()).unwrap();
+            let error = copy.import(input.as_bytes()).await.unwrap_err().to_string();
+            assert!(error.contains(expected), "expected {expected:?} in: {error}");
+            drop(copy);
+            let error = match crate::store::reopen_result(to.path()) {
+                Err(e) => e.to_string(),
+                Ok(_) => panic!("a store whose import failed opened"),
+            };
+            assert!(error.contains("import that did not finish"), "{error}");
+        }
+
+        // An import never mixes into a store that has data of its own.
+        let error = store.import(text.as_bytes()).await.unwrap_err();
+        assert!(matches!(error, PortError::NotEmpty(_)), "{error}");
+    }
+}

@@ -1,0 +1,101 @@
+//! `sluice store export` and `import` as an operator moving a host would run them: the daemon is
+//! killed with records waiting for Kinesis, its store is exported with the real binary, imported
+//! into a new data directory, and a daemon on the new directory delivers the waiting records
+//! once, keeps the committed state, and accepts the tenant's old key.
+
+use std::collections::BTreeMap;
+use std::path::Path;
+use std::process::Command;
+use std::time::Duration;
+
+use serde_json::{Value, json};
+use sluice_tests::sluice_bin;
+use sluice_tests::world::{Tenant, World, wait_for};
+
+/// Runs `sluice store <args>` on `data_dir`; returns the exit code and stderr.
+fn store_command(data_dir: &Path, args: &[&str]) -> (i32, String) {
+    let out = Command::new(sluice_bin())
+        .arg("store")
+        .args(args)
+        .env("SLUICE_DATA_DIR", data_dir)
+        .env_remove("SLUICE_ADMIN_TOKEN")
+        .output()
+        .expect("sluice runs");
+    (out.status.code().unwrap_or(-1), String::from_utf8_lossy(&out.stderr).into_owned())
+}
+
+async fn copies(tenant: &Tenant, arn: &str) -> BTreeMap<String, usize> {
+    let mut counts = BTreeMap::new();
+    for (_, data) in tenant.aws.read(arn).await {
+        let id = serde_json::from_str::<Value>(&data).unwrap()["id"].as_str().unwrap().to_string();
+        *counts.entry(id).or_default() += 1;
+    }
+    counts
+}
+
+fn block_on<F: std::future::Future>(future: F) -> F::Output {
+    tokio::task::block_in_place(|| tokio::runtime::Handle::current().block_on(future))
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_store_moved_by_export_and_import_delivers_its_waiting_records_once() {
+    let mut world = World::start();
+    let tenant = world.tenant("acme", "111111111111").await;
+    let arn = tenant.aws.stream("events").await;
+    let project = world.project(&tenant, "incremental", "/items", &arn, json!({}));
+    let id = project["id"].as_str().unwrap().to_string();
+    // One run delivered (its state committed), one waiting in the outbox.
+    world.source.add_items(0..10);
+    let run = world.run_now(&tenant, &id, Duration::from_secs(60));
+    assert_eq!(run["outcome"], "succeeded", "{run}");
+    world.source.add_items(10..30);
+    world.proxy.set_down("Kinesis_20131202.", true);
+    let run = world.run_now(&tenant, &id, Duration::from_secs(60));
+    assert_eq!((run["outcome"].as_str(), run["error"]["stage"].as_str()), (Some("failed"), Some("deliver")), "{run}");
+
+    // A running daemon holds its store: the export says to stop it.
+    let file = world.dir.path().join("acme.jsonl");
+    let out = file.to_str().unwrap();
+    let (code, stderr) = store_command(world.dir.path(), &["export", "--out", out]);
+    assert_eq!(code, 64, "{stderr}");
+    assert!(stderr.contains("in use by another process") && stderr.contains("stop the `sluice serve`"), "{stderr}");
+
+    world.kill();
+    let (code, stderr) = store_command(world.dir.path(), &["export", "--out", out]);
+    assert_eq!(code, 0, "{stderr}");
+    assert!(stderr.contains("1 tenants") && stderr.contains("1 outbox entries"), "{stderr}");
+    assert!(stderr.contains("(20 records waiting for Kinesis)"), "{stderr}");
+    let export = std::fs::read_to_string(&file).unwrap();
+    assert!(!export.contains(&tenant.key), "the export holds the key's hash, never the key");
+
+    let moved = tempfile::tempdir().unwrap();
+    let (code, stderr) = store_command(moved.path(), &["import", "--from", out]);
+    assert_eq!(code, 0, "{stderr}");
+    // Importing again into the filled directory is refused, naming the setting.
+    let (code, stderr) = store_command(moved.path(), &["import", "--from", out]);
+    assert_eq!(code, 64, "{stderr}");
+    assert!(stderr.contains("data_dir") && stderr.contains("already holds tenants"), "{stderr}");
+
+    // The daemon starts on the new directory, with Kinesis back.
+    world.proxy.set_down("Kinesis_20131202.", false);
+    world.dir = moved;
+    world.restart();
+    let counts = wait_for(Duration::from_secs(30), "the moved outbox delivered", || {
+        let counts = block_on(copies(&tenant, &arn));
+        (counts.len() == 30).then_some(counts)
+    });
+    assert!(counts.values().all(|n| *n == 1), "every record once: {counts:?}");
+    wait_for(Duration::from_secs(10), "the outbox to drain", || {
+        (world.metric("sluice_outbox_depth") == 0.0).then_some(())
+    });
+
+    // The tenant's key works, its history came along, and the next run starts after item 29.
+    let (status, runs) = world.call("GET", &format!("/v1/projects/{id}/runs"), &tenant.key, None);
+    assert_eq!(status, 200, "{runs}");
+    assert!(runs["runs"].as_array().is_some_and(|r| r.len() >= 2), "{runs}");
+    world.source.add_items(30..32);
+    let run = world.run_now(&tenant, &id, Duration::from_secs(60));
+    assert_eq!((run["outcome"].as_str(), run["records"].as_u64()), (Some("succeeded"), Some(2)), "{run}");
+    let last = world.source.seen().into_iter().rev().find(|s| s.path == "/items").unwrap();
+    assert_eq!(last.query.get("since").map(String::as_str), Some("2026-01-01T00:00:00.029Z"));
+}
