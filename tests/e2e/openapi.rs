@@ -448,7 +448,7 @@ async fn real_requests_and_responses_fit_the_documented_schemas() {
     assert_eq!(retried["waiting"][0]["run_id"], "run_0000000000000002", "{retried}");
     let refused = r.call("DELETE", "/v1/projects/{id}/outbox/{run_id}", &entry_path, key, None).await;
     assert_eq!(refused["error"]["code"], "conflict", "{refused}");
-    let (waiting_key, waiting) = api.store.outbox_of(&tenant_id, &project_id).unwrap().remove(0);
+    let (waiting_key, waiting) = api.store.outbox_of(&tenant_id, &project_id).await.unwrap().remove(0);
     api.store.park(&waiting_key, &waiting, "InvalidArgumentException: refused", "2026-01-01T00:00:02Z").await.unwrap();
     r.call("DELETE", "/v1/projects/{id}/outbox/{run_id}", &entry_path, key, None).await;
     r.call("GET", "/v1/usage", "/v1/usage", key, None).await;

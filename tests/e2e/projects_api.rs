@@ -273,7 +273,7 @@ async fn runs_are_listed_newest_first_and_usage_adds_them_up() {
     assert_eq!(other_usage["runs"], 0);
 
     api.call("DELETE", &format!("/v1/projects/{id}"), Some(&key), None).await;
-    assert!(api.store.runs(&tenant, id, 100).unwrap().is_empty(), "deleting a project deletes its history");
+    assert!(api.store.runs(&tenant, id, 100).await.unwrap().is_empty(), "deleting a project deletes its history");
 }
 
 #[tokio::test]

@@ -130,7 +130,7 @@ pub async fn create_projects(store: &Store, projects: Vec<Project>, control: Opt
                 panic!("the project was refused");
             };
             if let Some(control) = control {
-                control.project_changed(&project);
+                control.project_changed(&project).await;
             }
         });
         if tasks.len() >= 64 {

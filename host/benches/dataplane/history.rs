@@ -17,9 +17,12 @@ impl History {
     /// window does not hold up one of the runtime's workers (and the runs queued behind it).
     pub async fn harvest(&mut self, store: &Store, keys: &[ProjectKey]) {
         let (store, keys) = (store.clone(), keys.to_vec());
+        let runtime = tokio::runtime::Handle::current();
         let runs = tokio::task::spawn_blocking(move || {
             keys.iter()
-                .flat_map(|key| store.runs(&key.tenant, &key.project, sluice::store::RUNS_KEPT).unwrap())
+                .flat_map(|key| {
+                    runtime.block_on(store.runs(&key.tenant, &key.project, sluice::store::RUNS_KEPT)).unwrap()
+                })
                 .collect::<Vec<_>>()
         })
         .await

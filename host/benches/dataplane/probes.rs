@@ -9,9 +9,9 @@ use super::*;
 pub async fn store_run(store: &Store, project: &Project, body: &[u8]) {
     let (tenant, id) = (&project.tenant_id, &project.id);
     let started = Timestamp::now();
-    let project = store.project(tenant, id).unwrap().unwrap();
+    let project = store.project(tenant, id).await.unwrap().unwrap();
     let _backlog = store.outbox_len_of(tenant, id);
-    let state = store.next_state(tenant, id).unwrap();
+    let state = store.next_state(tenant, id).await.unwrap();
     let run_id = format!("run_{}", random_hex(8));
     let entry = sluice::store::OutboxEntry {
         tenant_id: tenant.clone(),
@@ -26,8 +26,8 @@ pub async fn store_run(store: &Store, project: &Project, body: &[u8]) {
         }],
     };
     store.enqueue(entry.clone()).await.unwrap();
-    let entries = store.outbox_of(tenant, id).unwrap();
-    let _again = store.project(tenant, id).unwrap();
+    let entries = store.outbox_of(tenant, id).await.unwrap();
+    let _again = store.project(tenant, id).await.unwrap();
     for (key, entry) in entries {
         store.complete_delivery(&key, &entry).await.unwrap();
     }

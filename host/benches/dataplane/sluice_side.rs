@@ -177,10 +177,11 @@ fn mib(bytes: u64) -> f64 {
 /// blocking thread.
 async fn not_yet_run(store: &Store, keys: Vec<ProjectKey>) -> Vec<ProjectKey> {
     let store = store.clone();
+    let runtime = tokio::runtime::Handle::current();
     tokio::task::spawn_blocking(move || {
         keys.into_iter()
             .filter(|key| {
-                let runs = store.runs(&key.tenant, &key.project, sluice::store::RUNS_KEPT).unwrap();
+                let runs = runtime.block_on(store.runs(&key.tenant, &key.project, sluice::store::RUNS_KEPT)).unwrap();
                 !runs.iter().any(|run| run.outcome == RunOutcome::Succeeded)
             })
             .collect()
@@ -309,8 +310,10 @@ pub async fn sluice_side(settings: SluiceSettings) -> Value {
     if let Some(mut perf) = perf {
         let _ = perf.wait();
     }
-    let statuses: Vec<Project> =
-        noisy_keys.iter().filter_map(|k| fleet.store.project(&k.tenant, &k.project).unwrap()).collect();
+    let mut statuses: Vec<Project> = Vec::new();
+    for k in &noisy_keys {
+        statuses.extend(fleet.store.project(&k.tenant, &k.project).await.unwrap());
+    }
     let _ = stop.send(());
     running.await.unwrap().unwrap();
     history.harvest(&fleet.store, &all_keys).await;

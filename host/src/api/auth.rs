@@ -42,7 +42,7 @@ impl FromRequestParts<AppState> for Operator {
         if is_operator(state, token) {
             return Ok(Operator);
         }
-        if state.store.tenant_for_key(token)?.is_some() {
+        if state.store.tenant_for_key(token).await?.is_some() {
             return Err(ApiError::forbidden("this route is for the operator; tenant API keys cannot use it"));
         }
         Err(ApiError::Unauthorized("the token is not valid; check it, or ask the operator for a new key".into()))
@@ -54,7 +54,7 @@ impl FromRequestParts<AppState> for Caller {
 
     async fn from_request_parts(parts: &mut Parts, state: &AppState) -> Result<Self, Self::Rejection> {
         let token = bearer(parts)?;
-        match state.store.tenant_for_key(token)? {
+        match state.store.tenant_for_key(token).await? {
             Some(tenant) if tenant.status == TenantStatus::Disabled => {
                 Err(ApiError::tenant_disabled("this tenant is disabled; ask the operator to enable it"))
             }

@@ -71,7 +71,7 @@ async fn healthz() -> axum::Json<Health> {
     )
 )]
 async fn readyz(State(state): State<AppState>) -> (StatusCode, axum::Json<Readiness>) {
-    let store_ok = state.store.tenant("readiness-probe").is_ok();
+    let store_ok = state.store.tenant("readiness-probe").await.is_ok();
     let accepting = state.ready.load(Ordering::Relaxed);
     let scheduler = state.control.as_ref().is_none_or(|control| control.scheduler_alive());
     let saturated = state.control.as_ref().is_some_and(|control| control.scheduler_load().saturated);
@@ -98,7 +98,7 @@ async fn readyz(State(state): State<AppState>) -> (StatusCode, axum::Json<Readin
     ))
 )]
 async fn metrics(State(state): State<AppState>) -> ([(axum::http::HeaderName, &'static str); 1], String) {
-    let tenants = state.store.tenants().map_or(0, |t| t.len()) as f64;
+    let tenants = state.store.tenants().await.map_or(0, |t| t.len()) as f64;
     let loaded = state.runtime.loaded_count() as f64;
     let load = state.control.as_ref().map(|control| control.scheduler_load()).unwrap_or_default();
     let ready = if state.ready.load(Ordering::Relaxed) { 1.0 } else { 0.0 };

@@ -91,10 +91,11 @@ async fn show(
     State(state): State<AppState>,
     Path(id): Path<String>,
 ) -> Result<axum::Json<Outbox>, ApiError> {
-    find(&state, &tenant, &id)?;
+    find(&state, &tenant, &id).await?;
     let waiting = state
         .store
-        .waiting_of(&tenant.id, &id)?
+        .waiting_of(&tenant.id, &id)
+        .await?
         .into_iter()
         .map(|w| WaitingEntry {
             run_id: w.run_id,
@@ -106,7 +107,8 @@ async fn show(
         .collect();
     let parked = state
         .store
-        .parked_of(&tenant.id, &id)?
+        .parked_of(&tenant.id, &id)
+        .await?
         .into_iter()
         .map(|p| ParkedEntry {
             scheduled_at: rfc3339(p.entry.scheduled_at_ms),
@@ -158,7 +160,7 @@ async fn discard(
     State(state): State<AppState>,
     Path((id, run)): Path<(String, String)>,
 ) -> Result<StatusCode, ApiError> {
-    find(&state, &tenant, &id)?;
+    find(&state, &tenant, &id).await?;
     match state.store.discard_parked(&tenant.id, &id, &run).await? {
         ParkedAction::Done => Ok(StatusCode::NO_CONTENT),
         other => Err(not_parked(other, &id, &run)),
@@ -193,7 +195,7 @@ async fn retry(
     State(state): State<AppState>,
     Path((id, run)): Path<(String, String)>,
 ) -> Result<(StatusCode, axum::Json<Outbox>), ApiError> {
-    find(&state, &caller.0, &id)?;
+    find(&state, &caller.0, &id).await?;
     match state.store.retry_parked(&caller.0.id, &id, &run).await? {
         ParkedAction::Done => {
             let axum::Json(outbox) = show(caller, State(state), Path(id)).await?;

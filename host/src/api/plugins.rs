@@ -146,7 +146,7 @@ async fn upload(
         )));
     }
     let id = plugin_id(&body);
-    if let Some(existing) = state.store.plugin(&tenant.id, &id)? {
+    if let Some(existing) = state.store.plugin(&tenant.id, &id).await? {
         return Ok((StatusCode::OK, axum::Json(existing)));
     }
     let plugin = state.runtime.compile(body.to_vec()).await?;
@@ -168,7 +168,7 @@ async fn upload(
 async fn loaded(state: &AppState, id: &str) -> Result<Plugin, ApiError> {
     state
         .runtime
-        .get_or_load(id, || Ok::<_, ApiError>(state.store.plugin_bytes(id)?))
+        .get_or_load(id, async { Ok::<_, ApiError>(state.store.plugin_bytes(id).await?) })
         .await?
         .ok_or_else(|| not_found(id))
 }
@@ -185,7 +185,7 @@ async fn loaded(state: &AppState, id: &str) -> Result<Plugin, ApiError> {
     responses((status = 200, description = "The tenant's plugins", body = PluginList), TenantErrors)
 )]
 async fn list(Caller(tenant): Caller, State(state): State<AppState>) -> Result<axum::Json<PluginList>, ApiError> {
-    Ok(axum::Json(PluginList { plugins: state.store.plugins(&tenant.id)? }))
+    Ok(axum::Json(PluginList { plugins: state.store.plugins(&tenant.id).await? }))
 }
 
 /// Show a plugin
@@ -209,7 +209,7 @@ async fn show(
     State(state): State<AppState>,
     Path(id): Path<String>,
 ) -> Result<axum::Json<PluginMeta>, ApiError> {
-    state.store.plugin(&tenant.id, &id)?.map(axum::Json).ok_or_else(|| not_found(&id))
+    state.store.plugin(&tenant.id, &id).await?.map(axum::Json).ok_or_else(|| not_found(&id))
 }
 
 /// Delete a plugin
@@ -241,7 +241,7 @@ async fn remove(
     match state.store.delete_plugin(&tenant.id, &id).await? {
         DeletePlugin::Deleted => {
             // The compiled plugin goes with the last tenant that held its bytes.
-            if state.store.plugin_bytes(&id)?.is_none() {
+            if state.store.plugin_bytes(&id).await?.is_none() {
                 state.runtime.remove(&id);
             }
             Ok(StatusCode::NO_CONTENT)
@@ -440,7 +440,7 @@ async fn test(
     Path(id): Path<String>,
     Json(request): Json<TestRequest>,
 ) -> Result<axum::Json<TestReport>, ApiError> {
-    if state.store.plugin(&tenant.id, &id)?.is_none() {
+    if state.store.plugin(&tenant.id, &id).await?.is_none() {
         return Err(not_found(&id));
     }
     // The document promises a three-digit status, and a run never hands a plugin anything else.

@@ -106,8 +106,8 @@ const RESERVED_HEADERS: [&str; 5] = ["host", "content-length", "transfer-encodin
 impl ProjectInput {
     /// Checks what deserializing could not (quotas, plugins, settings, headers) and normalizes the
     /// method. The schedule, time zone, URL and ARNs were parsed as the body was read.
-    /// `plugin_exists` answers whether the tenant has the named plugin.
-    pub fn validate(mut self, quotas: &Quotas, plugin_exists: impl Fn(&str) -> bool) -> Result<Self, ApiError> {
+    /// `plugin_exists` says whether the tenant has the plugin `plugin_id` names.
+    pub fn validate(mut self, quotas: &Quotas, plugin_exists: bool) -> Result<Self, ApiError> {
         check_text("name", &self.name, 100)?;
         if let Some(interval) = self.schedule.min_interval()
             && interval.as_secs() < quotas.min_interval_seconds
@@ -125,7 +125,7 @@ impl ProjectInput {
             )));
         }
         self.source = check_source(self.source)?;
-        if !plugin_exists(&self.plugin_id) {
+        if !plugin_exists {
             return Err(invalid(format!(
                 "`plugin_id`: no plugin with id {}; upload it with POST /v1/plugins and use the id it returns",
                 self.plugin_id

@@ -89,9 +89,9 @@ fn external_id(tenant: &Tenant, trust: Trust) -> String {
     }
 }
 
-fn validate(state: &AppState, tenant: &Tenant, input: ProjectInput) -> Result<ProjectInput, ApiError> {
-    let store = &state.store;
-    input.validate(&tenant.quotas(), |plugin| store.plugin(&tenant.id, plugin).ok().flatten().is_some())
+async fn validate(state: &AppState, tenant: &Tenant, input: ProjectInput) -> Result<ProjectInput, ApiError> {
+    let exists = state.store.plugin(&tenant.id, &input.plugin_id).await?.is_some();
+    input.validate(&tenant.quotas(), exists)
 }
 
 /// Create a project
@@ -120,7 +120,7 @@ async fn create(
     State(state): State<AppState>,
     Json(input): Json<ProjectInput>,
 ) -> Result<(StatusCode, axum::Json<Project>), ApiError> {
-    let input = validate(&state, &tenant, input)?;
+    let input = validate(&state, &tenant, input).await?;
     let now = now_rfc3339();
     let project = Project {
         id: format!("prj_{}", random_hex(8)),
@@ -147,7 +147,9 @@ async fn create(
     };
     match state.store.create_project(project, tenant.quotas().max_projects).await? {
         CreateProject::Created(project) => {
-            state.notify(|control| control.project_changed(&project));
+            if let Some(control) = &state.control {
+                control.project_changed(&project).await;
+            }
             Ok((StatusCode::CREATED, axum::Json(*project)))
         }
         CreateProject::QuotaExceeded => Err(ApiError::quota_exceeded(format!(
@@ -172,12 +174,12 @@ async fn create(
     )
 )]
 async fn list(Caller(tenant): Caller, State(state): State<AppState>) -> Result<axum::Json<ProjectList>, ApiError> {
-    Ok(axum::Json(ProjectList { projects: state.store.projects(&tenant.id)? }))
+    Ok(axum::Json(ProjectList { projects: state.store.projects(&tenant.id).await? }))
 }
 
 /// The caller's project `id`, or the 404 every project route answers.
-pub(super) fn find(state: &AppState, tenant: &Tenant, id: &str) -> Result<Project, ApiError> {
-    state.store.project(&tenant.id, id)?.ok_or_else(|| not_found(id))
+pub(super) async fn find(state: &AppState, tenant: &Tenant, id: &str) -> Result<Project, ApiError> {
+    state.store.project(&tenant.id, id).await?.ok_or_else(|| not_found(id))
 }
 
 /// Show a project
@@ -201,7 +203,7 @@ async fn show(
     State(state): State<AppState>,
     Path(id): Path<String>,
 ) -> Result<axum::Json<Project>, ApiError> {
-    Ok(axum::Json(find(&state, &tenant, &id)?))
+    Ok(axum::Json(find(&state, &tenant, &id).await?))
 }
 
 /// Applies a change to the stored project atomically, so that what the data plane wrote in the
@@ -222,7 +224,9 @@ async fn save(
         })
         .await?
         .ok_or_else(|| not_found(id))?;
-    state.notify(|control| control.project_changed(&project));
+    if let Some(control) = &state.control {
+        control.project_changed(&project).await;
+    }
     Ok(axum::Json(project))
 }
 
@@ -255,8 +259,8 @@ async fn update(
     Path(id): Path<String>,
     Json(patch): Json<ProjectPatch>,
 ) -> Result<axum::Json<Project>, ApiError> {
-    let project = find(&state, &tenant, &id)?;
-    let input = validate(&state, &tenant, patch.apply(input_of(&project)))?;
+    let project = find(&state, &tenant, &id).await?;
+    let input = validate(&state, &tenant, patch.apply(input_of(&project))).await?;
     // Drawn once, outside the change, which the store may apply more than once.
     let new_external_id = (input.trust != project.trust).then(|| external_id(&tenant, input.trust));
     save(&state, &tenant, &id, |project| {
@@ -407,7 +411,7 @@ async fn run_now(
     State(state): State<AppState>,
     Path(id): Path<String>,
 ) -> Result<(StatusCode, axum::Json<RunStarted>), ApiError> {
-    let project = find(&state, &tenant, &id)?;
+    let project = find(&state, &tenant, &id).await?;
     let control = state.control.as_ref().ok_or_else(|| {
         ApiError::Unavailable("this process runs no scheduler; send the request to a sluice serve".into())
     })?;
@@ -473,8 +477,8 @@ async fn runs(
     if !(1..=RUNS_KEPT).contains(&limit) {
         return Err(ApiError::invalid(format!("`limit` must be between 1 and {RUNS_KEPT}")));
     }
-    find(&state, &tenant, &id)?;
-    Ok(axum::Json(RunList { runs: state.store.runs(&tenant.id, &id, limit)? }))
+    find(&state, &tenant, &id).await?;
+    Ok(axum::Json(RunList { runs: state.store.runs(&tenant.id, &id, limit).await? }))
 }
 
 /// The calling tenant's usage
@@ -493,5 +497,5 @@ async fn runs(
     )
 )]
 async fn usage(Caller(tenant): Caller, State(state): State<AppState>) -> Result<axum::Json<Usage>, ApiError> {
-    Ok(axum::Json(state.store.usage(&tenant.id)?))
+    Ok(axum::Json(state.store.usage(&tenant.id).await?))
 }

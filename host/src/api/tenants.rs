@@ -180,7 +180,7 @@ async fn create(
     )
 )]
 async fn list(_: Operator, State(state): State<AppState>) -> Result<axum::Json<TenantList>, ApiError> {
-    let tenants = state.store.tenants()?.into_iter().map(|t| TenantBody::new(&state, t, None)).collect();
+    let tenants = state.store.tenants().await?.into_iter().map(|t| TenantBody::new(&state, t, None)).collect();
     Ok(axum::Json(TenantList { tenants }))
 }
 
@@ -205,7 +205,7 @@ async fn show(
     State(state): State<AppState>,
     Path(id): Path<String>,
 ) -> Result<axum::Json<TenantBody>, ApiError> {
-    let tenant = state.store.tenant(&id)?.ok_or_else(|| not_found(&id))?;
+    let tenant = state.store.tenant(&id).await?.ok_or_else(|| not_found(&id))?;
     Ok(axum::Json(TenantBody::new(&state, tenant, None)))
 }
 
@@ -259,8 +259,10 @@ async fn update(
         })
         .await?
         .ok_or_else(|| not_found(&id))?;
-    if body.status.is_some() {
-        state.notify(|control| control.tenant_changed(&tenant));
+    if body.status.is_some()
+        && let Some(control) = &state.control
+    {
+        control.tenant_changed(&tenant).await;
     }
     Ok(axum::Json(TenantBody::new(&state, tenant, None)))
 }
@@ -309,7 +311,7 @@ async fn rotate(
     Path(id): Path<String>,
 ) -> Result<(StatusCode, axum::Json<TenantBody>), ApiError> {
     let key = state.store.rotate_key(&id).await?.ok_or_else(|| not_found(&id))?;
-    let tenant = state.store.tenant(&id)?.ok_or_else(|| not_found(&id))?;
+    let tenant = state.store.tenant(&id).await?.ok_or_else(|| not_found(&id))?;
     Ok((StatusCode::CREATED, axum::Json(TenantBody::new(&state, tenant, Some(key.expose().to_string())))))
 }
 

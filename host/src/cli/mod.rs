@@ -68,7 +68,7 @@ pub fn main() -> ExitCode {
     match cli.command {
         Command::Serve(args) => runtime.block_on(serve::run(args)),
         Command::Plugin(PluginCommand::Test(args)) => runtime.block_on(plugin_test::run(args)),
-        Command::Store(StoreCommand::Export(args)) => store::export(args),
+        Command::Store(StoreCommand::Export(args)) => runtime.block_on(store::export(args)),
         Command::Store(StoreCommand::Import(args)) => runtime.block_on(store::import(args)),
     }
 }

@@ -76,14 +76,14 @@ fn open(dir: &Path, database: &Path) -> Result<Store, Failed> {
     })
 }
 
-pub fn export(args: ExportArgs) -> ExitCode {
-    match try_export(&args) {
+pub async fn export(args: ExportArgs) -> ExitCode {
+    match try_export(&args).await {
         Ok(()) => ExitCode::SUCCESS,
         Err(failed) => failed.exit(),
     }
 }
 
-fn try_export(args: &ExportArgs) -> Result<(), Failed> {
+async fn try_export(args: &ExportArgs) -> Result<(), Failed> {
     let (dir, database) = dirs(args.config.as_deref())?;
     // sled would create an empty store where there is none, and export nothing without a word.
     if !database.join("conf").is_file() {
@@ -101,15 +101,16 @@ fn try_export(args: &ExportArgs) -> Result<(), Failed> {
         e => Failed(EXIT_SOFTWARE, e.to_string()),
     };
     let (summary, to) = match args.out.as_deref().filter(|out| *out != Path::new("-")) {
-        None => {
-            (store.export(&mut BufWriter::new(std::io::stdout().lock())).map_err(failed)?, "standard output".into())
-        }
+        None => (
+            store.export(&mut BufWriter::new(std::io::stdout().lock())).await.map_err(failed)?,
+            "standard output".into(),
+        ),
         Some(out) => {
             let partial = out.with_extension("partial");
             let cannot =
                 |e: std::io::Error| Failed(EXIT_DATA_ERROR, format!("cannot write {}: {e}", partial.display()));
             let mut file = BufWriter::new(File::create(&partial).map_err(cannot)?);
-            let summary = store.export(&mut file).map_err(failed)?;
+            let summary = store.export(&mut file).await.map_err(failed)?;
             let file = file.into_inner().map_err(|e| cannot(e.into_error()))?;
             file.sync_all().map_err(cannot)?;
             std::fs::rename(&partial, out).map_err(|e| {

@@ -25,12 +25,13 @@ impl Control {
 
     /// The scheduler entry for a stored project. Its schedule and time zone were parsed when it
     /// was read: a project that loads is one the scheduler can run.
-    fn entry(&self, project: &Project) -> Entry {
+    async fn entry(&self, project: &Project) -> Entry {
         let anchor = project.created_at.parse::<Timestamp>().unwrap_or(Timestamp::UNIX_EPOCH);
         // The newest run's nominal time tells whether a firing was missed while the daemon was down.
         let last_scheduled_at = self
             .store
             .runs(&project.tenant_id, &project.id, 1)
+            .await
             .ok()
             .and_then(|runs| runs.into_iter().next())
             .and_then(|run| run.scheduled_at.parse::<Timestamp>().ok());
@@ -45,17 +46,18 @@ impl Control {
     }
 
     /// Registers a new or changed project (schedule, timezone, pause and resume).
-    pub fn project_changed(&self, project: &Project) {
+    pub async fn project_changed(&self, project: &Project) {
         let disabled = self
             .store
             .tenant(&project.tenant_id)
+            .await
             .ok()
             .flatten()
             .is_none_or(|tenant| tenant.status == TenantStatus::Disabled);
         if disabled {
             self.scheduler.remove(&key(&project.tenant_id, &project.id));
         } else {
-            self.scheduler.upsert(key(&project.tenant_id, &project.id), self.entry(project));
+            self.scheduler.upsert(key(&project.tenant_id, &project.id), self.entry(project).await);
         }
     }
 
@@ -65,11 +67,11 @@ impl Control {
     }
 
     /// Stops a disabled or deleted tenant's projects, or starts an enabled tenant's again.
-    pub fn tenant_changed(&self, tenant: &Tenant) {
+    pub async fn tenant_changed(&self, tenant: &Tenant) {
         self.scheduler.remove_tenant(&tenant.id);
         if tenant.status == TenantStatus::Active {
-            for project in self.store.projects(&tenant.id).unwrap_or_default() {
-                self.project_changed(&project);
+            for project in self.store.projects(&tenant.id).await.unwrap_or_default() {
+                self.project_changed(&project).await;
             }
         }
     }
@@ -95,11 +97,11 @@ impl Control {
     }
 
     /// Registers every active tenant's projects, at start-up.
-    pub(super) fn load_all(&self) -> crate::store::Result<()> {
-        for tenant in self.store.tenants()? {
+    pub(super) async fn load_all(&self) -> crate::store::Result<()> {
+        for tenant in self.store.tenants().await? {
             if tenant.status == TenantStatus::Active {
-                for project in self.store.projects(&tenant.id)? {
-                    self.project_changed(&project);
+                for project in self.store.projects(&tenant.id).await? {
+                    self.project_changed(&project).await;
                 }
             }
         }

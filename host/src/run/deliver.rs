@@ -83,14 +83,14 @@ impl Inner {
         let mut totals = Totals::default();
         // Keys first, each entry read when its turn comes: delivery stops at the first entry
         // Kinesis does not take, and a stuck project's backlog may be many large entries.
-        let keys = self.store.outbox_keys_of(tenant, project_id).map_err(Failure::host)?;
+        let keys = self.store.outbox_keys_of(tenant, project_id).await.map_err(Failure::host)?;
         if keys.is_empty() {
             return Ok(totals);
         }
-        let Some(project) = self.store.project(tenant, project_id).map_err(Failure::host)? else {
+        let Some(project) = self.store.project(tenant, project_id).await.map_err(Failure::host)? else {
             // The project was deleted after its run wrote the entries: nobody wants them now.
             tracing::info!(project = %project_id, "dropping undelivered records of a deleted project");
-            self.store.delete_state_of(tenant, project_id).map_err(Failure::host)?;
+            self.store.delete_state_of(tenant, project_id).await.map_err(Failure::host)?;
             return Ok(totals);
         };
         let session = self.assume(&project).await.map_err(|mut f| {
@@ -105,7 +105,7 @@ impl Inner {
             let mut group: Vec<(OutboxKey, OutboxEntry)> = next.take().into_iter().collect();
             let (mut records, mut bytes) = group.first().map_or((0, 0), |(_, e)| (e.records.len(), e.payload_bytes()));
             for key in keys.by_ref() {
-                let Some(entry) = self.store.outbox_entry(&key).map_err(Failure::host)? else { continue };
+                let Some(entry) = self.store.outbox_entry(&key).await.map_err(Failure::host)? else { continue };
                 let (more, more_bytes) = (entry.records.len(), entry.payload_bytes());
                 if !group.is_empty()
                     && (records + more > MAX_CALL_RECORDS || bytes + more_bytes > MAX_CALL_BYTES as u64)
@@ -193,7 +193,7 @@ impl Inner {
     /// so that after an outage the backlogs of projects on one stream and session share their
     /// `PutRecords` calls, and one slow project does not hold up the rest.
     pub(super) async fn drain_outbox(self: &Arc<Self>) {
-        let projects = match self.store.outbox_projects() {
+        let projects = match self.store.outbox_projects().await {
             Ok(projects) => projects,
             Err(e) => {
                 tracing::error!("cannot read the outbox: {e}");

@@ -146,7 +146,7 @@ impl DataPlane {
         if tokio::time::timeout(startup, inner.drain_outbox()).await.is_err() {
             tracing::warn!("the outbox was not delivered within {startup:?}; starting the scheduler anyway");
         }
-        self.control().load_all().context("cannot register the stored projects with the scheduler")?;
+        self.control().load_all().await.context("cannot register the stored projects with the scheduler")?;
         let drainer = tokio::spawn(inner.clone().drain_forever());
         inner.scheduler.run(inner.clone(), shutdown).await;
         drainer.abort();

@@ -67,7 +67,7 @@ impl Inner {
         if tick.trigger != Trigger::Manual {
             self.metrics.schedule_lag(started_at.duration_since(tick.due_at).try_into().unwrap_or_default());
         }
-        let Ok(Some(project)) = self.store.project(&tick.key.tenant, &tick.key.project) else {
+        let Ok(Some(project)) = self.store.project(&tick.key.tenant, &tick.key.project).await else {
             // Deleted since the tick was queued; the API has already removed it from the scheduler.
             return Outcome::default();
         };
@@ -159,10 +159,11 @@ impl Inner {
         let quotas = self
             .store
             .tenant(tenant)
+            .await
             .map_err(Failure::host)?
             .map(|t| t.quotas())
             .ok_or_else(|| Failure::host("the project's tenant is gone"))?;
-        let backlog = self.store.outbox_len_of(tenant, &project.id);
+        let backlog = self.store.outbox_len_of(tenant, &project.id).await;
         if backlog > 0 {
             // Older records go first; if Kinesis still refuses them, new runs may still fetch
             // until the backlog reaches its cap.
@@ -200,7 +201,7 @@ impl Inner {
         let plugin = tally.time(Stage::LoadPlugin, self.plugin(&project.plugin_id)).await?;
 
         let origin = project.source.url.url();
-        let mut state = self.store.next_state(tenant, &project.id).map_err(Failure::host)?;
+        let mut state = self.store.next_state(tenant, &project.id).await.map_err(Failure::host)?;
         let settings: Vec<(String, String)> =
             project.plugin_settings.iter().map(|(k, v)| (k.clone(), v.clone())).collect();
         let poll = |state: &Option<Vec<u8>>| Poll {
@@ -389,7 +390,7 @@ impl Inner {
 
     /// The plugin for an id, compiling it (from the on-disk cache, usually) on first use.
     async fn plugin(&self, id: &str) -> Result<Plugin, Failure> {
-        let bytes = || self.store.plugin_bytes(id).map_err(Failure::host);
+        let bytes = async { self.store.plugin_bytes(id).await.map_err(Failure::host) };
         self.runtime.get_or_load(id, bytes).await?.ok_or_else(|| {
             Failure::tenant(
                 Stage::LoadPlugin,

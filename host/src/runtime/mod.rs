@@ -221,12 +221,12 @@ impl Runtime {
     pub async fn get_or_load<E: From<LoadError>>(
         &self,
         id: &str,
-        bytes: impl FnOnce() -> Result<Option<Vec<u8>>, E>,
+        bytes: impl Future<Output = Result<Option<Vec<u8>>, E>>,
     ) -> Result<Option<Plugin>, E> {
         if let Some(plugin) = self.loaded().get(id) {
             return Ok(Some(plugin.clone()));
         }
-        let Some(wasm) = bytes()? else { return Ok(None) };
+        let Some(wasm) = bytes.await? else { return Ok(None) };
         let plugin = self.compile(wasm).await?;
         self.keep(plugin.clone());
         Ok(Some(plugin))

@@ -312,17 +312,17 @@ mod tests {
         let stats = store.commit_stats().unwrap();
         let first = store.enqueue(entry("prj_a", 1)).await.unwrap();
         assert_eq!(stats.batches.load(Ordering::Relaxed), 1);
-        let delivered = store.outbox_entry(&first).unwrap().unwrap();
+        let delivered = store.outbox_entry(&first).await.unwrap().unwrap();
         store.complete_delivery(&first, &delivered).await.unwrap();
         store.commit_state("ten_a", "prj_b", b"cursor").await.unwrap();
-        assert_eq!(store.committed_state("ten_a", "prj_a").unwrap(), Some(vec![1]), "applied when answered");
+        assert_eq!(store.committed_state("ten_a", "prj_a").await.unwrap(), Some(vec![1]), "applied when answered");
         assert_eq!(stats.batches.load(Ordering::Relaxed), 1, "no sync for a delivery or a state");
         store.enqueue(entry("prj_a", 2)).await.unwrap();
         assert_eq!((stats.batches.load(Ordering::Relaxed), stats.commits.load(Ordering::Relaxed)), (2, 4));
         drop(store);
         let store = crate::store::reopen(dir.path());
-        assert_eq!(store.committed_state("ten_a", "prj_b").unwrap(), Some(b"cursor".to_vec()));
-        assert_eq!(store.outbox_len_of("ten_a", "prj_a"), 1);
+        assert_eq!(store.committed_state("ten_a", "prj_b").await.unwrap(), Some(b"cursor".to_vec()));
+        assert_eq!(store.outbox_len_of("ten_a", "prj_a").await, 1);
     }
 
     /// Commits that arrive within the linger of a batch's first one share its sync.
@@ -356,7 +356,7 @@ mod tests {
                 tokio::spawn(async move {
                     let project = format!("prj_{n}");
                     let key = store.enqueue(entry(&project, n)).await.unwrap();
-                    let delivered = store.outbox_entry(&key).unwrap().unwrap();
+                    let delivered = store.outbox_entry(&key).await.unwrap().unwrap();
                     store.complete_delivery(&key, &delivered).await.unwrap();
                     store.enqueue(entry(&project, n.wrapping_add(100))).await.unwrap()
                 })
@@ -374,8 +374,8 @@ mod tests {
         let store = crate::store::reopen(dir.path());
         for (n, key) in waiting.iter().enumerate() {
             let project = format!("prj_{n}");
-            assert_eq!(store.committed_state("ten_a", &project).unwrap(), Some(vec![n as u8]), "{project}");
-            assert_eq!(store.outbox_entry(key).unwrap().unwrap().state, Some(vec![(n as u8).wrapping_add(100)]));
+            assert_eq!(store.committed_state("ten_a", &project).await.unwrap(), Some(vec![n as u8]), "{project}");
+            assert_eq!(store.outbox_entry(key).await.unwrap().unwrap().state, Some(vec![(n as u8).wrapping_add(100)]));
         }
         assert_eq!(store.outbox_depth(), 32);
     }

@@ -195,7 +195,7 @@ fn write_item(out: &mut impl Write, item: &Item, summary: &mut PortSummary) -> R
 
 impl Store {
     /// Writes everything the store holds to `out` as JSON lines (see the module's doc).
-    pub fn export(&self, out: &mut impl Write) -> Result<PortSummary, PortError> {
+    pub async fn export(&self, out: &mut impl Write) -> Result<PortSummary, PortError> {
         let mut summary = PortSummary::default();
         let header = Item::Header {
             format: EXPORT_FORMAT,
@@ -203,7 +203,7 @@ impl Store {
             sluice_version: env!("CARGO_PKG_VERSION").to_string(),
         };
         write_item(out, &header, &mut summary)?;
-        for tenant in self.tenants()? {
+        for tenant in self.tenants().await? {
             write_item(out, &Item::Tenant { tenant }, &mut summary)?;
         }
         for item in self.plugins.iter() {
@@ -589,7 +589,7 @@ mod tests {
         let from = tempfile::tempdir().unwrap();
         let (store, tenants) = filled(from.path()).await;
         let mut export = Vec::new();
-        let summary = store.export(&mut export).unwrap();
+        let summary = store.export(&mut export).await.unwrap();
         assert_eq!(summary.counts["tenants"], 2);
         assert_eq!(summary.counts["components"], 1, "a component two tenants hold is exported once");
         assert_eq!((summary.counts["outbox entries"], summary.counts["parked entries"], summary.records), (1, 1, 5));
@@ -601,21 +601,28 @@ mod tests {
 
         let acme = &tenants[0].0.id;
         for (tenant, key) in &tenants {
-            assert_eq!(copy.tenant_for_key(key).unwrap().as_ref(), Some(tenant), "keys keep working");
-            assert_eq!(copy.plugins(&tenant.id).unwrap(), store.plugins(&tenant.id).unwrap());
-            assert_eq!(copy.projects(&tenant.id).unwrap(), store.projects(&tenant.id).unwrap());
-            assert_eq!(copy.usage(&tenant.id).unwrap(), store.usage(&tenant.id).unwrap(), "usage and disk figures");
+            assert_eq!(copy.tenant_for_key(key).await.unwrap().as_ref(), Some(tenant), "keys keep working");
+            assert_eq!(copy.plugins(&tenant.id).await.unwrap(), store.plugins(&tenant.id).await.unwrap());
+            assert_eq!(copy.projects(&tenant.id).await.unwrap(), store.projects(&tenant.id).await.unwrap());
+            assert_eq!(
+                copy.usage(&tenant.id).await.unwrap(),
+                store.usage(&tenant.id).await.unwrap(),
+                "usage and disk figures"
+            );
         }
         let strip = |entries: Vec<(crate::store::OutboxKey, OutboxEntry)>| -> Vec<OutboxEntry> {
             entries.into_iter().map(|(_, e)| e).collect()
         };
-        assert_eq!(strip(copy.outbox_of(acme, "prj_1").unwrap()), strip(store.outbox_of(acme, "prj_1").unwrap()));
-        assert_eq!(copy.parked_of(acme, "prj_1").unwrap(), store.parked_of(acme, "prj_1").unwrap());
-        assert_eq!(copy.committed_state(acme, "prj_1").unwrap().as_deref(), Some(&b"cursor=1"[..]));
-        assert_eq!(copy.next_state(acme, "prj_1").unwrap().as_deref(), Some(&b"cursor=2"[..]));
-        assert_eq!(copy.runs(acme, "prj_1", 10).unwrap(), store.runs(acme, "prj_1", 10).unwrap());
+        assert_eq!(
+            strip(copy.outbox_of(acme, "prj_1").await.unwrap()),
+            strip(store.outbox_of(acme, "prj_1").await.unwrap())
+        );
+        assert_eq!(copy.parked_of(acme, "prj_1").await.unwrap(), store.parked_of(acme, "prj_1").await.unwrap());
+        assert_eq!(copy.committed_state(acme, "prj_1").await.unwrap().as_deref(), Some(&b"cursor=1"[..]));
+        assert_eq!(copy.next_state(acme, "prj_1").await.unwrap().as_deref(), Some(&b"cursor=2"[..]));
+        assert_eq!(copy.runs(acme, "prj_1", 10).await.unwrap(), store.runs(acme, "prj_1", 10).await.unwrap());
         let id = plugin(&[7u8; 50_000]).id;
-        assert_eq!(copy.plugin_bytes(&id).unwrap(), store.plugin_bytes(&id).unwrap());
+        assert_eq!(copy.plugin_bytes(&id).await.unwrap(), store.plugin_bytes(&id).await.unwrap());
 
         // The quota count came along: acme has two projects of two.
         let third = copy.create_project(project(acme, "prj_3", &id), 2).await.unwrap();
@@ -624,19 +631,19 @@ mod tests {
         for tenant in [&tenants[1].0.id] {
             assert_eq!(copy.delete_plugin(tenant, &id).await.unwrap(), DeletePlugin::Deleted);
         }
-        assert!(copy.plugin_bytes(&id).unwrap().is_some(), "acme still holds the component");
+        assert!(copy.plugin_bytes(&id).await.unwrap().is_some(), "acme still holds the component");
 
         // A new entry goes after the imported one, and the run history goes on from the import.
         let key = copy.enqueue(entry(acme, "prj_1", "run_3", b"cursor=3", 1)).await.unwrap();
-        let waiting = copy.outbox_of(acme, "prj_1").unwrap();
+        let waiting = copy.outbox_of(acme, "prj_1").await.unwrap();
         assert_eq!(waiting.iter().map(|(_, e)| e.run_id.as_str()).collect::<Vec<_>>(), ["run_2", "run_3"]);
         assert_eq!(waiting[1].0, key);
         let mut later = run("prj_1", 9);
         later.outcome = RunOutcome::Failed;
         later.trigger = Trigger::Manual;
         copy.record_run(acme, &later, 0.0).await.unwrap();
-        assert_eq!(copy.runs(acme, "prj_1", 1).unwrap()[0].id, later.id);
-        assert_eq!(copy.usage(acme).unwrap().runs_failed, 1);
+        assert_eq!(copy.runs(acme, "prj_1", 1).await.unwrap()[0].id, later.id);
+        assert_eq!(copy.usage(acme).await.unwrap().runs_failed, 1);
     }
 
     #[tokio::test]
@@ -644,7 +651,7 @@ mod tests {
         let from = tempfile::tempdir().unwrap();
         let (store, _) = filled(from.path()).await;
         let mut export = Vec::new();
-        store.export(&mut export).unwrap();
+        store.export(&mut export).await.unwrap();
         let text = String::from_utf8(export).unwrap();
         let lines: Vec<&str> = text.lines().collect();
 

@@ -341,7 +341,8 @@ mod tests {
             let _ = done_tx.send(());
         });
         done_rx.recv_timeout(std::time::Duration::from_secs(120)).expect("every writer finished within 120 s");
-        assert_eq!(store.tenants().unwrap().len(), 64 * 20);
+        let tenants = tokio::runtime::Runtime::new().unwrap().block_on(store.tenants()).unwrap();
+        assert_eq!(tenants.len(), 64 * 20);
     }
 
     #[tokio::test]
@@ -349,15 +350,15 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let store = Store::open(dir.path()).unwrap();
         let (tenant, key) = store.create_tenant("acme", Tier::Standard).await.unwrap();
-        assert_eq!(store.tenant_for_key(key.expose()).unwrap().unwrap().id, tenant.id);
+        assert_eq!(store.tenant_for_key(key.expose()).await.unwrap().unwrap().id, tenant.id);
         let new_key = store.rotate_key(&tenant.id).await.unwrap().unwrap();
-        assert!(store.tenant_for_key(key.expose()).unwrap().is_none(), "the old key is revoked");
+        assert!(store.tenant_for_key(key.expose()).await.unwrap().is_none(), "the old key is revoked");
         drop(store);
 
         let store = crate::store::reopen(dir.path());
-        assert_eq!(store.tenant_for_key(new_key.expose()).unwrap().unwrap().name, "acme");
+        assert_eq!(store.tenant_for_key(new_key.expose()).await.unwrap().unwrap().name, "acme");
         assert!(store.delete_tenant(&tenant.id).await.unwrap());
-        assert!(store.tenant_for_key(new_key.expose()).unwrap().is_none());
-        assert!(store.tenants().unwrap().is_empty());
+        assert!(store.tenant_for_key(new_key.expose()).await.unwrap().is_none());
+        assert!(store.tenants().await.unwrap().is_empty());
     }
 }

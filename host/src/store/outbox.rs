@@ -212,9 +212,10 @@ impl Store {
     }
 
     /// What a project has waiting for Kinesis, oldest first, without the records themselves.
-    pub fn waiting_of(&self, tenant: &str, project: &str) -> Result<Vec<WaitingEntry>> {
+    pub async fn waiting_of(&self, tenant: &str, project: &str) -> Result<Vec<WaitingEntry>> {
         Ok(self
-            .outbox_of(tenant, project)?
+            .outbox_of(tenant, project)
+            .await?
             .into_iter()
             .map(|(_, entry)| WaitingEntry {
                 run_id: entry.run_id.clone(),
@@ -227,7 +228,7 @@ impl Store {
     }
 
     /// A project's undelivered entries, oldest first.
-    pub fn outbox_of(&self, tenant: &str, project: &str) -> Result<Vec<(OutboxKey, OutboxEntry)>> {
+    pub async fn outbox_of(&self, tenant: &str, project: &str) -> Result<Vec<(OutboxKey, OutboxEntry)>> {
         self.outbox
             .scan_prefix(project_prefix(tenant, project))
             .map(|item| {
@@ -241,7 +242,7 @@ impl Store {
 
     /// The keys of a project's waiting entries, oldest first, without reading the entries: a
     /// delivery stops at the first entry Kinesis does not take, so it reads them one at a time.
-    pub fn outbox_keys_of(&self, tenant: &str, project: &str) -> Result<Vec<OutboxKey>> {
+    pub async fn outbox_keys_of(&self, tenant: &str, project: &str) -> Result<Vec<OutboxKey>> {
         self.outbox
             .scan_prefix(project_prefix(tenant, project))
             .keys()
@@ -250,18 +251,18 @@ impl Store {
     }
 
     /// The entry under `key`, if it is still waiting.
-    pub fn outbox_entry(&self, key: &OutboxKey) -> Result<Option<OutboxEntry>> {
+    pub async fn outbox_entry(&self, key: &OutboxKey) -> Result<Option<OutboxEntry>> {
         let Some(value) = chunks::get(&self.outbox, &self.outbox_chunks, &key.0)? else { return Ok(None) };
         decode_entry(&String::from_utf8_lossy(&key.0), &value).map(Some)
     }
 
     /// How many entries a project has waiting.
-    pub fn outbox_len_of(&self, tenant: &str, project: &str) -> usize {
+    pub async fn outbox_len_of(&self, tenant: &str, project: &str) -> usize {
         self.outbox.scan_prefix(project_prefix(tenant, project)).keys().count()
     }
 
     /// Every (tenant, project) with entries waiting, each once, in key order.
-    pub fn outbox_projects(&self) -> Result<Vec<(String, String)>> {
+    pub async fn outbox_projects(&self) -> Result<Vec<(String, String)>> {
         let mut projects: Vec<(String, String)> = Vec::new();
         for key in self.outbox.iter().keys() {
             let key = key?;
@@ -326,7 +327,7 @@ impl Store {
     ///
     /// Starting from the pending state keeps a run during a Kinesis outage from fetching the
     /// same data again; the outbox holds both the records and the state, so nothing is lost.
-    pub fn next_state(&self, tenant: &str, project: &str) -> Result<Option<Vec<u8>>> {
+    pub async fn next_state(&self, tenant: &str, project: &str) -> Result<Option<Vec<u8>>> {
         for item in self.outbox.scan_prefix(project_prefix(tenant, project)).rev() {
             let (key, raw) = item?;
             let value = chunks::assemble(&self.outbox_chunks, &key, &raw)?;
@@ -335,11 +336,11 @@ impl Store {
                 return Ok(entry.state);
             }
         }
-        self.committed_state(tenant, project)
+        self.committed_state(tenant, project).await
     }
 
     /// The state committed by the last fully delivered run.
-    pub fn committed_state(&self, tenant: &str, project: &str) -> Result<Option<Vec<u8>>> {
+    pub async fn committed_state(&self, tenant: &str, project: &str) -> Result<Option<Vec<u8>>> {
         chunks::get(&self.state, &self.state_chunks, state_key(tenant, project).as_bytes())
     }
 
@@ -359,7 +360,7 @@ impl Store {
 
     /// Removes a project's state and its waiting and parked entries (when the project is
     /// deleted).
-    pub(crate) fn delete_state_of(&self, tenant: &str, project: &str) -> Result<()> {
+    pub(crate) async fn delete_state_of(&self, tenant: &str, project: &str) -> Result<()> {
         let key = state_key(tenant, project);
         let mut keys = vec![(key.into_bytes(), DiskKind::State)];
         for (tree, kind) in [(&self.outbox, DiskKind::Outbox), (&self.parked, DiskKind::Parked)] {
@@ -416,29 +417,29 @@ mod tests {
         let k2 = store.enqueue(second.clone()).await.unwrap();
         store.enqueue(entry("prj_2", None, 1)).await.unwrap();
 
-        let waiting = store.outbox_of("ten_a", "prj_1").unwrap();
+        let waiting = store.outbox_of("ten_a", "prj_1").await.unwrap();
         assert_eq!(waiting, vec![(k1.clone(), first.clone()), (k2.clone(), second.clone())]);
         assert_eq!(store.outbox_depth(), 3);
         assert_eq!(
-            store.outbox_projects().unwrap(),
+            store.outbox_projects().await.unwrap(),
             vec![("ten_a".into(), "prj_1".into()), ("ten_a".into(), "prj_2".into())]
         );
-        assert_eq!(store.next_state("ten_a", "prj_1").unwrap().as_deref(), Some(&b"cursor=2"[..]));
-        assert_eq!(store.committed_state("ten_a", "prj_1").unwrap(), None, "nothing committed before delivery");
+        assert_eq!(store.next_state("ten_a", "prj_1").await.unwrap().as_deref(), Some(&b"cursor=2"[..]));
+        assert_eq!(store.committed_state("ten_a", "prj_1").await.unwrap(), None, "nothing committed before delivery");
 
         store.complete_delivery(&k1, &first).await.unwrap();
-        assert_eq!(store.committed_state("ten_a", "prj_1").unwrap().as_deref(), Some(&b"cursor=1"[..]));
-        assert_eq!(store.outbox_len_of("ten_a", "prj_1"), 1);
+        assert_eq!(store.committed_state("ten_a", "prj_1").await.unwrap().as_deref(), Some(&b"cursor=1"[..]));
+        assert_eq!(store.outbox_len_of("ten_a", "prj_1").await, 1);
         drop(store);
 
         // Reopening finds the undelivered entry and the committed state.
         let store = crate::store::reopen(dir.path());
-        assert_eq!(store.outbox_of("ten_a", "prj_1").unwrap().len(), 1);
-        assert_eq!(store.committed_state("ten_a", "prj_1").unwrap().as_deref(), Some(&b"cursor=1"[..]));
+        assert_eq!(store.outbox_of("ten_a", "prj_1").await.unwrap().len(), 1);
+        assert_eq!(store.committed_state("ten_a", "prj_1").await.unwrap().as_deref(), Some(&b"cursor=1"[..]));
         store.complete_delivery(&k2, &second).await.unwrap();
-        assert_eq!(store.committed_state("ten_a", "prj_1").unwrap().as_deref(), Some(&b"cursor=2"[..]));
-        assert_eq!(store.next_state("ten_a", "prj_2").unwrap(), None);
-        store.delete_state_of("ten_a", "prj_2").unwrap();
+        assert_eq!(store.committed_state("ten_a", "prj_1").await.unwrap().as_deref(), Some(&b"cursor=2"[..]));
+        assert_eq!(store.next_state("ten_a", "prj_2").await.unwrap(), None);
+        store.delete_state_of("ten_a", "prj_2").await.unwrap();
         assert_eq!(store.outbox_depth(), 0);
     }
 

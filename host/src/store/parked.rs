@@ -98,7 +98,7 @@ impl Store {
     }
 
     /// A project's parked entries, oldest first.
-    pub fn parked_of(&self, tenant: &str, project: &str) -> Result<Vec<ParkedEntry>> {
+    pub async fn parked_of(&self, tenant: &str, project: &str) -> Result<Vec<ParkedEntry>> {
         self.parked
             .scan_prefix(project_prefix(tenant, project))
             .map(|item| {
@@ -112,7 +112,7 @@ impl Store {
     /// state (the state was committed when it was parked).
     pub async fn retry_parked(&self, tenant: &str, project: &str, run_id: &str) -> Result<ParkedAction> {
         let Some((key, raw, mut parked)) = self.find_parked(tenant, project, run_id)? else {
-            return self.absent(tenant, project, run_id);
+            return self.absent(tenant, project, run_id).await;
         };
         parked.entry.state = None;
         let new_key = self.new_outbox_key(tenant, project)?;
@@ -132,7 +132,7 @@ impl Store {
     /// Deletes a parked entry and its records, at the tenant's request.
     pub async fn discard_parked(&self, tenant: &str, project: &str, run_id: &str) -> Result<ParkedAction> {
         let Some((key, raw, _)) = self.find_parked(tenant, project, run_id)? else {
-            return self.absent(tenant, project, run_id);
+            return self.absent(tenant, project, run_id).await;
         };
         let removed = (&self.parked, &self.parked_chunks).transaction(|(parked_tree, parked_pieces)| {
             Ok::<_, sled::transaction::ConflictableTransactionError<StoreError>>(chunks::remove(
@@ -166,8 +166,8 @@ impl Store {
     }
 
     /// Why a run's entry is not among the parked ones.
-    fn absent(&self, tenant: &str, project: &str, run_id: &str) -> Result<ParkedAction> {
-        let waiting = self.outbox_of(tenant, project)?.iter().any(|(_, entry)| entry.run_id == run_id);
+    async fn absent(&self, tenant: &str, project: &str, run_id: &str) -> Result<ParkedAction> {
+        let waiting = self.outbox_of(tenant, project).await?.iter().any(|(_, entry)| entry.run_id == run_id);
         Ok(if waiting { ParkedAction::Waiting } else { ParkedAction::NotFound })
     }
 }
@@ -197,9 +197,9 @@ mod tests {
         let before = store.disk_usage("ten_a");
 
         store.park(&first, &entry("run_1", b"s1"), "kinesis refused it", "2026-12-07T10:00:00Z").await.unwrap();
-        assert_eq!(store.committed_state("ten_a", "prj_1").unwrap().as_deref(), Some(&b"s1"[..]));
-        assert_eq!(store.outbox_len_of("ten_a", "prj_1"), 1, "the later entry still waits");
-        let parked = store.parked_of("ten_a", "prj_1").unwrap();
+        assert_eq!(store.committed_state("ten_a", "prj_1").await.unwrap().as_deref(), Some(&b"s1"[..]));
+        assert_eq!(store.outbox_len_of("ten_a", "prj_1").await, 1, "the later entry still waits");
+        let parked = store.parked_of("ten_a", "prj_1").await.unwrap();
         assert_eq!((parked.len(), parked[0].error.as_str()), (1, "kinesis refused it"));
         assert_eq!(parked[0].entry, entry("run_1", b"s1"));
         let after = store.disk_usage("ten_a");
@@ -209,7 +209,7 @@ mod tests {
         assert_eq!(store.retry_parked("ten_a", "prj_1", "run_2").await.unwrap(), ParkedAction::Waiting);
         assert_eq!(store.discard_parked("ten_a", "prj_1", "run_9").await.unwrap(), ParkedAction::NotFound);
         assert_eq!(store.retry_parked("ten_a", "prj_1", "run_1").await.unwrap(), ParkedAction::Done);
-        let waiting = store.outbox_of("ten_a", "prj_1").unwrap();
+        let waiting = store.outbox_of("ten_a", "prj_1").await.unwrap();
         assert_eq!(waiting.iter().map(|(_, e)| e.run_id.as_str()).collect::<Vec<_>>(), ["run_2", "run_1"]);
         assert_eq!(waiting[1].1.state, None, "a retried entry commits no state");
         assert_eq!(store.disk_usage("ten_a").parked_bytes, 0);
@@ -217,7 +217,7 @@ mod tests {
         // Parked again, then discarded: nothing of it is left, also after reopening.
         store.park(&waiting[1].0, &waiting[1].1, "refused again", "2026-12-07T10:01:00Z").await.unwrap();
         assert_eq!(store.discard_parked("ten_a", "prj_1", "run_1").await.unwrap(), ParkedAction::Done);
-        assert!(store.parked_of("ten_a", "prj_1").unwrap().is_empty());
+        assert!(store.parked_of("ten_a", "prj_1").await.unwrap().is_empty());
         let usage = store.disk_usage("ten_a");
         drop(store);
         let store = crate::store::reopen(dir.path());

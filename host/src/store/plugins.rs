@@ -72,7 +72,7 @@ impl Store {
         // Counting needs a scan, which sled transactions cannot do; serializing quota-checked
         // creates keeps two concurrent uploads from both passing the check.
         let guard = self.quota_lock.lock().await;
-        if let Some(existing) = self.plugin(tenant, &meta.id)? {
+        if let Some(existing) = self.plugin(tenant, &meta.id).await? {
             return Ok(CreatePlugin::Exists(existing));
         }
         if self.count(&count_key(tenant))? >= u64::from(max_plugins) {
@@ -94,18 +94,18 @@ impl Store {
     }
 
     /// One of a tenant's plugins.
-    pub fn plugin(&self, tenant: &str, id: &str) -> Result<Option<PluginMeta>> {
+    pub async fn plugin(&self, tenant: &str, id: &str) -> Result<Option<PluginMeta>> {
         let key = record_key(tenant, id);
         self.plugins.get(&key)?.map(|raw| decode(&key, &raw)).transpose()
     }
 
     /// A tenant's plugins, in id order.
-    pub fn plugins(&self, tenant: &str) -> Result<Vec<PluginMeta>> {
+    pub async fn plugins(&self, tenant: &str) -> Result<Vec<PluginMeta>> {
         self.plugins.scan_prefix(format!("{tenant}/")).map(decode_entry).collect()
     }
 
     /// A plugin's component bytes, if any tenant still holds it.
-    pub fn plugin_bytes(&self, id: &str) -> Result<Option<Vec<u8>>> {
+    pub async fn plugin_bytes(&self, id: &str) -> Result<Option<Vec<u8>>> {
         chunks::get(&self.blobs, &self.blob_chunks, id.as_bytes())
     }
 
@@ -114,7 +114,7 @@ impl Store {
         // Holding the lock that project creation also takes keeps a new project from picking the
         // plugin up between the check and the delete.
         let _guard = self.quota_lock.lock().await;
-        if let Some(project) = self.project_using_plugin(tenant, id)? {
+        if let Some(project) = self.project_using_plugin(tenant, id).await? {
             return Ok(DeletePlugin::InUse(project));
         }
         self.remove_plugin(tenant, id).await
@@ -138,7 +138,7 @@ impl Store {
 
     /// Removes all of a tenant's plugins (when the tenant is deleted, after its projects).
     pub(crate) async fn delete_plugins_of(&self, tenant: &str) -> Result<()> {
-        for plugin in self.plugins(tenant)? {
+        for plugin in self.plugins(tenant).await? {
             self.remove_plugin(tenant, &plugin.id).await?;
         }
         Ok(())
@@ -176,19 +176,19 @@ mod tests {
             store.create_plugin(&b.id, meta("sha256:y"), b"def", 1).await.unwrap(),
             CreatePlugin::QuotaExceeded
         ));
-        assert!(store.plugin(&b.id, "sha256:y").unwrap().is_none());
+        assert!(store.plugin(&b.id, "sha256:y").await.unwrap().is_none());
 
         assert_eq!(store.delete_plugin(&a.id, "sha256:x").await.unwrap(), DeletePlugin::Deleted);
-        assert_eq!(store.plugin_bytes("sha256:x").unwrap().as_deref(), Some(&b"abc"[..]), "b still holds it");
-        assert!(store.plugin(&a.id, "sha256:x").unwrap().is_none());
+        assert_eq!(store.plugin_bytes("sha256:x").await.unwrap().as_deref(), Some(&b"abc"[..]), "b still holds it");
+        assert!(store.plugin(&a.id, "sha256:x").await.unwrap().is_none());
         store.delete_tenant(&b.id).await.unwrap();
-        assert!(store.plugin_bytes("sha256:x").unwrap().is_none(), "freed with its last holder");
+        assert!(store.plugin_bytes("sha256:x").await.unwrap().is_none(), "freed with its last holder");
 
         // A component is stored in pieces, and its pieces go with it.
         let big: Vec<u8> = (0..100_000).map(|i| (i % 251) as u8).collect();
         let (c, _) = store.create_tenant("c", Tier::Free).await.unwrap();
         store.create_plugin(&c.id, meta("sha256:big"), &big, 5).await.unwrap();
-        assert_eq!(store.plugin_bytes("sha256:big").unwrap(), Some(big));
+        assert_eq!(store.plugin_bytes("sha256:big").await.unwrap(), Some(big));
         assert!(store.blob_chunks.len() > 20);
         store.delete_plugin(&c.id, "sha256:big").await.unwrap();
         assert!(store.blob_chunks.is_empty() && store.blobs.is_empty());

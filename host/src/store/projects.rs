@@ -43,13 +43,13 @@ impl Store {
     }
 
     /// One of a tenant's projects.
-    pub fn project(&self, tenant: &str, id: &str) -> Result<Option<Project>> {
+    pub async fn project(&self, tenant: &str, id: &str) -> Result<Option<Project>> {
         let key = record_key(tenant, id);
         self.projects.get(&key)?.map(|raw| decode(&key, &raw)).transpose()
     }
 
     /// A tenant's projects, in id order.
-    pub fn projects(&self, tenant: &str) -> Result<Vec<Project>> {
+    pub async fn projects(&self, tenant: &str) -> Result<Vec<Project>> {
         self.projects.scan_prefix(format!("{tenant}/")).map(decode_entry).collect()
     }
 
@@ -102,19 +102,19 @@ impl Store {
             Ok(existed)
         })?;
         self.delete_runs_of(tenant, id)?;
-        self.delete_state_of(tenant, id)?;
+        self.delete_state_of(tenant, id).await?;
         self.flush().await?;
         Ok(existed)
     }
 
     /// The first of a tenant's projects that uses a plugin, if any.
-    pub fn project_using_plugin(&self, tenant: &str, plugin_id: &str) -> Result<Option<String>> {
-        Ok(self.projects(tenant)?.into_iter().find(|p| p.plugin_id == plugin_id).map(|p| p.id))
+    pub async fn project_using_plugin(&self, tenant: &str, plugin_id: &str) -> Result<Option<String>> {
+        Ok(self.projects(tenant).await?.into_iter().find(|p| p.plugin_id == plugin_id).map(|p| p.id))
     }
 
     /// Removes all of a tenant's projects (when the tenant is deleted).
     pub(crate) async fn delete_projects_of(&self, tenant: &str) -> Result<()> {
-        for project in self.projects(tenant)? {
+        for project in self.projects(tenant).await? {
             self.delete_project(tenant, &project.id).await?;
         }
         Ok(())
@@ -162,10 +162,10 @@ mod tests {
         assert_eq!(updated.unwrap().consecutive_failures, 4);
 
         assert!(store.delete_project("ten_a", "prj_1").await.unwrap());
-        assert_eq!(store.committed_state("ten_a", "prj_1").unwrap(), None);
-        assert_eq!(store.outbox_len_of("ten_a", "prj_1"), 0);
+        assert_eq!(store.committed_state("ten_a", "prj_1").await.unwrap(), None);
+        assert_eq!(store.outbox_len_of("ten_a", "prj_1").await, 0);
         assert!(store.update_project("ten_a", "prj_1", |_| {}).await.unwrap().is_none(), "gone stays gone");
-        assert_eq!(store.committed_state("ten_a", "prj_2").unwrap().as_deref(), Some(&b"cursor"[..]));
-        assert_eq!(store.outbox_len_of("ten_a", "prj_2"), 1);
+        assert_eq!(store.committed_state("ten_a", "prj_2").await.unwrap().as_deref(), Some(&b"cursor"[..]));
+        assert_eq!(store.outbox_len_of("ten_a", "prj_2").await, 1);
     }
 }

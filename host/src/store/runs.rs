@@ -272,12 +272,12 @@ impl Store {
     }
 
     /// A project's runs, newest first, at most `limit`.
-    pub fn runs(&self, tenant: &str, project: &str, limit: usize) -> Result<Vec<Run>> {
+    pub async fn runs(&self, tenant: &str, project: &str, limit: usize) -> Result<Vec<Run>> {
         self.runs.scan_prefix(prefix(tenant, project)).rev().take(limit).map(decode_entry).collect()
     }
 
     /// A tenant's usage counters (all zero before its first run) and disk figures.
-    pub fn usage(&self, tenant: &str) -> Result<Usage> {
+    pub async fn usage(&self, tenant: &str) -> Result<Usage> {
         let counters: Counters =
             self.usage.get(tenant)?.map(|raw| decode(tenant, &raw)).transpose()?.unwrap_or_default();
         Ok(Usage {
@@ -345,12 +345,12 @@ mod tests {
             store.record_run("ten_a", &run("prj_1", n, outcome), 1.5).await.unwrap();
         }
         store.record_run("ten_a", &run("prj_2", 0, RunOutcome::Succeeded), 0.0).await.unwrap();
-        let runs = store.runs("ten_a", "prj_1", 1000).unwrap();
+        let runs = store.runs("ten_a", "prj_1", 1000).await.unwrap();
         assert_eq!(runs.len(), RUNS_KEPT);
         assert_eq!(runs[0].id, format!("run_{:016x}", RUNS_KEPT as u64 + 4), "newest first");
-        assert_eq!(store.runs("ten_a", "prj_1", 2).unwrap().len(), 2);
-        assert!(store.runs("ten_b", "prj_1", 10).unwrap().is_empty(), "keyed by tenant");
-        let usage = store.usage("ten_a").unwrap();
+        assert_eq!(store.runs("ten_a", "prj_1", 2).await.unwrap().len(), 2);
+        assert!(store.runs("ten_b", "prj_1", 10).await.unwrap().is_empty(), "keyed by tenant");
+        let usage = store.usage("ten_a").await.unwrap();
         assert_eq!((usage.runs, usage.runs_failed), (106, 52));
         assert_eq!(usage.records_delivered, 54 * 3);
         let history = store.disk_usage("ten_a").history_bytes;
@@ -360,12 +360,12 @@ mod tests {
         drop(store);
         let store = crate::store::reopen(dir.path());
         store.record_run("ten_a", &run("prj_1", RUNS_KEPT as u64 + 5, RunOutcome::Succeeded), 0.0).await.unwrap();
-        let runs = store.runs("ten_a", "prj_1", 1000).unwrap();
+        let runs = store.runs("ten_a", "prj_1", 1000).await.unwrap();
         assert_eq!(runs.len(), RUNS_KEPT);
         assert_eq!(runs.last().unwrap().id, format!("run_{:016x}", 6), "the oldest went");
         store.delete_runs_of("ten_a", "prj_1").unwrap();
-        assert!(store.runs("ten_a", "prj_1", 10).unwrap().is_empty());
+        assert!(store.runs("ten_a", "prj_1", 10).await.unwrap().is_empty());
         assert!(store.disk_usage("ten_a").history_bytes < one + 100, "only prj_2's run is left");
-        assert_eq!(store.runs("ten_a", "prj_2", 10).unwrap().len(), 1);
+        assert_eq!(store.runs("ten_a", "prj_2", 10).await.unwrap().len(), 1);
     }
 }

@@ -34,7 +34,8 @@ impl Store {
     /// Gives every tenant stored before tenants had an external id one of its own.
     pub(super) fn give_tenants_external_ids(&self) -> Result<()> {
         let mut changed = false;
-        for tenant in self.tenants()? {
+        for item in self.tenants.iter() {
+            let tenant: Tenant = decode_entry(item)?;
             if tenant.external_id.is_empty() {
                 let tenant = Tenant { external_id: keys::random_hex(16), ..tenant };
                 self.tenants.insert(tenant.id.as_bytes(), encode(&tenant)?)?;
@@ -48,20 +49,20 @@ impl Store {
     }
 
     /// One tenant by id.
-    pub fn tenant(&self, id: &str) -> Result<Option<Tenant>> {
+    pub async fn tenant(&self, id: &str) -> Result<Option<Tenant>> {
         self.tenants.get(id)?.map(|raw| decode(id, &raw)).transpose()
     }
 
     /// Every tenant, in id order.
-    pub fn tenants(&self) -> Result<Vec<Tenant>> {
+    pub async fn tenants(&self) -> Result<Vec<Tenant>> {
         self.tenants.iter().map(decode_entry).collect()
     }
 
     /// The tenant an API key belongs to, if the key is current.
-    pub fn tenant_for_key(&self, key: &str) -> Result<Option<Tenant>> {
+    pub async fn tenant_for_key(&self, key: &str) -> Result<Option<Tenant>> {
         let hash = hash_key(key);
         let Some(id) = self.keys.get(hash.as_bytes())? else { return Ok(None) };
-        let tenant = self.tenant(&String::from_utf8_lossy(&id))?;
+        let tenant = self.tenant(&String::from_utf8_lossy(&id)).await?;
         // The lookup was by hash; comparing the stored hash again in constant time keeps the
         // decision itself free of timing differences.
         Ok(tenant.filter(|t| constant_time_eq(t.key_hash.as_bytes(), hash.as_bytes())))
