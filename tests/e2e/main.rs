@@ -12,6 +12,7 @@ mod crash_loop;
 mod daemon;
 mod dataplane;
 mod disk;
+mod dynamo_store;
 mod examples;
 mod faults;
 mod fixtures;

@@ -1,4 +1,5 @@
-//! Persistence in sled: the only module that imports it.
+//! Persistence in sled: the only module that imports it (and, in `dynamo/`, the shared store on
+//! DynamoDB and S3 that is being built beside it).
 //!
 //! Trees: `meta` (schema version), `tenants` (id → JSON), `keys` (SHA-256 of an API key →
 //! tenant id), `plugins` (`<tenant id>/<plugin id>` → JSON), `blobs` (plugin id → component
@@ -23,6 +24,7 @@
 mod chunks;
 mod commit;
 mod disk;
+pub mod dynamo;
 mod export;
 mod keys;
 pub mod model;
@@ -71,6 +73,9 @@ pub enum StoreError {
          import` again"
     )]
     ImportUnfinished,
+    /// A call to DynamoDB or S3 failed.
+    #[error("{operation} failed: {message}")]
+    Remote { operation: String, message: String },
 }
 
 impl StoreError {

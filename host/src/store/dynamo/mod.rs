@@ -1,0 +1,268 @@
+//! The shared store on DynamoDB and S3 (issue 18), for several hosts serving one fleet. This
+//! module is built one access path at a time; what it covers so far is the control plane
+//! (tenants and their keys, plugins and their components, projects, quota counts), and it is not
+//! yet selectable in the daemon's configuration: [`super::Store`] is still sled's.
+//!
+//! One table, typed items under a partition key `pk` and a sort key `sk` (both strings), each
+//! record's JSON in `doc`, so that the records are the same documents the sled store keeps:
+//!
+//! | item | `pk` | `sk` | other attributes |
+//! |---|---|---|---|
+//! | tenant | `tenants` | tenant id | `doc`, `v` (version, for conditional updates) |
+//! | API key | `key#<sha-256 of the key>` | `key` | `tenant` |
+//! | quota counts | `tenant#<id>` | `counts` | `projects`, `plugins` (numbers) |
+//! | plugin | `tenant#<id>` | `plugin#<plugin id>` | `doc` |
+//! | project | `tenant#<id>` | `project#<project id>` | `doc`, `v` |
+//! | component holders | `component#<plugin id>` | `refs` | `holders`, `generation` |
+//!
+//! Access paths: a tenant by id (GetItem), every tenant (Query on `tenants`: operators have
+//! thousands at most), a key to its tenant (GetItem), a tenant's projects or plugins (Query with
+//! `begins_with(sk)`), one project or plugin (GetItem). Every read is strongly consistent, so a
+//! change acknowledged on one host is seen by the next read on any other.
+//!
+//! Uniqueness and quotas are conditional writes inside one `TransactWriteItems`: a record is put
+//! only if absent, and the tenant's count is raised only while below the quota, so two hosts
+//! creating at once can never pass a quota together. Component bytes live in S3 under
+//! `components/<hex digest>/<generation>`; the holders item names the generation, which a
+//! component gets when its first holder uploads it and keeps until its last holder deletes it.
+//! Writing the object before the item that names it, and deleting the item before the object,
+//! means no reader ever finds a holder without its object, and a new upload racing the last
+//! delete gets a generation of its own instead of an object the delete is about to remove.
+
+mod catalog;
+mod tenants;
+
+use std::collections::HashMap;
+
+use aws_sdk_dynamodb::types::AttributeValue;
+
+use super::StoreError;
+
+/// Where the shared store lives (`[store]` in the daemon's configuration, once selectable).
+#[derive(Debug, Clone)]
+pub struct DynamoSettings {
+    /// The DynamoDB table.
+    pub table: String,
+    /// The S3 bucket for plugin components.
+    pub bucket: String,
+}
+
+/// The control plane's records in DynamoDB and S3. Cheap to clone.
+#[derive(Clone)]
+pub struct DynamoStore {
+    db: aws_sdk_dynamodb::Client,
+    s3: aws_sdk_s3::Client,
+    table: String,
+    bucket: String,
+}
+
+type Item = HashMap<String, AttributeValue>;
+
+fn s(value: impl Into<String>) -> AttributeValue {
+    AttributeValue::S(value.into())
+}
+
+fn n(value: impl ToString) -> AttributeValue {
+    AttributeValue::N(value.to_string())
+}
+
+/// The primary key of an item.
+fn key(pk: impl Into<String>, sk: impl Into<String>) -> Item {
+    HashMap::from([("pk".to_string(), s(pk)), ("sk".to_string(), s(sk))])
+}
+
+/// A string attribute of an item, or a corrupt-record error naming the item.
+fn string_of<'a>(item: &'a Item, name: &str) -> Result<&'a str, StoreError> {
+    match item.get(name) {
+        Some(AttributeValue::S(value)) => Ok(value),
+        _ => Err(corrupt(item, &format!("no string attribute `{name}`"))),
+    }
+}
+
+/// A number attribute of an item; absent counts as zero.
+fn number_of(item: &Item, name: &str) -> Result<i64, StoreError> {
+    match item.get(name) {
+        None => Ok(0),
+        Some(AttributeValue::N(value)) => {
+            value.parse().map_err(|_| corrupt(item, &format!("`{name}` is not a number")))
+        }
+        Some(_) => Err(corrupt(item, &format!("`{name}` is not a number"))),
+    }
+}
+
+fn corrupt(item: &Item, message: &str) -> StoreError {
+    let name = |a: &str| match item.get(a) {
+        Some(AttributeValue::S(v)) => v.clone(),
+        _ => String::new(),
+    };
+    StoreError::Corrupt { key: format!("{}/{}", name("pk"), name("sk")), message: message.to_string() }
+}
+
+/// The record kept as JSON in an item's `doc`.
+fn doc_of<T: serde::de::DeserializeOwned>(item: &Item) -> Result<T, StoreError> {
+    let raw = string_of(item, "doc")?;
+    serde_json::from_str(raw).map_err(|e| corrupt(item, &e.to_string()))
+}
+
+fn doc(value: &impl serde::Serialize) -> Result<AttributeValue, StoreError> {
+    Ok(s(String::from_utf8(super::encode(value)?).expect("serde_json writes UTF-8")))
+}
+
+/// A failed call to DynamoDB or S3, as the store reports it: which operation, and what AWS said
+/// (its error code and message, without the request's plumbing).
+fn remote<E>(operation: &str, error: E) -> StoreError
+where
+    E: aws_sdk_dynamodb::error::ProvideErrorMetadata + std::error::Error,
+{
+    let message = match (error.code(), error.message()) {
+        (Some(code), Some(message)) => format!("{code}: {message}"),
+        (Some(code), None) => code.to_string(),
+        // Not an answer from AWS (a timeout, a refused connection): the error's own chain says it.
+        _ => aws_sdk_dynamodb::error::DisplayErrorContext(&error).to_string(),
+    };
+    StoreError::Remote { operation: operation.to_string(), message }
+}
+
+/// A failure that is not an AWS answer: a request that could not be built, a body cut short.
+fn local(operation: &str, error: impl std::error::Error) -> StoreError {
+    let message = aws_sdk_dynamodb::error::DisplayErrorContext(&error).to_string();
+    StoreError::Remote { operation: operation.to_string(), message }
+}
+
+/// Whether a transaction was cancelled because one of its conditions failed, and which items'
+/// conditions did (by position).
+fn cancelled_conditions<R>(
+    error: &aws_sdk_dynamodb::error::SdkError<
+        aws_sdk_dynamodb::operation::transact_write_items::TransactWriteItemsError,
+        R,
+    >,
+) -> Option<Vec<bool>> {
+    let aws_sdk_dynamodb::operation::transact_write_items::TransactWriteItemsError::TransactionCanceledException(e) =
+        error.as_service_error()?
+    else {
+        return None;
+    };
+    Some(e.cancellation_reasons().iter().map(|r| r.code() == Some("ConditionalCheckFailed")).collect())
+}
+
+impl DynamoStore {
+    /// The store on `settings`' table and bucket, with the SDK configuration `sdk` (region,
+    /// credentials, endpoint). Nothing is called until the first operation; see
+    /// [`DynamoStore::init`] to create the table and bucket.
+    pub fn new(sdk: &aws_config::SdkConfig, settings: &DynamoSettings) -> Self {
+        // Path-style addressing works with every endpoint, S3-compatible emulators included,
+        // where a bucket-named host may not resolve.
+        let s3 = aws_sdk_s3::config::Builder::from(sdk).force_path_style(true).build();
+        Self {
+            db: aws_sdk_dynamodb::Client::new(sdk),
+            s3: aws_sdk_s3::Client::from_conf(s3),
+            table: settings.table.clone(),
+            bucket: settings.bucket.clone(),
+        }
+    }
+
+    /// Creates the table (on-demand capacity, TTL on `expires_at`, point-in-time recovery) and
+    /// the bucket, unless they exist. Safe to run again.
+    pub async fn init(&self) -> Result<(), StoreError> {
+        use aws_sdk_dynamodb::types::{
+            AttributeDefinition, BillingMode, KeySchemaElement, KeyType, PointInTimeRecoverySpecification,
+            ScalarAttributeType, TimeToLiveSpecification,
+        };
+        let exists = match self.db.describe_table().table_name(&self.table).send().await {
+            Ok(_) => true,
+            Err(e) if e.as_service_error().is_some_and(|e| e.is_resource_not_found_exception()) => false,
+            Err(e) => return Err(remote("DescribeTable", e)),
+        };
+        if !exists {
+            let attribute = |name: &str| {
+                AttributeDefinition::builder().attribute_name(name).attribute_type(ScalarAttributeType::S).build()
+            };
+            let schema = |name: &str, kind| KeySchemaElement::builder().attribute_name(name).key_type(kind).build();
+            let built = (|| {
+                Ok::<_, aws_sdk_dynamodb::error::BuildError>((
+                    vec![attribute("pk")?, attribute("sk")?],
+                    vec![schema("pk", KeyType::Hash)?, schema("sk", KeyType::Range)?],
+                ))
+            })();
+            let (attributes, schema) = built.map_err(|e| local("CreateTable", e))?;
+            self.db
+                .create_table()
+                .table_name(&self.table)
+                .billing_mode(BillingMode::PayPerRequest)
+                .set_attribute_definitions(Some(attributes))
+                .set_key_schema(Some(schema))
+                .send()
+                .await
+                .map_err(|e| remote("CreateTable", e))?;
+            let ttl = TimeToLiveSpecification::builder()
+                .enabled(true)
+                .attribute_name("expires_at")
+                .build()
+                .map_err(|e| local("UpdateTimeToLive", e))?;
+            self.db
+                .update_time_to_live()
+                .table_name(&self.table)
+                .time_to_live_specification(ttl)
+                .send()
+                .await
+                .map_err(|e| remote("UpdateTimeToLive", e))?;
+            let recovery = PointInTimeRecoverySpecification::builder()
+                .point_in_time_recovery_enabled(true)
+                .build()
+                .map_err(|e| local("UpdateContinuousBackups", e))?;
+            self.db
+                .update_continuous_backups()
+                .table_name(&self.table)
+                .point_in_time_recovery_specification(recovery)
+                .send()
+                .await
+                .map_err(|e| remote("UpdateContinuousBackups", e))?;
+        }
+        if self.s3.head_bucket().bucket(&self.bucket).send().await.is_err() {
+            let mut create = self.s3.create_bucket().bucket(&self.bucket);
+            // Outside us-east-1, S3 wants the region named again in the request.
+            let region = self.s3.config().region().map(|r| r.as_ref().to_string()).unwrap_or_default();
+            if !region.is_empty() && region != "us-east-1" {
+                use aws_sdk_s3::types::{BucketLocationConstraint, CreateBucketConfiguration};
+                let location = CreateBucketConfiguration::builder()
+                    .location_constraint(BucketLocationConstraint::from(region.as_str()))
+                    .build();
+                create = create.create_bucket_configuration(location);
+            }
+            create.send().await.map_err(|e| remote("CreateBucket", e))?;
+        }
+        Ok(())
+    }
+
+    async fn get(&self, key: Item) -> Result<Option<Item>, StoreError> {
+        let output = self
+            .db
+            .get_item()
+            .table_name(&self.table)
+            .set_key(Some(key))
+            .consistent_read(true)
+            .send()
+            .await
+            .map_err(|e| remote("GetItem", e))?;
+        Ok(output.item)
+    }
+
+    /// Every item of partition `pk` whose sort key starts with `prefix` (all of them when it is
+    /// empty), in sort-key order.
+    async fn query(&self, pk: &str, prefix: &str) -> Result<Vec<Item>, StoreError> {
+        let mut query = self.db.query().table_name(&self.table).expression_attribute_values(":pk", s(pk));
+        query = if prefix.is_empty() {
+            query.key_condition_expression("pk = :pk")
+        } else {
+            query
+                .key_condition_expression("pk = :pk AND begins_with(sk, :prefix)")
+                .expression_attribute_values(":prefix", s(prefix))
+        };
+        let mut pages = query.consistent_read(true).into_paginator().items().send();
+        let mut items = Vec::new();
+        while let Some(item) = pages.next().await {
+            items.push(item.map_err(|e| remote("Query", e))?);
+        }
+        Ok(items)
+    }
+}
