@@ -63,6 +63,10 @@ struct State {
     request_ids: AtomicU64,
     /// The principal AssumeRole calls through the proxy act as, once trust is enforced.
     trusted_caller: Mutex<Option<String>>,
+    /// Whether requests go to moto one at a time (see [`FaultProxy::one_at_a_time`]), and the
+    /// lock that makes them.
+    serialized: AtomicBool,
+    serial: Mutex<()>,
 }
 
 impl FaultProxy {
@@ -93,6 +97,15 @@ impl FaultProxy {
             })
             .unwrap();
         Self { endpoint: format!("http://{addr}"), addr, state }
+    }
+
+    /// Forwards one request at a time, as DynamoDB applies each request atomically. moto applies
+    /// a `TransactWriteItems` whose condition fails by restoring a copy of the whole table taken
+    /// before it, which undoes what other requests wrote meanwhile; one request at a time keeps
+    /// that from happening, and leaves the interleaving of requests, which concurrency tests are
+    /// about, as it is.
+    pub fn one_at_a_time(&self) {
+        self.state.serialized.store(true, Ordering::SeqCst);
     }
 
     /// The next `times` calls of `operation` get `fault` (after any faults already queued).
@@ -236,6 +249,8 @@ fn operation(request: &Message) -> String {
 /// cannot be reached or answers garbage (the client then sees a closed connection). The reason
 /// goes to the test's output, since the test then sees AWS fail in a way it did not ask for.
 fn forward(state: &State, request: &Message) -> Option<Message> {
+    let _serial =
+        state.serialized.load(Ordering::SeqCst).then(|| state.serial.lock().unwrap_or_else(|e| e.into_inner()));
     try_forward(state, request)
         .map_err(|error| eprintln!("fault proxy: moto failed {}: {error}", operation(request)))
         .ok()

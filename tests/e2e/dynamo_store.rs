@@ -6,24 +6,33 @@
 use std::sync::Arc;
 
 use aws_sdk_kinesis::config::Credentials;
+use sluice::records::Record;
 use sluice::store::dynamo::{DynamoSettings, DynamoStore};
-use sluice::store::{CreatePlugin, CreateProject, DeletePlugin, PluginMeta, Project, Tier};
+use sluice::store::{
+    CreatePlugin, CreateProject, DeletePlugin, OutboxEntry, ParkedAction, PluginMeta, Project, Run, Tier,
+};
 use sluice_tests::Moto;
+use sluice_tests::fault_proxy::FaultProxy;
 use sluice_tests::tenant_account::sdk_config;
 
 struct Shared {
     _moto: Moto,
+    _proxy: FaultProxy,
     sdk: aws_config::SdkConfig,
     settings: DynamoSettings,
 }
 
 impl Shared {
+    /// moto behind a proxy that hands it one request at a time: DynamoDB applies each request
+    /// atomically, and moto needs the help (see `FaultProxy::one_at_a_time`).
     async fn start() -> Self {
         let moto = Moto::start();
-        let sdk = sdk_config(&moto.endpoint, Credentials::new("testing", "testing", None, None, "test")).await;
+        let proxy = FaultProxy::start(&moto.endpoint);
+        proxy.one_at_a_time();
+        let sdk = sdk_config(&proxy.endpoint, Credentials::new("testing", "testing", None, None, "test")).await;
         let settings = DynamoSettings { table: "sluice".into(), bucket: "sluice-components".into() };
         DynamoStore::new(&sdk, &settings).init().await.unwrap();
-        Self { _moto: moto, sdk, settings }
+        Self { _moto: moto, _proxy: proxy, sdk, settings }
     }
 
     /// A store as one more host would open it.
@@ -33,9 +42,14 @@ impl Shared {
 
     /// The component objects in the bucket.
     async fn objects(&self) -> Vec<String> {
+        self.objects_under("components/").await
+    }
+
+    /// The objects in the bucket under `prefix`.
+    async fn objects_under(&self, prefix: &str) -> Vec<String> {
         let s3 =
             aws_sdk_s3::Client::from_conf(aws_sdk_s3::config::Builder::from(&self.sdk).force_path_style(true).build());
-        let listed = s3.list_objects_v2().bucket(&self.settings.bucket).prefix("components/").send().await.unwrap();
+        let listed = s3.list_objects_v2().bucket(&self.settings.bucket).prefix(prefix).send().await.unwrap();
         listed.contents().iter().filter_map(|o| o.key().map(str::to_string)).collect()
     }
 }
@@ -160,20 +174,145 @@ async fn a_component_leaves_s3_only_when_no_tenant_holds_it() {
     assert!(shared.objects().await.is_empty(), "gone with its last holder");
     assert_eq!(a.plugin_bytes(&meta.id).await.unwrap(), None);
 
-    // One tenant uploads and deletes over and over on one host while the other uploads once on
-    // the other host: whenever the racing deletes stop, the holder's bytes are there.
-    let churn = {
-        let (a, acme, meta, bytes) = (a.clone(), acme.id.clone(), meta.clone(), bytes.clone());
+    // Both tenants upload and delete the same component over and over, each on its own host, so
+    // that one's first upload keeps meeting the other's last delete: whoever holds the component
+    // can read it, every time.
+    let churn = |store: Arc<DynamoStore>, tenant: String| {
+        let (meta, bytes) = (meta.clone(), bytes.clone());
         tokio::spawn(async move {
-            for _ in 0..15 {
-                a.create_plugin(&acme, meta.clone(), &bytes, 5).await.unwrap();
-                a.delete_plugin(&acme, &meta.id).await.unwrap();
+            for round in 0..20 {
+                store.create_plugin(&tenant, meta.clone(), &bytes, 5).await.unwrap();
+                let read = store.plugin_bytes(&meta.id).await.unwrap();
+                assert!(
+                    read.as_ref() == Some(&bytes),
+                    "round {round}: a holder read {:?} bytes",
+                    read.map(|b| b.len())
+                );
+                store.delete_plugin(&tenant, &meta.id).await.unwrap();
             }
         })
     };
-    tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+    let (one, two) = (churn(a.clone(), acme.id.clone()), churn(b.clone(), globex.id.clone()));
+    one.await.unwrap();
+    two.await.unwrap();
+    assert!(shared.objects().await.is_empty(), "nothing left once nobody holds it: {:?}", shared.objects().await);
     b.create_plugin(&globex.id, meta.clone(), &bytes, 5).await.unwrap();
-    churn.await.unwrap();
-    assert_eq!(b.plugin_bytes(&meta.id).await.unwrap(), Some(bytes), "the holder's component survived the churn");
-    assert_eq!(shared.objects().await.len(), 1, "one generation left: {:?}", shared.objects().await);
+    assert_eq!(a.plugin_bytes(&meta.id).await.unwrap().map(|b| b.len()), Some(300_000));
+}
+
+fn entry(tenant: &str, project: &str, run: &str, state: &[u8], sizes: &[usize]) -> OutboxEntry {
+    OutboxEntry {
+        tenant_id: tenant.into(),
+        project_id: project.into(),
+        run_id: run.into(),
+        scheduled_at_ms: 1_700_000_000_000,
+        state: Some(state.to_vec()),
+        records: sizes
+            .iter()
+            .enumerate()
+            .map(|(i, size)| Record {
+                data: vec![i as u8; *size],
+                partition_key: format!("pk-{i}"),
+                explicit_hash_key: None,
+            })
+            .collect(),
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_outbox_keeps_its_order_and_commits_each_state_with_its_delivery_on_any_host() {
+    let shared = Shared::start().await;
+    let (a, b) = (shared.host(), shared.host());
+    let (tenant, _) = a.create_tenant("acme", Tier::Standard).await.unwrap();
+    let t = tenant.id.as_str();
+    a.create_project(project(t, "prj_1", "sha256:00"), 10).await.unwrap();
+    a.commit_state(t, "prj_1", b"cursor=0").await.unwrap();
+
+    // Written on host A; the second entry is larger than an item may be, so it goes to S3.
+    let first = entry(t, "prj_1", "run_1", b"cursor=1", &[10, 20]);
+    let large = entry(t, "prj_1", "run_2", b"cursor=2", &[300_000, 300_000]);
+    let third = entry(t, "prj_1", "run_3", b"cursor=3", &[5]);
+    let k1 = a.enqueue(&first).await.unwrap();
+    let k2 = a.enqueue(&large).await.unwrap();
+    let k3 = a.enqueue(&third).await.unwrap();
+    assert_eq!(shared.objects_under("outbox/").await.len(), 1, "the large entry spilled to S3");
+
+    // Read on host B, oldest first, with every byte.
+    let waiting = b.outbox_of(t, "prj_1").await.unwrap();
+    let expected = vec![(k1.clone(), first.clone()), (k2.clone(), large.clone()), (k3.clone(), third.clone())];
+    assert!(
+        waiting == expected,
+        "{:?}",
+        waiting.iter().map(|(k, e)| (k, &e.run_id, e.payload_bytes())).collect::<Vec<_>>()
+    );
+    assert_eq!(b.outbox_keys_of(t, "prj_1").await.unwrap(), vec![k1.clone(), k2.clone(), k3.clone()]);
+    assert_eq!(b.outbox_len_of(t, "prj_1").await.unwrap(), 3);
+    assert_eq!(b.next_state(t, "prj_1").await.unwrap().as_deref(), Some(&b"cursor=3"[..]));
+    assert_eq!(b.committed_state(t, "prj_1").await.unwrap().as_deref(), Some(&b"cursor=0"[..]));
+    assert_eq!(b.outbox_projects().await.unwrap(), vec![(t.to_string(), "prj_1".to_string())]);
+    let usage = b.disk_usage(t).await.unwrap();
+    assert!(usage.outbox_bytes > 600_000 && usage.state_bytes == 8, "{usage:?}");
+
+    // Delivered on B, parked on A: each commits its state with the entry's removal.
+    b.complete_delivery(&k1, &first).await.unwrap();
+    a.complete_delivery(&k1, &first).await.unwrap();
+    assert_eq!(a.committed_state(t, "prj_1").await.unwrap().as_deref(), Some(&b"cursor=1"[..]));
+    a.park(&k2, &large, "kinesis refused them", "2026-12-07T10:00:00Z").await.unwrap();
+    assert_eq!(b.committed_state(t, "prj_1").await.unwrap().as_deref(), Some(&b"cursor=2"[..]));
+    let parked = b.parked_of(t, "prj_1").await.unwrap();
+    assert_eq!((parked.len(), parked[0].error.as_str()), (1, "kinesis refused them"));
+    assert!(parked[0].entry == large, "the parked entry came back changed");
+    assert_eq!(b.outbox_of(t, "prj_1").await.unwrap(), vec![(k3.clone(), third.clone())]);
+
+    // Retried, the parked records go after what waits, without a state; then discarded again.
+    assert_eq!(b.retry_parked(t, "prj_1", "run_3").await.unwrap(), ParkedAction::Waiting);
+    assert_eq!(b.retry_parked(t, "prj_1", "run_2").await.unwrap(), ParkedAction::Done);
+    let waiting = a.outbox_of(t, "prj_1").await.unwrap();
+    assert_eq!(waiting.iter().map(|(_, e)| e.run_id.as_str()).collect::<Vec<_>>(), ["run_3", "run_2"]);
+    assert_eq!(waiting[1].1.state, None);
+    assert_eq!(b.discard_parked(t, "prj_1", "run_2").await.unwrap(), ParkedAction::Waiting);
+    assert_eq!(b.discard_parked(t, "prj_1", "run_9").await.unwrap(), ParkedAction::NotFound);
+    for (key, entry) in &waiting {
+        a.complete_delivery(key, entry).await.unwrap();
+    }
+    assert_eq!(a.committed_state(t, "prj_1").await.unwrap().as_deref(), Some(&b"cursor=3"[..]));
+    let usage = b.disk_usage(t).await.unwrap();
+    assert_eq!((usage.outbox_bytes, usage.parked_bytes, usage.state_bytes), (0, 0, 8), "{usage:?}");
+    assert!(shared.objects_under("outbox/").await.is_empty() && shared.objects_under("parked/").await.is_empty());
+
+    // Deleting the project takes its state, waiting records and history along.
+    a.enqueue(&third).await.unwrap();
+    b.record_run(t, &run("prj_1", 1), 1.0).await.unwrap();
+    assert!(b.delete_project(t, "prj_1").await.unwrap());
+    assert_eq!(a.outbox_len_of(t, "prj_1").await.unwrap(), 0);
+    assert_eq!(a.committed_state(t, "prj_1").await.unwrap(), None);
+    assert!(a.runs(t, "prj_1", 10).await.unwrap().is_empty());
+    assert_eq!(a.disk_usage(t).await.unwrap(), sluice::store::DiskUsage::default());
+}
+
+fn run(project: &str, n: u64) -> Run {
+    serde_json::from_value(serde_json::json!({
+        "id": format!("run_{n:016x}"), "project_id": project, "trigger": "schedule",
+        "scheduled_at": format!("2026-12-07T10:00:{n:02}Z"), "started_at": format!("2026-12-07T10:00:{n:02}Z"),
+        "finished_at": format!("2026-12-07T10:00:{n:02}Z"), "outcome": if n % 3 == 2 { "failed" } else { "succeeded" },
+        "http_status": 200, "pages": 1, "records": 2, "bytes_fetched": 10, "bytes_delivered": 5,
+        "stage_ms": {"fetch": 1.5}, "error": null
+    }))
+    .unwrap()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn run_history_and_usage_add_up_across_hosts() {
+    let shared = Shared::start().await;
+    let hosts = [shared.host(), shared.host()];
+    let (tenant, _) = hosts[0].create_tenant("acme", Tier::Standard).await.unwrap();
+    for n in 0..6 {
+        hosts[n as usize % 2].record_run(&tenant.id, &run("prj_1", n), 1.25).await.unwrap();
+    }
+    let runs = hosts[1].runs(&tenant.id, "prj_1", 4).await.unwrap();
+    let ids: Vec<String> = runs.iter().map(|r| r.id.clone()).collect();
+    assert_eq!(ids, (2..6).rev().map(|n| format!("run_{n:016x}")).collect::<Vec<_>>(), "newest first");
+    let usage = hosts[0].usage(&tenant.id).await.unwrap();
+    assert_eq!((usage.runs, usage.runs_failed, usage.records_delivered, usage.bytes_fetched), (6, 2, 8, 60));
+    assert!((usage.plugin_ms - 7.5).abs() < 1e-9, "{}", usage.plugin_ms);
 }

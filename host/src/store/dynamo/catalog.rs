@@ -150,11 +150,16 @@ impl DynamoStore {
             )
             .send()
             .await;
-        match written {
-            Ok(_) => Ok(true),
-            Err(e) if cancelled_conditions(&e).is_some_and(|failed| failed.first() == Some(&true)) => Ok(false),
-            Err(e) => Err(remote("TransactWriteItems", e)),
-        }
+        let existed = match written {
+            Ok(_) => true,
+            Err(e) if cancelled_conditions(&e).is_some_and(|failed| failed.first() == Some(&true)) => false,
+            Err(e) => return Err(remote("TransactWriteItems", e)),
+        };
+        // Also when the project was gone already: a delete cut short on another host left its
+        // state, records or history behind.
+        self.delete_state_of(tenant, id).await?;
+        self.delete_runs_of(tenant, id).await?;
+        Ok(existed)
     }
 
     /// The first of a tenant's projects that uses a plugin, if any.

@@ -1,7 +1,7 @@
-//! The shared store on DynamoDB and S3 (issue 18), for several hosts serving one fleet. This
-//! module is built one access path at a time; what it covers so far is the control plane
-//! (tenants and their keys, plugins and their components, projects, quota counts), and it is not
-//! yet selectable in the daemon's configuration: [`super::Store`] is still sled's.
+//! The shared store on DynamoDB and S3 (issue 18), for several hosts serving one fleet. It covers
+//! what the sled store keeps (tenants and their keys, plugins and their components, projects,
+//! quota counts, the outbox, parked entries, committed state, run history and usage), and it is
+//! not yet selectable in the daemon's configuration: [`super::Store`] is still sled's.
 //!
 //! One table, typed items under a partition key `pk` and a sort key `sk` (both strings), each
 //! record's JSON in `doc`, so that the records are the same documents the sled store keeps:
@@ -14,6 +14,14 @@
 //! | plugin | `tenant#<id>` | `plugin#<plugin id>` | `doc` |
 //! | project | `tenant#<id>` | `project#<project id>` | `doc`, `v` |
 //! | component holders | `component#<plugin id>` | `refs` | `holders`, `generation` |
+//! | usage and stored bytes | `tenant#<id>` | `usage` | counters, `outbox_bytes`, `parked_bytes`, `state_bytes` |
+//! | outbox entry | `project#<tenant>/<project>` | `outbox#<sequence>` | `value` or `spilled`, `bytes`, `shard`, `waiting` |
+//! | parked entry | `project#<tenant>/<project>` | `parked#<sequence>` | `value` or `spilled`, `bytes`, `error`, `parked_at` |
+//! | committed state | `project#<tenant>/<project>` | `state` | `value` or `spilled`, `bytes` |
+//! | run | `project#<tenant>/<project>` | `run#<start>-<run id>` | `doc`, `expires_at` (TTL) |
+//!
+//! The index `waiting` (partition `shard`, sort `waiting`, keys only) holds outbox entries alone,
+//! spread over 16 shards: the drainer's way to the projects with records waiting (`outbox.rs`).
 //!
 //! Access paths: a tenant by id (GetItem), every tenant (Query on `tenants`: operators have
 //! thousands at most), a key to its tenant (GetItem), a tenant's projects or plugins (Query with
@@ -30,6 +38,8 @@
 //! delete gets a generation of its own instead of an object the delete is about to remove.
 
 mod catalog;
+mod outbox;
+mod runs;
 mod tenants;
 
 use std::collections::HashMap;
@@ -165,8 +175,8 @@ impl DynamoStore {
     /// the bucket, unless they exist. Safe to run again.
     pub async fn init(&self) -> Result<(), StoreError> {
         use aws_sdk_dynamodb::types::{
-            AttributeDefinition, BillingMode, KeySchemaElement, KeyType, PointInTimeRecoverySpecification,
-            ScalarAttributeType, TimeToLiveSpecification,
+            AttributeDefinition, BillingMode, GlobalSecondaryIndex, KeySchemaElement, KeyType,
+            PointInTimeRecoverySpecification, Projection, ProjectionType, ScalarAttributeType, TimeToLiveSpecification,
         };
         let exists = match self.db.describe_table().table_name(&self.table).send().await {
             Ok(_) => true,
@@ -179,18 +189,27 @@ impl DynamoStore {
             };
             let schema = |name: &str, kind| KeySchemaElement::builder().attribute_name(name).key_type(kind).build();
             let built = (|| {
+                // The sparse index of projects with entries waiting (see `outbox.rs`).
+                let waiting = GlobalSecondaryIndex::builder()
+                    .index_name("waiting")
+                    .key_schema(schema("shard", KeyType::Hash)?)
+                    .key_schema(schema("waiting", KeyType::Range)?)
+                    .projection(Projection::builder().projection_type(ProjectionType::KeysOnly).build())
+                    .build()?;
                 Ok::<_, aws_sdk_dynamodb::error::BuildError>((
-                    vec![attribute("pk")?, attribute("sk")?],
+                    vec![attribute("pk")?, attribute("sk")?, attribute("shard")?, attribute("waiting")?],
                     vec![schema("pk", KeyType::Hash)?, schema("sk", KeyType::Range)?],
+                    waiting,
                 ))
             })();
-            let (attributes, schema) = built.map_err(|e| local("CreateTable", e))?;
+            let (attributes, schema, waiting) = built.map_err(|e| local("CreateTable", e))?;
             self.db
                 .create_table()
                 .table_name(&self.table)
                 .billing_mode(BillingMode::PayPerRequest)
                 .set_attribute_definitions(Some(attributes))
                 .set_key_schema(Some(schema))
+                .global_secondary_indexes(waiting)
                 .send()
                 .await
                 .map_err(|e| remote("CreateTable", e))?;

@@ -155,6 +155,7 @@ impl DynamoStore {
             self.remove_plugin(id, &plugin.id).await?;
         }
         self.delete_item(key(format!("tenant#{id}"), "counts")).await?;
+        self.delete_item(key(format!("tenant#{id}"), "usage")).await?;
         self.delete_item(tenant_key(id)).await?;
         Ok(true)
     }

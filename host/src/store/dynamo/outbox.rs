@@ -1,0 +1,516 @@
+//! The outbox, parked entries and committed state in DynamoDB: the same at-least-once contract as
+//! the sled store (`store/outbox.rs`), kept by transactions.
+//!
+//! A project's items share the partition `project#<tenant>/<project>`: its entries under
+//! `outbox#<sequence>` (oldest first), its parked entries under `parked#<sequence>`, its committed
+//! state under `state`. An entry's value is the sled store's encoding (`outbox::encode_entry`);
+//! one over [`INLINE_BYTES`] goes to S3 under `outbox/<tenant>/<project>/<sequence>`, written
+//! before the item that names it and deleted after the item is gone. Removing a delivered entry
+//! and committing its state is one `TransactWriteItems`, as it is one sled transaction.
+//!
+//! The bytes each tenant keeps waiting, parked and in states are counted on its `usage` item in
+//! the same transactions (`ADD`), so the `max_outbox_bytes` quota holds across hosts. Entries also
+//! carry `shard` and `waiting` attributes for the sparse index `waiting`, through which a drainer
+//! finds the projects that have entries without reading every project.
+
+use std::sync::atomic::{AtomicU64, Ordering};
+
+use aws_sdk_dynamodb::types::{AttributeValue, Delete, Put, Select, TransactWriteItem, Update};
+
+use super::super::StoreError;
+use super::super::disk::DiskUsage;
+use super::super::outbox::{OutboxEntry, OutboxKey, WaitingEntry, decode_entry, encode_entry};
+use super::super::parked::{ParkedAction, ParkedEntry};
+use super::{DynamoStore, Item, key, local, n, number_of, remote, s, string_of};
+
+/// The largest value kept in the item itself; DynamoDB's items stop at 400 KB.
+pub(super) const INLINE_BYTES: usize = 350_000;
+
+/// Shards of the `waiting` index, so that no index partition takes every entry's writes.
+pub(super) const WAITING_SHARDS: u64 = 16;
+
+/// The last sequence this process handed out (see [`next_sequence`]).
+static LAST_SEQUENCE: AtomicU64 = AtomicU64::new(0);
+
+/// A sequence above every earlier one of this process and at least the current time in
+/// microseconds, so that a project's entries sort in the order they were written, also after a
+/// restart or on another host whose clock is within the time between two of its runs.
+fn next_sequence() -> u64 {
+    let now = jiff::Timestamp::now().as_microsecond().max(0) as u64;
+    let mut last = LAST_SEQUENCE.load(Ordering::Relaxed);
+    loop {
+        let next = now.max(last + 1);
+        match LAST_SEQUENCE.compare_exchange_weak(last, next, Ordering::Relaxed, Ordering::Relaxed) {
+            Ok(_) => return next,
+            Err(seen) => last = seen,
+        }
+    }
+}
+
+pub(super) fn project_pk(tenant: &str, project: &str) -> String {
+    format!("project#{tenant}/{project}")
+}
+
+fn shard_of(tenant: &str, project: &str) -> String {
+    // FNV-1a: stable across builds and hosts, unlike std's hasher.
+    let hash = format!("{tenant}/{project}")
+        .bytes()
+        .fold(0xcbf2_9ce4_8422_2325u64, |h, b| (h ^ u64::from(b)).wrapping_mul(0x0100_0000_01b3));
+    format!("waiting#{}", hash % WAITING_SHARDS)
+}
+
+/// The item key behind an [`OutboxKey`], which reads `<tenant>/<project>/<sequence>` as the sled
+/// store's keys do.
+fn parse_key(key: &OutboxKey) -> Result<(String, String, String), StoreError> {
+    let text = String::from_utf8_lossy(&key.0);
+    let mut parts = text.splitn(3, '/');
+    match (parts.next(), parts.next(), parts.next()) {
+        (Some(tenant), Some(project), Some(sequence)) => Ok((tenant.into(), project.into(), sequence.into())),
+        _ => Err(StoreError::Corrupt { key: text.into_owned(), message: "not an outbox key".into() }),
+    }
+}
+
+fn outbox_key(tenant: &str, project: &str, sequence: &str) -> OutboxKey {
+    OutboxKey(format!("{tenant}/{project}/{sequence}").into_bytes())
+}
+
+fn spill_key(tenant: &str, project: &str, sequence: &str) -> String {
+    format!("outbox/{tenant}/{project}/{sequence}")
+}
+
+fn usage_key(tenant: &str) -> Item {
+    key(format!("tenant#{tenant}"), "usage")
+}
+
+impl DynamoStore {
+    /// One `ADD` of byte counts to a tenant's usage item, for a transaction.
+    fn bytes_update(&self, tenant: &str, changes: &[(&str, i64)]) -> Result<TransactWriteItem, StoreError> {
+        let mut update = Update::builder().table_name(&self.table).set_key(Some(usage_key(tenant)));
+        let mut parts = Vec::new();
+        for (i, (figure, delta)) in changes.iter().enumerate() {
+            parts.push(format!("{figure} :d{i}"));
+            update = update.expression_attribute_values(format!(":d{i}"), n(delta));
+        }
+        let update = update.update_expression(format!("ADD {}", parts.join(", "))).build();
+        Ok(TransactWriteItem::builder().update(update.map_err(|e| local("TransactWriteItems", e))?).build())
+    }
+
+    /// The value of an item written by [`DynamoStore::value_attributes`]: inline or from S3.
+    async fn value_of(&self, item: &Item) -> Result<Vec<u8>, StoreError> {
+        match (item.get("value"), item.get("spilled")) {
+            (Some(AttributeValue::B(blob)), _) => Ok(blob.as_ref().to_vec()),
+            (_, Some(AttributeValue::S(object))) => {
+                let output = self
+                    .s3
+                    .get_object()
+                    .bucket(&self.bucket)
+                    .key(object)
+                    .send()
+                    .await
+                    .map_err(|e| remote("GetObject", e))?;
+                let bytes = output.body.collect().await.map_err(|e| local("GetObject", e))?;
+                Ok(bytes.into_bytes().to_vec())
+            }
+            _ => Err(super::corrupt(item, "neither `value` nor `spilled`")),
+        }
+    }
+
+    /// Puts a large `value` in S3 under `object` and names it in `item`, or keeps it inline.
+    async fn value_attributes(&self, item: &mut Item, object: String, value: Vec<u8>) -> Result<(), StoreError> {
+        item.insert("bytes".into(), n(value.len()));
+        if value.len() <= INLINE_BYTES {
+            item.insert("value".into(), AttributeValue::B(value.into()));
+            return Ok(());
+        }
+        let body = aws_sdk_s3::primitives::ByteStream::from(value);
+        self.s3
+            .put_object()
+            .bucket(&self.bucket)
+            .key(&object)
+            .body(body)
+            .send()
+            .await
+            .map_err(|e| remote("PutObject", e))?;
+        item.insert("spilled".into(), s(object));
+        Ok(())
+    }
+
+    async fn forget_spilled(&self, item: &Item) -> Result<(), StoreError> {
+        if let Some(AttributeValue::S(object)) = item.get("spilled") {
+            self.s3
+                .delete_object()
+                .bucket(&self.bucket)
+                .key(object)
+                .send()
+                .await
+                .map_err(|e| remote("DeleteObject", e))?;
+        }
+        Ok(())
+    }
+
+    /// Writes a run's records and pending state durably. Returns the entry's key.
+    pub async fn enqueue(&self, entry: &OutboxEntry) -> Result<OutboxKey, StoreError> {
+        let (tenant, project) = (&entry.tenant_id, &entry.project_id);
+        let sequence = format!("{:020}", next_sequence());
+        let mut item = key(project_pk(tenant, project), format!("outbox#{sequence}"));
+        item.insert("shard".into(), s(shard_of(tenant, project)));
+        item.insert("waiting".into(), s(format!("{tenant}/{project}")));
+        let value = encode_entry(entry)?;
+        let bytes = value.len() as i64;
+        self.value_attributes(&mut item, spill_key(tenant, project, &sequence), value).await?;
+        let put = Put::builder().table_name(&self.table).set_item(Some(item)).build();
+        self.db
+            .transact_write_items()
+            .transact_items(TransactWriteItem::builder().put(put.map_err(|e| local("TransactWriteItems", e))?).build())
+            .transact_items(self.bytes_update(tenant, &[("outbox_bytes", bytes)])?)
+            .send()
+            .await
+            .map_err(|e| remote("TransactWriteItems", e))?;
+        Ok(outbox_key(tenant, project, &sequence))
+    }
+
+    /// The items of a project's partition under `prefix`, oldest first, or only their keys.
+    async fn project_items(&self, tenant: &str, project: &str, prefix: &str) -> Result<Vec<Item>, StoreError> {
+        self.query(&project_pk(tenant, project), prefix).await
+    }
+
+    /// The keys of a project's waiting entries, oldest first.
+    pub async fn outbox_keys_of(&self, tenant: &str, project: &str) -> Result<Vec<OutboxKey>, StoreError> {
+        let items = self.project_items(tenant, project, "outbox#").await?;
+        items
+            .iter()
+            .map(|item| {
+                let sk = string_of(item, "sk")?;
+                Ok(outbox_key(tenant, project, sk.trim_start_matches("outbox#")))
+            })
+            .collect()
+    }
+
+    /// A project's undelivered entries, oldest first.
+    pub async fn outbox_of(&self, tenant: &str, project: &str) -> Result<Vec<(OutboxKey, OutboxEntry)>, StoreError> {
+        let mut entries = Vec::new();
+        for item in self.project_items(tenant, project, "outbox#").await? {
+            let sk = string_of(&item, "sk")?.trim_start_matches("outbox#").to_string();
+            let key = outbox_key(tenant, project, &sk);
+            let entry = decode_entry(&String::from_utf8_lossy(&key.0), &self.value_of(&item).await?)?;
+            entries.push((key, entry));
+        }
+        Ok(entries)
+    }
+
+    /// What a project has waiting for Kinesis, oldest first, without the records themselves.
+    pub async fn waiting_of(&self, tenant: &str, project: &str) -> Result<Vec<WaitingEntry>, StoreError> {
+        Ok(self
+            .outbox_of(tenant, project)
+            .await?
+            .into_iter()
+            .map(|(_, entry)| WaitingEntry {
+                run_id: entry.run_id.clone(),
+                scheduled_at_ms: entry.scheduled_at_ms,
+                records: entry.records.len() as u64,
+                bytes: entry.payload_bytes(),
+                state_pending: entry.state.is_some(),
+            })
+            .collect())
+    }
+
+    /// The entry under `key`, if it is still waiting.
+    pub async fn outbox_entry(&self, key: &OutboxKey) -> Result<Option<OutboxEntry>, StoreError> {
+        let (tenant, project, sequence) = parse_key(key)?;
+        let Some(item) = self.get(super::key(project_pk(&tenant, &project), format!("outbox#{sequence}"))).await?
+        else {
+            return Ok(None);
+        };
+        decode_entry(&String::from_utf8_lossy(&key.0), &self.value_of(&item).await?).map(Some)
+    }
+
+    /// How many entries a project has waiting.
+    pub async fn outbox_len_of(&self, tenant: &str, project: &str) -> Result<usize, StoreError> {
+        let mut pages = self
+            .db
+            .query()
+            .table_name(&self.table)
+            .key_condition_expression("pk = :pk AND begins_with(sk, :prefix)")
+            .expression_attribute_values(":pk", s(project_pk(tenant, project)))
+            .expression_attribute_values(":prefix", s("outbox#"))
+            .select(Select::Count)
+            .consistent_read(true)
+            .into_paginator()
+            .send();
+        let mut count = 0;
+        while let Some(page) = pages.next().await {
+            count += page.map_err(|e| remote("Query", e))?.count() as usize;
+        }
+        Ok(count)
+    }
+
+    /// Every (tenant, project) with entries waiting, each once, in key order, from the sparse
+    /// `waiting` index (eventually consistent, as indexes are: the drainer looks again soon).
+    pub async fn outbox_projects(&self) -> Result<Vec<(String, String)>, StoreError> {
+        let mut projects = std::collections::BTreeSet::new();
+        for shard in 0..WAITING_SHARDS {
+            let mut pages = self
+                .db
+                .query()
+                .table_name(&self.table)
+                .index_name("waiting")
+                .key_condition_expression("shard = :shard")
+                .expression_attribute_values(":shard", s(format!("waiting#{shard}")))
+                .into_paginator()
+                .items()
+                .send();
+            while let Some(item) = pages.next().await {
+                let item = item.map_err(|e| remote("Query", e))?;
+                if let Some((tenant, project)) = string_of(&item, "waiting")?.split_once('/') {
+                    projects.insert((tenant.to_string(), project.to_string()));
+                }
+            }
+        }
+        Ok(projects.into_iter().collect())
+    }
+
+    /// Removes a delivered entry and commits its state, in one transaction. An entry that is
+    /// gone already (its project was deleted) commits nothing.
+    pub async fn complete_delivery(&self, key: &OutboxKey, entry: &OutboxEntry) -> Result<(), StoreError> {
+        self.settle(key, entry, None).await
+    }
+
+    /// Moves an entry Kinesis refused for good to the parked entries and commits its state, in
+    /// one transaction.
+    pub async fn park(
+        &self,
+        key: &OutboxKey,
+        entry: &OutboxEntry,
+        error: &str,
+        parked_at: &str,
+    ) -> Result<(), StoreError> {
+        self.settle(key, entry, Some((error, parked_at))).await
+    }
+
+    /// Removes the entry under `key` and commits its state, parking it on the way if `parking`
+    /// says why.
+    async fn settle(
+        &self,
+        key: &OutboxKey,
+        entry: &OutboxEntry,
+        parking: Option<(&str, &str)>,
+    ) -> Result<(), StoreError> {
+        let (tenant, project, sequence) = parse_key(key)?;
+        let pk = project_pk(&tenant, &project);
+        let Some(stored) = self.get(super::key(pk.clone(), format!("outbox#{sequence}"))).await? else { return Ok(()) };
+        let removed = number_of(&stored, "bytes")?;
+        let delete = Delete::builder()
+            .table_name(&self.table)
+            .set_key(Some(super::key(pk.clone(), format!("outbox#{sequence}"))))
+            .condition_expression("attribute_exists(pk)")
+            .build()
+            .map_err(|e| local("TransactWriteItems", e))?;
+        let mut items = vec![TransactWriteItem::builder().delete(delete).build()];
+        let mut changes = vec![("outbox_bytes", -removed)];
+        let mut replaced = None;
+        if let Some(state) = &entry.state {
+            let old = self.get(super::key(pk.clone(), "state")).await?;
+            let mut item = super::key(pk.clone(), "state");
+            self.value_attributes(&mut item, format!("state/{tenant}/{project}/{sequence}"), state.clone()).await?;
+            changes.push(("state_bytes", state.len() as i64 - old.as_ref().map_or(Ok(0), |o| number_of(o, "bytes"))?));
+            replaced = old;
+            let put = Put::builder().table_name(&self.table).set_item(Some(item)).build();
+            items.push(TransactWriteItem::builder().put(put.map_err(|e| local("TransactWriteItems", e))?).build());
+        }
+        if let Some((error, parked_at)) = parking {
+            let mut item = super::key(pk.clone(), format!("parked#{sequence}"));
+            item.insert("error".into(), s(error));
+            item.insert("parked_at".into(), s(parked_at));
+            let value = encode_entry(entry)?;
+            changes.push(("parked_bytes", value.len() as i64));
+            self.value_attributes(&mut item, format!("parked/{tenant}/{project}/{sequence}"), value).await?;
+            let put = Put::builder().table_name(&self.table).set_item(Some(item)).build();
+            items.push(TransactWriteItem::builder().put(put.map_err(|e| local("TransactWriteItems", e))?).build());
+        }
+        items.push(self.bytes_update(&tenant, &changes)?);
+        let written = self.db.transact_write_items().set_transact_items(Some(items)).send().await;
+        match written {
+            Ok(_) => {
+                self.forget_spilled(&stored).await?;
+                match replaced {
+                    Some(old) => self.forget_spilled(&old).await,
+                    None => Ok(()),
+                }
+            }
+            // Gone meanwhile: another delivery of the same entry settled it first.
+            Err(e) if super::cancelled_conditions(&e).is_some_and(|failed| failed.first() == Some(&true)) => Ok(()),
+            Err(e) => Err(remote("TransactWriteItems", e)),
+        }
+    }
+
+    /// The state a project's next run starts from: the newest state still waiting in the outbox,
+    /// else the committed one.
+    pub async fn next_state(&self, tenant: &str, project: &str) -> Result<Option<Vec<u8>>, StoreError> {
+        for (_, entry) in self.outbox_of(tenant, project).await?.into_iter().rev() {
+            if entry.state.is_some() {
+                return Ok(entry.state);
+            }
+        }
+        self.committed_state(tenant, project).await
+    }
+
+    /// The state committed by the last fully delivered run.
+    pub async fn committed_state(&self, tenant: &str, project: &str) -> Result<Option<Vec<u8>>, StoreError> {
+        match self.get(key(project_pk(tenant, project), "state")).await? {
+            Some(item) => self.value_of(&item).await.map(Some),
+            None => Ok(None),
+        }
+    }
+
+    /// Commits a state directly, for runs that produced no records.
+    pub async fn commit_state(&self, tenant: &str, project: &str, state: &[u8]) -> Result<(), StoreError> {
+        let pk = project_pk(tenant, project);
+        let old = self.get(key(pk.clone(), "state")).await?;
+        let mut item = key(pk, "state");
+        let object = format!("state/{tenant}/{project}/{}", next_sequence());
+        self.value_attributes(&mut item, object, state.to_vec()).await?;
+        let added = state.len() as i64 - old.as_ref().map_or(Ok(0), |o| number_of(o, "bytes"))?;
+        let put = Put::builder().table_name(&self.table).set_item(Some(item)).build();
+        self.db
+            .transact_write_items()
+            .transact_items(TransactWriteItem::builder().put(put.map_err(|e| local("TransactWriteItems", e))?).build())
+            .transact_items(self.bytes_update(tenant, &[("state_bytes", added)])?)
+            .send()
+            .await
+            .map_err(|e| remote("TransactWriteItems", e))?;
+        if let Some(old) = old {
+            self.forget_spilled(&old).await?;
+        }
+        Ok(())
+    }
+
+    /// A project's parked entries, oldest first.
+    pub async fn parked_of(&self, tenant: &str, project: &str) -> Result<Vec<ParkedEntry>, StoreError> {
+        let mut parked = Vec::new();
+        for item in self.project_items(tenant, project, "parked#").await? {
+            parked.push(self.parked_entry(&item).await?);
+        }
+        Ok(parked)
+    }
+
+    async fn parked_entry(&self, item: &Item) -> Result<ParkedEntry, StoreError> {
+        let entry = decode_entry(string_of(item, "sk")?, &self.value_of(item).await?)?;
+        Ok(ParkedEntry {
+            entry,
+            error: string_of(item, "error")?.to_string(),
+            parked_at: string_of(item, "parked_at")?.to_string(),
+        })
+    }
+
+    /// Puts a parked entry's records back in the outbox, after everything waiting, without its
+    /// state (that was committed when it was parked).
+    pub async fn retry_parked(&self, tenant: &str, project: &str, run_id: &str) -> Result<ParkedAction, StoreError> {
+        let Some((item, mut parked)) = self.find_parked(tenant, project, run_id).await? else {
+            return self.absent(tenant, project, run_id).await;
+        };
+        parked.entry.state = None;
+        let removed = number_of(&item, "bytes")?;
+        // The entry goes back first: a failure between the two steps leaves it twice (delivered
+        // twice, as at-least-once allows), never lost.
+        self.enqueue(&parked.entry).await?;
+        self.remove_parked(tenant, &item, removed).await?;
+        Ok(ParkedAction::Done)
+    }
+
+    /// Deletes a parked entry and its records, at the tenant's request.
+    pub async fn discard_parked(&self, tenant: &str, project: &str, run_id: &str) -> Result<ParkedAction, StoreError> {
+        let Some((item, _)) = self.find_parked(tenant, project, run_id).await? else {
+            return self.absent(tenant, project, run_id).await;
+        };
+        let removed = number_of(&item, "bytes")?;
+        self.remove_parked(tenant, &item, removed).await?;
+        Ok(ParkedAction::Done)
+    }
+
+    async fn remove_parked(&self, tenant: &str, item: &Item, removed: i64) -> Result<(), StoreError> {
+        let delete = Delete::builder()
+            .table_name(&self.table)
+            .set_key(Some(key(string_of(item, "pk")?, string_of(item, "sk")?)))
+            .condition_expression("attribute_exists(pk)")
+            .build()
+            .map_err(|e| local("TransactWriteItems", e))?;
+        let written = self
+            .db
+            .transact_write_items()
+            .transact_items(TransactWriteItem::builder().delete(delete).build())
+            .transact_items(self.bytes_update(tenant, &[("parked_bytes", -removed)])?)
+            .send()
+            .await;
+        match written {
+            Ok(_) => self.forget_spilled(item).await,
+            Err(e) if super::cancelled_conditions(&e).is_some_and(|failed| failed.first() == Some(&true)) => Ok(()),
+            Err(e) => Err(remote("TransactWriteItems", e)),
+        }
+    }
+
+    async fn find_parked(
+        &self,
+        tenant: &str,
+        project: &str,
+        run_id: &str,
+    ) -> Result<Option<(Item, ParkedEntry)>, StoreError> {
+        for item in self.project_items(tenant, project, "parked#").await? {
+            let parked = self.parked_entry(&item).await?;
+            if parked.entry.run_id == run_id {
+                return Ok(Some((item, parked)));
+            }
+        }
+        Ok(None)
+    }
+
+    async fn absent(&self, tenant: &str, project: &str, run_id: &str) -> Result<ParkedAction, StoreError> {
+        let waiting = self.outbox_of(tenant, project).await?.iter().any(|(_, entry)| entry.run_id == run_id);
+        Ok(if waiting { ParkedAction::Waiting } else { ParkedAction::NotFound })
+    }
+
+    /// The bytes a tenant keeps waiting, parked and in states, as its usage item counts them on
+    /// every host.
+    pub async fn disk_usage(&self, tenant: &str) -> Result<DiskUsage, StoreError> {
+        let Some(item) = self.get(usage_key(tenant)).await? else { return Ok(DiskUsage::default()) };
+        let figure = |name| number_of(&item, name).map(|v| v.max(0) as u64);
+        Ok(DiskUsage {
+            state_bytes: figure("state_bytes")?,
+            outbox_bytes: figure("outbox_bytes")?,
+            parked_bytes: figure("parked_bytes")?,
+            history_bytes: figure("history_bytes")?,
+        })
+    }
+
+    /// Removes a project's state and its waiting and parked entries (when the project is
+    /// deleted), with their bytes.
+    pub async fn delete_state_of(&self, tenant: &str, project: &str) -> Result<(), StoreError> {
+        for prefix in ["outbox#", "parked#", "state"] {
+            for item in self.project_items(tenant, project, prefix).await? {
+                let figure = match prefix {
+                    "outbox#" => "outbox_bytes",
+                    "parked#" => "parked_bytes",
+                    _ => "state_bytes",
+                };
+                let delete = Delete::builder()
+                    .table_name(&self.table)
+                    .set_key(Some(key(string_of(&item, "pk")?, string_of(&item, "sk")?)))
+                    .condition_expression("attribute_exists(pk)")
+                    .build()
+                    .map_err(|e| local("TransactWriteItems", e))?;
+                let written = self
+                    .db
+                    .transact_write_items()
+                    .transact_items(TransactWriteItem::builder().delete(delete).build())
+                    .transact_items(self.bytes_update(tenant, &[(figure, -number_of(&item, "bytes")?)])?)
+                    .send()
+                    .await;
+                match written {
+                    Ok(_) => self.forget_spilled(&item).await?,
+                    Err(e) if super::cancelled_conditions(&e).is_some_and(|f| f.first() == Some(&true)) => {}
+                    Err(e) => return Err(remote("TransactWriteItems", e)),
+                }
+            }
+        }
+        Ok(())
+    }
+}
