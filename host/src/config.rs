@@ -12,6 +12,7 @@ use crate::run::RunConfig;
 use crate::runtime::RuntimeConfig;
 use crate::scheduler::SchedulerConfig;
 use crate::source::SourceConfig;
+use crate::store::{BackendKind, StoreConfig};
 
 /// The daemon's settings. Unknown keys are errors, so that a typo never silently falls back to a
 /// default.
@@ -48,6 +49,9 @@ pub struct Config {
     pub aws: AwsConfig,
     /// Runs: when a project turns `failing`, its backoff, outbox retries.
     pub run: RunConfig,
+    /// Where the data lives: the embedded store in `data_dir` (default) or the shared store on
+    /// DynamoDB and S3.
+    pub store: StoreConfig,
 }
 
 impl Default for Config {
@@ -66,6 +70,7 @@ impl Default for Config {
             source: SourceConfig::default(),
             aws: AwsConfig::default(),
             run: RunConfig::default(),
+            store: StoreConfig::default(),
         }
     }
 }
@@ -186,6 +191,16 @@ impl Config {
         }
         if self.runtime.max_concurrent_calls == 0 {
             return Err(error("runtime.max_concurrent_calls", "must be at least 1"));
+        }
+        if self.store.backend == BackendKind::Dynamodb {
+            for (setting, value, what) in [
+                ("store.table", &self.store.table, "the DynamoDB table"),
+                ("store.bucket", &self.store.bucket, "the S3 bucket for plugin components"),
+            ] {
+                if value.as_deref().is_none_or(str::is_empty) {
+                    return Err(error(setting, format!("required with store.backend = \"dynamodb\"; name {what}")));
+                }
+            }
         }
         Ok(())
     }

@@ -6,8 +6,8 @@
 //!
 //! - [`runtime`]: the sandboxed component runtime (wasmtime): load, check and call plugins under
 //!   per-call limits.
-//! - [`store`]: persistence (sled; DynamoDB and S3 in progress): tenants, plugins, projects, runs, the
-//!   outbox and state.
+//! - [`store`]: persistence (sled, or DynamoDB and S3 for several hosts): tenants, plugins, projects,
+//!   runs, the outbox and state.
 //! - [`api`]: the HTTP API (axum): `fn app(state) -> Router`, one error type, auth.
 //! - [`aws`]: AWS through the official SDK: AssumeRole, Secrets Manager and Kinesis PutRecords.
 //! - [`source`]: fetching tenant sources (reqwest) behind the egress guard and body caps.

@@ -10,13 +10,14 @@ use anyhow::Context;
 
 use crate::api::{self, AppState};
 use crate::aws::Aws;
-use crate::config::Config;
+use crate::config::{Config, ConfigError};
 use crate::metrics::Metrics;
 use crate::run::{DataPlane, Parts, RunConfig};
 use crate::runtime::Runtime;
 use crate::scheduler::{Clock, Scheduler};
 use crate::source::Fetcher;
-use crate::store::Store;
+use crate::store::dynamo::DynamoSettings;
+use crate::store::{BackendKind, Store, StoreError};
 
 /// What the daemon is built from, besides its configuration file.
 pub struct Components<'a> {
@@ -67,8 +68,8 @@ pub async fn run(
 ) -> anyhow::Result<()> {
     std::fs::create_dir_all(&config.data_dir)
         .with_context(|| format!("cannot create the data directory {}", config.data_dir.display()))?;
-    let store = Store::open(&config.database_dir())
-        .with_context(|| format!("cannot open the database in {}", config.data_dir.display()))?;
+    let store = open_store(&config).await?;
+    tracing::info!(backend = store.backend_name(), "store open");
     let token = config.admin_token.as_deref().context("SLUICE_ADMIN_TOKEN is not set")?;
     let mut runtime_config = config.runtime.clone();
     runtime_config.cache_dir.get_or_insert_with(|| config.data_dir.join("compiled"));
@@ -96,6 +97,10 @@ pub async fn run(
         admin_token: token,
         platform_principal_arn: &principal,
     });
+    // A host with its scheduler off serves the API alone: it tells no scheduler about changes and
+    // runs nothing (see `[scheduler] enabled`).
+    let scheduling = config.scheduler.enabled;
+    let state = if scheduling { state } else { state.without_control() };
     let ready = state.readiness();
     let app = api::app(state);
 
@@ -114,7 +119,15 @@ pub async fn run(
     let stopped = |mut rx: tokio::sync::watch::Receiver<bool>| async move {
         let _ = rx.wait_for(|stop| *stop).await;
     };
-    let mut plane = tokio::spawn(data_plane.run(stopped(stop_rx.clone())));
+    let plane_stop = stopped(stop_rx.clone());
+    let mut plane = tokio::spawn(async move {
+        if scheduling {
+            data_plane.run(plane_stop).await
+        } else {
+            plane_stop.await;
+            Ok(())
+        }
+    });
 
     let grace = config.shutdown_grace();
     let server = axum::serve(listener, app).with_graceful_shutdown(stopped(stop_rx.clone()));
@@ -149,4 +162,23 @@ pub async fn run(
     }
     store.flush().await.context("flushing the database at shutdown")?;
     Ok(())
+}
+
+/// Opens the store the configuration names. A shared store that cannot be used (a missing table,
+/// another region, no permission) is a bad setting, reported as a [`ConfigError`] naming it.
+async fn open_store(config: &Config) -> anyhow::Result<Store> {
+    match config.store.backend {
+        BackendKind::Sled => Store::open(&config.database_dir())
+            .with_context(|| format!("cannot open the database in {}", config.data_dir.display())),
+        BackendKind::Dynamodb => {
+            let settings = DynamoSettings {
+                table: config.store.table.clone().unwrap_or_default(),
+                bucket: config.store.bucket.clone().unwrap_or_default(),
+            };
+            Store::connect_dynamo(&settings, config.store.create_table).await.map_err(|e| match e {
+                StoreError::Setting { setting, message } => anyhow::Error::new(ConfigError { setting, message }),
+                e => anyhow::Error::new(e).context("cannot open the shared store"),
+            })
+        }
+    }
 }

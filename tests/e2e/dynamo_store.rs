@@ -1,7 +1,7 @@
 //! The shared store's control plane on moto's DynamoDB and S3, as two hosts would use it: two
 //! `DynamoStore`s on one table, each change made through one seen at once through the other,
 //! quotas held under concurrent creates from both, and a component's object leaving S3 only with
-//! its last holder. (The daemon cannot select this backend yet: see `store/dynamo/mod.rs`.)
+//! its last holder.
 
 use std::sync::Arc;
 

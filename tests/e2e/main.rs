@@ -23,6 +23,7 @@ mod openapi;
 mod plugins_api;
 mod projects_api;
 mod schemathesis;
+mod shared_store;
 mod store_compat;
 mod store_export;
 mod tenant_stack;

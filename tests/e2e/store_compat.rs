@@ -71,7 +71,7 @@ async fn a_store_written_before_values_were_split_opens_with_everything_in_it() 
     assert_eq!(first.records[2].data, [0, 159, 146, 150]);
     assert_eq!(waiting[1].1.records[0].data.len(), 200_000);
     assert_eq!(store.next_state(TENANT, PROJECT).await.unwrap().as_deref(), Some(&[b's'; 10_000][..]));
-    let disk = store.disk_usage(TENANT);
+    let disk = store.disk_usage(TENANT).await.unwrap();
     assert!(disk.outbox_bytes > 210_000 && disk.state_bytes > 8 && disk.history_bytes > 100, "{disk:?}");
     let external_id = store.tenant(TENANT).await.unwrap().unwrap().external_id;
     drop(store);
@@ -86,5 +86,5 @@ async fn a_store_written_before_values_were_split_opens_with_everything_in_it() 
         store.complete_delivery(key, entry).await.unwrap();
     }
     assert_eq!(store.committed_state(TENANT, PROJECT).await.unwrap().as_deref(), Some(&[b's'; 10_000][..]));
-    assert_eq!(store.disk_usage(TENANT).outbox_bytes, 0);
+    assert_eq!(store.disk_usage(TENANT).await.unwrap().outbox_bytes, 0);
 }

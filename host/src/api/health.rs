@@ -101,6 +101,8 @@ async fn metrics(State(state): State<AppState>) -> ([(axum::http::HeaderName, &'
     let tenants = state.store.tenants().await.map_or(0, |t| t.len()) as f64;
     let loaded = state.runtime.loaded_count() as f64;
     let load = state.control.as_ref().map(|control| control.scheduler_load()).unwrap_or_default();
+    // A scrape must not fail for a slow store: an unreadable depth shows as -1.
+    let outbox_depth = state.store.outbox_depth().await.map_or(-1.0, |depth| depth as f64);
     let ready = if state.ready.load(Ordering::Relaxed) { 1.0 } else { 0.0 };
     let body = state.metrics.render(&[
         ("sluice_tenants", "Tenants in the store.", tenants),
@@ -132,11 +134,7 @@ async fn metrics(State(state): State<AppState>) -> ([(axum::http::HeaderName, &'
             "1 while scheduled runs start later than [scheduler] saturated_lag_ms on average.",
             if load.saturated { 1.0 } else { 0.0 },
         ),
-        (
-            "sluice_outbox_depth",
-            "Runs whose records wait in the outbox for Kinesis.",
-            state.store.outbox_depth() as f64,
-        ),
+        ("sluice_outbox_depth", "Runs whose records wait in the outbox for Kinesis.", outbox_depth),
     ]);
     let mut body = body;
     let rows: Vec<(String, f64)> = state

@@ -95,6 +95,12 @@ impl AppState {
         self
     }
 
+    /// The same API without the data plane's control, for a host that runs no scheduler.
+    pub fn without_control(mut self) -> Self {
+        self.control = None;
+        self
+    }
+
     /// The metrics, to share with the data plane.
     pub fn metrics(&self) -> Arc<Metrics> {
         self.metrics.clone()

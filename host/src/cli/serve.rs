@@ -40,6 +40,10 @@ pub async fn run(args: Args) -> ExitCode {
     };
     match crate::server::run(config, shutdown.recv(), on_bound).await {
         Ok(()) => ExitCode::SUCCESS,
+        Err(error) if error.downcast_ref::<crate::config::ConfigError>().is_some() => {
+            eprintln!("error: bad setting {error}");
+            ExitCode::from(EXIT_CONFIG)
+        }
         Err(error) => {
             eprintln!("error: {error:#}");
             ExitCode::from(EXIT_SOFTWARE)

@@ -10,7 +10,7 @@ use std::process::ExitCode;
 
 use super::{EXIT_CONFIG, EXIT_DATA_ERROR, EXIT_SOFTWARE};
 use crate::config::Config;
-use crate::store::{PortError, Store, StoreError};
+use crate::store::{PortError, SledStore, StoreError};
 
 #[derive(Debug, clap::Args)]
 pub struct ExportArgs {
@@ -56,11 +56,11 @@ fn dirs(config: Option<&Path>) -> Result<(PathBuf, PathBuf), Failed> {
 }
 
 /// Opens the store in `database` (inside `dir`), saying what to do when a running daemon holds it.
-fn open(dir: &Path, database: &Path) -> Result<Store, Failed> {
+fn open(dir: &Path, database: &Path) -> Result<SledStore, Failed> {
     if let Err(e) = std::fs::create_dir_all(dir) {
         return Err(Failed(EXIT_CONFIG, format!("data_dir {}: cannot create it: {e}", dir.display())));
     }
-    Store::open(database).map_err(|e| match e {
+    SledStore::open(database).map_err(|e| match e {
         e if e.is_in_use() => Failed(
             EXIT_CONFIG,
             format!(

@@ -163,7 +163,7 @@ impl Inner {
             .map_err(Failure::host)?
             .map(|t| t.quotas())
             .ok_or_else(|| Failure::host("the project's tenant is gone"))?;
-        let backlog = self.store.outbox_len_of(tenant, &project.id).await;
+        let backlog = self.store.outbox_len_of(tenant, &project.id).await.map_err(Failure::host)?;
         if backlog > 0 {
             // Older records go first; if Kinesis still refuses them, new runs may still fetch
             // until the backlog reaches its cap.
@@ -189,7 +189,7 @@ impl Inner {
                 Err(failure) => tally.log.host("warn", &failure.message),
             }
         }
-        self.check_outbox_bytes(project, &quotas, 0)?;
+        self.check_outbox_bytes(project, &quotas, 0).await?;
 
         let session = tally.time(Stage::AssumeRole, self.assume(project)).await?;
         self.confirm_trust(project).await;
@@ -297,7 +297,8 @@ impl Inner {
             project,
             &quotas,
             entry.payload_bytes() + entry.state.as_ref().map_or(0, |s| s.len() as u64),
-        )?;
+        )
+        .await?;
         tally.time(Stage::Outbox, self.store.enqueue(entry)).await.map_err(Failure::host)?;
         let run_id = tally.run_id.clone();
         let totals = tally.time(Stage::Deliver, self.deliver_project(tenant, &project.id, Some(&run_id))).await?;
@@ -320,8 +321,8 @@ impl Inner {
 
     /// Fails the run when the tenant's undelivered records, with `adding` more, would exceed its
     /// `max_outbox_bytes` quota: one tenant must not fill the disk every tenant shares.
-    fn check_outbox_bytes(&self, project: &Project, quotas: &Quotas, adding: u64) -> Result<(), Failure> {
-        let waiting = self.store.disk_usage(&project.tenant_id).undelivered_bytes();
+    async fn check_outbox_bytes(&self, project: &Project, quotas: &Quotas, adding: u64) -> Result<(), Failure> {
+        let waiting = self.store.disk_usage(&project.tenant_id).await.map_err(Failure::host)?.undelivered_bytes();
         // Before fetching (`adding` 0), a full quota stops the run; an entry stops it if it would
         // take the tenant over the quota.
         let over = if adding == 0 {

@@ -67,6 +67,10 @@ pub struct SchedulerConfig {
     /// The host counts as saturated while scheduled runs start this late on average, in ms:
     /// it is offered more than it can do (`/readyz` and `/metrics` say so).
     pub saturated_lag_ms: u64,
+    /// Whether this process runs projects. Off, it serves the API only (manual runs answer 503).
+    /// Several hosts on one shared store must have it on in exactly one of them until hosts
+    /// share projects by leases.
+    pub enabled: bool,
 }
 
 impl Default for SchedulerConfig {
@@ -76,6 +80,7 @@ impl Default for SchedulerConfig {
             max_concurrent_runs: 64,
             max_concurrent_runs_per_tenant: 8,
             saturated_lag_ms: 1_000,
+            enabled: true,
         }
     }
 }

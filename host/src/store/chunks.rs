@@ -169,7 +169,7 @@ pub(super) fn stored_len(key: &[u8], raw: &[u8]) -> u64 {
 }
 
 /// Wraps a value written before values were split (schema version 1) in the inline or split
-/// form, for the migration in `Store::open`.
+/// form, for the migration in `SledStore::open`.
 pub(super) fn rewrite_tree(main: &sled::Tree, chunks: &sled::Tree) -> Result<()> {
     use sled::Transactional;
     for item in main.iter() {

@@ -25,7 +25,7 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::mpsc;
 
-use super::{OutboxEntry, OutboxKey, Result, Run, Store, StoreError};
+use super::{OutboxEntry, OutboxKey, Result, Run, SledStore, StoreError};
 
 /// One write of the data plane.
 #[derive(Debug)]
@@ -89,7 +89,7 @@ impl Commit {
     }
 }
 
-/// The callers' side of the committer. The thread stops once every [`Store`] that holds this
+/// The callers' side of the committer. The thread stops once every [`SledStore`] that holds this
 /// is gone, and lets go of the database then.
 #[derive(Clone)]
 pub(super) struct Committer {
@@ -126,7 +126,7 @@ impl Default for CommitOptions {
 impl Committer {
     /// Starts the committer thread for `store`, a copy without a committer of its own (so that
     /// the thread does not keep itself alive), whose database lives in `dir`.
-    pub(super) fn start(store: Store, dir: &Path, options: CommitOptions) -> Result<Self> {
+    pub(super) fn start(store: SledStore, dir: &Path, options: CommitOptions) -> Result<Self> {
         let (jobs, queue) = mpsc::channel::<Job>();
         let stats = Arc::new(CommitStats::default());
         let mut syncer = Syncer::new(dir)?;
@@ -163,7 +163,13 @@ fn stopped() -> StoreError {
 /// that must be durable ([`Commit::needs_sync`]) waits for the batch's sync, which comes once
 /// `linger` has passed since the first of them (or the batch is full); the others are answered
 /// once applied, and become durable with the next sync (or sled's own flush, within 500 ms).
-fn run(store: &Store, queue: &mpsc::Receiver<Job>, syncer: &mut Syncer, stats: &CommitStats, options: &CommitOptions) {
+fn run(
+    store: &SledStore,
+    queue: &mpsc::Receiver<Job>,
+    syncer: &mut Syncer,
+    stats: &CommitStats,
+    options: &CommitOptions,
+) {
     while let Ok(first) = queue.recv() {
         let mut waiting: Vec<(Job, Result<Applied>)> = Vec::new();
         let mut until = None;
@@ -197,7 +203,7 @@ fn run(store: &Store, queue: &mpsc::Receiver<Job>, syncer: &mut Syncer, stats: &
 /// Makes everything applied so far durable with one flush and one sync, then answers the jobs
 /// that waited for it: the sync's error if it failed, else their own result.
 fn sync_and_answer(
-    store: &Store,
+    store: &SledStore,
     syncer: &mut Syncer,
     stats: &CommitStats,
     waiting: Vec<(Job, Result<Applied>)>,
@@ -231,7 +237,7 @@ fn answer(job: Job, result: Result<Applied>) {
     }
 }
 
-pub(super) fn apply(store: &Store, commit: &Commit) -> Result<Applied> {
+pub(super) fn apply(store: &SledStore, commit: &Commit) -> Result<Applied> {
     match commit {
         Commit::Enqueue(entry) => store.apply_enqueue(entry).map(Applied::Enqueued),
         Commit::Delivered { key, tenant, project, state } => {
@@ -308,7 +314,7 @@ mod tests {
     #[tokio::test]
     async fn only_commits_that_must_be_durable_wait_for_a_sync() {
         let dir = tempfile::tempdir().unwrap();
-        let store = Store::open(dir.path()).unwrap();
+        let store = SledStore::open(dir.path()).unwrap();
         let stats = store.commit_stats().unwrap();
         let first = store.enqueue(entry("prj_a", 1)).await.unwrap();
         assert_eq!(stats.batches.load(Ordering::Relaxed), 1);
@@ -330,7 +336,7 @@ mod tests {
     async fn commits_arriving_within_the_linger_share_one_batch() {
         let dir = tempfile::tempdir().unwrap();
         let options = CommitOptions { linger: std::time::Duration::from_millis(500), ..CommitOptions::default() };
-        let store = Store::open_with(dir.path(), options).unwrap();
+        let store = SledStore::open_with(dir.path(), options).unwrap();
         let mut writers = Vec::new();
         for n in 0..5u8 {
             let store = store.clone();
@@ -349,7 +355,7 @@ mod tests {
     #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
     async fn concurrent_commits_are_all_answered_and_kept() {
         let dir = tempfile::tempdir().unwrap();
-        let store = Store::open(dir.path()).unwrap();
+        let store = SledStore::open(dir.path()).unwrap();
         let writers: Vec<_> = (0..32u8)
             .map(|n| {
                 let store = store.clone();

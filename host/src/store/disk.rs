@@ -1,7 +1,7 @@
 //! Per-tenant disk accounting: the bytes of committed state, of records waiting for Kinesis, of
 //! parked entries and of run history each tenant keeps in the store.
 //!
-//! The figures are derived from what is stored, so they live in memory: [`Store::open`] adds up
+//! The figures are derived from what is stored, so they live in memory: [`SledStore::open`] adds up
 //! every tree once, and each write adjusts them by what it added and removed. They feed the
 //! tenant's `max_outbox_bytes` quota, `GET /v1/usage` and `/metrics`. Sizes count keys and values
 //! as sled stores them; sled's own overhead (page headers, the log's free space) comes on top and

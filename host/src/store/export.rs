@@ -26,7 +26,7 @@ use super::model::{PluginMeta, Project, Tenant};
 use super::outbox::{OutboxEntry, decode_entry};
 use super::parked::{ParkedEntry, decode_parked, encode_parked};
 use super::runs::{Counters, Run, run_key};
-use super::{Store, StoreError, chunks, decode, decode_entry as decode_json};
+use super::{SledStore, StoreError, chunks, decode, decode_entry as decode_json};
 use crate::records::Record;
 
 /// The version of the format this build writes and reads.
@@ -193,7 +193,7 @@ fn write_item(out: &mut impl Write, item: &Item, summary: &mut PortSummary) -> R
     Ok(())
 }
 
-impl Store {
+impl SledStore {
     /// Writes everything the store holds to `out` as JSON lines (see the module's doc).
     pub async fn export(&self, out: &mut impl Write) -> Result<PortSummary, PortError> {
         let mut summary = PortSummary::default();
@@ -271,7 +271,7 @@ impl Store {
     }
 
     /// Fills this empty store from an export, checking every item, and makes it durable. Until it
-    /// returns `Ok`, the directory is marked unfinished and [`Store::open`] refuses it.
+    /// returns `Ok`, the directory is marked unfinished and [`SledStore::open`] refuses it.
     pub async fn import(&self, input: impl BufRead) -> Result<PortSummary, PortError> {
         if let Some(what) = self.first_data() {
             return Err(PortError::NotEmpty(what));
@@ -359,7 +359,7 @@ struct Importer {
 }
 
 impl Importer {
-    fn take(&mut self, store: &Store, item: Item) -> Result<(), Refused> {
+    fn take(&mut self, store: &SledStore, item: Item) -> Result<(), Refused> {
         let data = |message: String| Err(Refused::Data(message));
         if !self.started {
             return match item {
@@ -477,7 +477,7 @@ impl Importer {
     }
 
     /// Writes the derived data: quota counts and how many tenants hold each component.
-    fn finish(&self, store: &Store) -> Result<(), StoreError> {
+    fn finish(&self, store: &SledStore) -> Result<(), StoreError> {
         for (tenant, (projects, plugins)) in &self.counts {
             store.counts.insert(format!("{tenant}/projects"), &projects.to_be_bytes())?;
             store.counts.insert(format!("{tenant}/plugins"), &plugins.to_be_bytes())?;
@@ -556,8 +556,8 @@ mod tests {
 
     /// A store with a bit of everything: two tenants sharing a component, a waiting and a parked
     /// entry, a committed state, history and usage.
-    async fn filled(dir: &std::path::Path) -> (Store, Vec<(Tenant, String)>) {
-        let store = Store::open(dir).unwrap();
+    async fn filled(dir: &std::path::Path) -> (SledStore, Vec<(Tenant, String)>) {
+        let store = SledStore::open(dir).unwrap();
         let component = vec![7u8; 50_000];
         let mut tenants = Vec::new();
         for name in ["acme", "globex"] {
@@ -595,7 +595,7 @@ mod tests {
         assert_eq!((summary.counts["outbox entries"], summary.counts["parked entries"], summary.records), (1, 1, 5));
 
         let to = tempfile::tempdir().unwrap();
-        let copy = Store::open(to.path()).unwrap();
+        let copy = SledStore::open(to.path()).unwrap();
         let imported = copy.import(&export[..]).await.unwrap();
         assert_eq!(imported, summary);
 
@@ -669,7 +669,7 @@ mod tests {
         ];
         for (input, expected) in cases {
             let to = tempfile::tempdir().unwrap();
-            let copy = Store::open(to.path()).unwrap();
+            let copy = SledStore::open(to.path()).unwrap();
             let error = copy.import(input.as_bytes()).await.unwrap_err().to_string();
             assert!(error.contains(expected), "expected {expected:?} in: {error}");
             drop(copy);

@@ -1,5 +1,5 @@
-//! Persistence in sled: the only module that imports it (and, in `dynamo/`, the shared store on
-//! DynamoDB and S3 that is being built beside it).
+//! Persistence: [`Store`] over the embedded sled store (this file and its siblings) or the shared
+//! store on DynamoDB and S3 (`dynamo/`). The only module that imports sled or those SDKs.
 //!
 //! Trees: `meta` (schema version), `tenants` (id → JSON), `keys` (SHA-256 of an API key →
 //! tenant id), `plugins` (`<tenant id>/<plugin id>` → JSON), `blobs` (plugin id → component
@@ -15,7 +15,7 @@
 //! Durability: the data plane's writes (outbox entries, deliveries with their state commits,
 //! states, run history and usage) go through one committer thread (`commit.rs`), which applies
 //! them in batches and ends each batch with sled's flush and a real `fdatasync` before it
-//! answers. Every write the API acknowledges is followed by the same sync (`Store::flush`). So
+//! answers. Every write the API acknowledges is followed by the same sync (`SledStore::flush`). So
 //! an acknowledged change or outbox entry survives a `kill -9` and a power cut alike; sled
 //! recovers a consistent prefix, so a state commit is never seen without its entry's removal.
 //!
@@ -26,6 +26,7 @@ mod commit;
 mod disk;
 pub mod dynamo;
 mod export;
+mod facade;
 mod keys;
 pub mod model;
 mod outbox;
@@ -43,6 +44,7 @@ use sled::transaction::{ConflictableTransactionError, TransactionError, Transact
 pub use commit::{CommitOptions, CommitStats};
 pub use disk::DiskUsage;
 pub use export::{EXPORT_FORMAT, PortError, PortSummary};
+pub use facade::{BackendKind, Store, StoreConfig};
 pub use keys::{TenantKey, constant_time_eq, hash_key, random_hex};
 pub use model::{
     ApiKeySource, Onboarding, PluginMeta, Project, ProjectStatus, QuotaOverrides, Quotas, Source, Target, Tenant,
@@ -73,6 +75,10 @@ pub enum StoreError {
          import` again"
     )]
     ImportUnfinished,
+    /// The shared store's settings do not work: the table or bucket is missing, in another
+    /// region, or out of the host's permissions. `setting` names what to fix.
+    #[error("{setting}: {message}")]
+    Setting { setting: String, message: String },
     /// A call to DynamoDB or S3 failed.
     #[error("{operation} failed: {message}")]
     Remote { operation: String, message: String },
@@ -97,9 +103,9 @@ impl From<TransactionError<StoreError>> for StoreError {
 
 pub(crate) type Result<T, E = StoreError> = std::result::Result<T, E>;
 
-/// The daemon's database. Cheap to clone.
+/// The embedded store in one directory (the default backend; see [`Store`]). Cheap to clone.
 #[derive(Clone)]
-pub struct Store {
+pub struct SledStore {
     db: sled::Db,
     /// The schema version, and the mark of an import under way (see `export.rs`).
     meta: sled::Tree,
@@ -135,13 +141,13 @@ pub struct Store {
     quota_lock: Arc<tokio::sync::Mutex<()>>,
 }
 
-impl Store {
+impl SledStore {
     /// Opens (or creates) the database in `dir`, refusing one written by another schema version.
     pub fn open(dir: &Path) -> Result<Self> {
         Self::open_with(dir, CommitOptions::default())
     }
 
-    /// Like [`Store::open`], with the committer batching as `options` say.
+    /// Like [`SledStore::open`], with the committer batching as `options` say.
     pub fn open_with(dir: &Path, options: CommitOptions) -> Result<Self> {
         let db = sled::Config::new().path(dir).open()?;
         let meta = db.open_tree("meta")?;
@@ -255,7 +261,7 @@ pub(crate) fn add_count(
     Ok(())
 }
 
-impl Store {
+impl SledStore {
     /// A count kept by [`add_count`].
     pub(crate) fn count(&self, key: &str) -> Result<u64> {
         Ok(decode_count(self.counts.get(key)?))
@@ -295,16 +301,16 @@ pub fn now_rfc3339() -> String {
 /// which sled's background flusher holds until its next wake-up: reopening at once can fail with
 /// "could not acquire lock".
 #[cfg(test)]
-pub(crate) fn reopen(dir: &Path) -> Store {
+pub(crate) fn reopen(dir: &Path) -> SledStore {
     reopen_result(dir).unwrap_or_else(|e| panic!("cannot reopen the store: {e}"))
 }
 
 /// Like [`reopen`], returning the error of a store that does not open for another reason.
 #[cfg(test)]
-pub(crate) fn reopen_result(dir: &Path) -> Result<Store> {
+pub(crate) fn reopen_result(dir: &Path) -> Result<SledStore> {
     let started = std::time::Instant::now();
     loop {
-        match Store::open(dir) {
+        match SledStore::open(dir) {
             Err(e) if e.to_string().contains("could not acquire lock") && started.elapsed().as_secs() < 10 => {
                 std::thread::sleep(std::time::Duration::from_millis(50));
             }
@@ -323,7 +329,7 @@ mod tests {
     #[test]
     fn concurrent_writers_all_get_their_flush() {
         let dir = tempfile::tempdir().unwrap();
-        let store = Store::open(dir.path()).unwrap();
+        let store = SledStore::open(dir.path()).unwrap();
         let (done_tx, done_rx) = std::sync::mpsc::channel();
         let writer_store = store.clone();
         std::thread::spawn(move || {
@@ -353,7 +359,7 @@ mod tests {
     #[tokio::test]
     async fn tenants_keys_and_rotation_survive_reopening() {
         let dir = tempfile::tempdir().unwrap();
-        let store = Store::open(dir.path()).unwrap();
+        let store = SledStore::open(dir.path()).unwrap();
         let (tenant, key) = store.create_tenant("acme", Tier::Standard).await.unwrap();
         assert_eq!(store.tenant_for_key(key.expose()).await.unwrap().unwrap().id, tenant.id);
         let new_key = store.rotate_key(&tenant.id).await.unwrap().unwrap();

@@ -18,7 +18,7 @@ use sled::transaction::ConflictableTransactionError;
 
 use super::commit::{Applied, Commit};
 use super::disk::{DiskKind, size};
-use super::{Result, Store, StoreError, chunks};
+use super::{Result, SledStore, StoreError, chunks};
 use crate::records::Record;
 
 /// One run's records and the state to commit once they are delivered. Delivery uses the
@@ -43,7 +43,7 @@ impl OutboxEntry {
     }
 }
 
-/// The key of a stored outbox entry, handed back to [`Store::complete_delivery`].
+/// The key of a stored outbox entry, handed back to [`SledStore::complete_delivery`].
 #[derive(Debug, Clone, PartialEq, Eq, Hash)]
 pub struct OutboxKey(pub(super) Vec<u8>);
 
@@ -187,7 +187,7 @@ pub(super) fn decode_entry(key: &str, raw: &[u8]) -> Result<OutboxEntry> {
     })
 }
 
-impl Store {
+impl SledStore {
     /// Writes a run's records and pending state durably, through the committer (see
     /// `commit.rs`). Returns the entry's key.
     pub async fn enqueue(&self, entry: OutboxEntry) -> Result<OutboxKey> {
@@ -410,7 +410,7 @@ mod tests {
     #[tokio::test]
     async fn entries_round_trip_in_order_and_commit_state_on_completion() {
         let dir = tempfile::tempdir().unwrap();
-        let store = Store::open(dir.path()).unwrap();
+        let store = SledStore::open(dir.path()).unwrap();
         let first = entry("prj_1", Some(b"cursor=1"), 3);
         let second = entry("prj_1", Some(b"cursor=2"), 0);
         let k1 = store.enqueue(first.clone()).await.unwrap();

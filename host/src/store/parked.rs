@@ -14,7 +14,7 @@ use sled::Transactional;
 
 use super::disk::{DiskKind, size};
 use super::outbox::{OutboxEntry, OutboxKey, decode_entry, encode_entry, project_prefix, state_key};
-use super::{Result, Store, StoreError, chunks};
+use super::{Result, SledStore, StoreError, chunks};
 
 /// A parked entry, as the tenant sees it.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -52,7 +52,7 @@ pub(super) fn decode_parked(key: &[u8], raw: &[u8]) -> Result<ParkedEntry> {
     Ok(ParkedEntry { entry, error: parking.error, parked_at: parking.parked_at })
 }
 
-/// What [`Store::retry_parked`] and [`Store::discard_parked`] found.
+/// What [`SledStore::retry_parked`] and [`SledStore::discard_parked`] found.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum ParkedAction {
     /// Done.
@@ -63,7 +63,7 @@ pub enum ParkedAction {
     NotFound,
 }
 
-impl Store {
+impl SledStore {
     /// Moves an entry Kinesis refused for good from the outbox to the parked entries and commits
     /// its state, in one transaction, flushed before it returns; `entry` is the entry stored under
     /// `key`, as the caller read it to deliver it.
@@ -191,7 +191,7 @@ mod tests {
     #[tokio::test]
     async fn parking_commits_the_state_keeps_the_records_and_lets_the_tenant_decide() {
         let dir = tempfile::tempdir().unwrap();
-        let store = Store::open(dir.path()).unwrap();
+        let store = SledStore::open(dir.path()).unwrap();
         let first = store.enqueue(entry("run_1", b"s1")).await.unwrap();
         store.enqueue(entry("run_2", b"s2")).await.unwrap();
         let before = store.disk_usage("ten_a");

@@ -4,9 +4,9 @@ use sled::Transactional;
 use sled::transaction::{ConflictableTransactionError, TransactionalTree};
 
 use super::model::PluginMeta;
-use super::{Result, Store, StoreError, add_count, chunks, decode, decode_count, decode_entry, encode};
+use super::{Result, SledStore, StoreError, add_count, chunks, decode, decode_count, decode_entry, encode};
 
-/// What [`Store::delete_plugin`] did.
+/// What [`SledStore::delete_plugin`] did.
 #[derive(Debug, PartialEq, Eq)]
 pub enum DeletePlugin {
     Deleted,
@@ -15,7 +15,7 @@ pub enum DeletePlugin {
     InUse(String),
 }
 
-/// What [`Store::create_plugin`] did.
+/// What [`SledStore::create_plugin`] did.
 #[derive(Debug)]
 pub enum CreatePlugin {
     /// The plugin is new for this tenant.
@@ -60,7 +60,7 @@ fn adjust_refs(
     Ok(())
 }
 
-impl Store {
+impl SledStore {
     /// Stores a plugin for a tenant unless it already has it or is at `max_plugins`.
     pub async fn create_plugin(
         &self,
@@ -157,7 +157,7 @@ mod tests {
     #[tokio::test]
     async fn blobs_are_shared_and_freed_with_their_last_holder() {
         let dir = tempfile::tempdir().unwrap();
-        let store = Store::open(dir.path()).unwrap();
+        let store = SledStore::open(dir.path()).unwrap();
         let (a, _) = store.create_tenant("a", Tier::Free).await.unwrap();
         let (b, _) = store.create_tenant("b", Tier::Free).await.unwrap();
         assert!(matches!(

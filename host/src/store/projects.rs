@@ -3,9 +3,9 @@
 use sled::Transactional;
 
 use super::model::Project;
-use super::{Result, Store, add_count, decode, decode_entry, encode};
+use super::{Result, SledStore, add_count, decode, decode_entry, encode};
 
-/// What [`Store::create_project`] did.
+/// What [`SledStore::create_project`] did.
 #[derive(Debug)]
 pub enum CreateProject {
     Created(Box<Project>),
@@ -21,7 +21,7 @@ fn count_key(tenant: &str) -> String {
     format!("{tenant}/projects")
 }
 
-impl Store {
+impl SledStore {
     /// Stores a new project unless the tenant is at `max_projects`.
     pub async fn create_project(&self, project: Project, max_projects: u32) -> Result<CreateProject> {
         let guard = self.quota_lock.lock().await;
@@ -143,7 +143,7 @@ mod tests {
     #[tokio::test]
     async fn deleting_a_project_removes_its_state_and_undelivered_records_only() {
         let dir = tempfile::tempdir().unwrap();
-        let store = Store::open(dir.path()).unwrap();
+        let store = SledStore::open(dir.path()).unwrap();
         for id in ["prj_1", "prj_2"] {
             store.create_project(project("ten_a", id), 10).await.unwrap();
             store.commit_state("ten_a", id, b"cursor").await.unwrap();

@@ -9,7 +9,7 @@ use utoipa::ToSchema;
 
 use super::commit::Commit;
 use super::disk::{DiskKind, DiskUsage, size};
-use super::{Result, Store, decode, decode_entry, encode};
+use super::{Result, SledStore, decode, decode_entry, encode};
 
 /// Runs kept per project; older ones are dropped as new ones arrive.
 pub const RUNS_KEPT: usize = 100;
@@ -219,7 +219,7 @@ pub(super) fn run_key(tenant: &str, run: &Run) -> String {
     format!("{}{started:016x}-{}", prefix(tenant, &run.project_id), run.id)
 }
 
-impl Store {
+impl SledStore {
     /// Appends a run to a project's history, dropping the oldest beyond [`RUNS_KEPT`], and adds
     /// it to the tenant's usage, through the committer: in the batch of the run's other writes.
     pub async fn record_run(&self, tenant: &str, run: &Run, plugin_ms: f64) -> Result<()> {
@@ -227,7 +227,7 @@ impl Store {
         self.commit(commit).await.map(drop)
     }
 
-    /// Like [`Store::record_run`], without waiting: the run goes into the committer's next batch,
+    /// Like [`SledStore::record_run`], without waiting: the run goes into the committer's next batch,
     /// and a failure to write it is logged there.
     pub fn record_run_later(&self, tenant: &str, run: Run, plugin_ms: f64) {
         self.commit_later(Commit::Run { tenant: tenant.to_string(), run: Box::new(run), plugin_ms });
@@ -339,7 +339,7 @@ mod tests {
     #[tokio::test]
     async fn history_is_newest_first_bounded_and_counted_in_usage() {
         let dir = tempfile::tempdir().unwrap();
-        let store = Store::open(dir.path()).unwrap();
+        let store = SledStore::open(dir.path()).unwrap();
         for n in 0..(RUNS_KEPT as u64 + 5) {
             let outcome = if n % 2 == 0 { RunOutcome::Succeeded } else { RunOutcome::Failed };
             store.record_run("ten_a", &run("prj_1", n, outcome), 1.5).await.unwrap();

@@ -5,9 +5,9 @@ use sled::transaction::ConflictableTransactionError;
 
 use super::keys::{self, TenantKey, constant_time_eq, hash_key};
 use super::model::{QuotaOverrides, Tenant, TenantStatus, Tier};
-use super::{Result, Store, StoreError, decode, decode_entry, encode, now_rfc3339};
+use super::{Result, SledStore, StoreError, decode, decode_entry, encode, now_rfc3339};
 
-impl Store {
+impl SledStore {
     /// Creates a tenant with a fresh API key, returned once here and stored only as its hash.
     pub async fn create_tenant(&self, name: &str, tier: Tier) -> Result<(Tenant, TenantKey)> {
         let key = TenantKey::generate();

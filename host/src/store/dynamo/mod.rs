@@ -1,7 +1,7 @@
 //! The shared store on DynamoDB and S3 (issue 18), for several hosts serving one fleet. It covers
 //! what the sled store keeps (tenants and their keys, plugins and their components, projects,
 //! quota counts, the outbox, parked entries, committed state, run history and usage), and it is
-//! not yet selectable in the daemon's configuration: [`super::Store`] is still sled's.
+//! selected by `[store] backend = "dynamodb"` behind [`super::Store`].
 //!
 //! One table, typed items under a partition key `pk` and a sort key `sk` (both strings), each
 //! record's JSON in `doc`, so that the records are the same documents the sled store keeps:
@@ -48,7 +48,7 @@ use aws_sdk_dynamodb::types::AttributeValue;
 
 use super::StoreError;
 
-/// Where the shared store lives (`[store]` in the daemon's configuration, once selectable).
+/// Where the shared store lives (`[store] table` and `bucket` in the configuration).
 #[derive(Debug, Clone)]
 pub struct DynamoSettings {
     /// The DynamoDB table.
@@ -249,6 +249,72 @@ impl DynamoStore {
                 create = create.create_bucket_configuration(location);
             }
             create.send().await.map_err(|e| remote("CreateBucket", e))?;
+        }
+        Ok(())
+    }
+
+    /// Checks that the table and bucket exist and that the host may use them, naming the setting
+    /// or the permission at fault.
+    pub async fn check(&self) -> Result<(), StoreError> {
+        let region = self.db.config().region().map_or_else(|| "(no region set)".to_string(), |r| r.to_string());
+        let setting = |setting: &str, message: String| StoreError::Setting { setting: setting.into(), message };
+        let denied =
+            |code: Option<&str>| code.is_some_and(|c| c.contains("AccessDenied") || c.contains("UnrecognizedClient"));
+        let table = &self.table;
+        if let Err(e) = self.db.describe_table().table_name(table).send().await {
+            use aws_sdk_dynamodb::error::ProvideErrorMetadata;
+            return Err(match e.as_service_error() {
+                Some(s) if s.is_resource_not_found_exception() => setting(
+                    "store.table",
+                    format!(
+                        "table {table} does not exist in region {region}; create it (`sluice serve` does with \
+                         store.create_table = true) or set AWS_REGION to the table's region"
+                    ),
+                ),
+                _ if denied(e.code()) => setting(
+                    "store.table",
+                    format!(
+                        "the host's credentials may not call dynamodb:DescribeTable on table {table}: {}; grant the host the policy in the README",
+                        remote("DescribeTable", e)
+                    ),
+                ),
+                _ => setting(
+                    "store.table",
+                    format!(
+                        "cannot reach DynamoDB in region {region}: {}; check AWS_REGION and AWS_ENDPOINT_URL",
+                        remote("DescribeTable", e)
+                    ),
+                ),
+            });
+        }
+        if let Err(e) = self.get(key("readiness-probe", "probe")).await {
+            return Err(setting(
+                "store.table",
+                format!(
+                    "the host's credentials may not read table {table} (dynamodb:GetItem): {e}; grant the host the policy in the README"
+                ),
+            ));
+        }
+        let bucket = &self.bucket;
+        if let Err(e) = self.s3.head_bucket().bucket(bucket).send().await {
+            let status = e.raw_response().map(|r| r.status().as_u16());
+            return Err(match status {
+                Some(404) => setting(
+                    "store.bucket",
+                    format!(
+                        "bucket {bucket} does not exist; create it (store.create_table = true does) or name an existing one"
+                    ),
+                ),
+                Some(403) => setting(
+                    "store.bucket",
+                    format!(
+                        "the host's credentials may not use bucket {bucket} (s3:ListBucket); grant the host the policy in the README"
+                    ),
+                ),
+                _ => {
+                    setting("store.bucket", format!("cannot reach S3 for bucket {bucket}: {}", remote("HeadBucket", e)))
+                }
+            });
         }
         Ok(())
     }

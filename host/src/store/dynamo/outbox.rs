@@ -269,6 +269,27 @@ impl DynamoStore {
         Ok(projects.into_iter().collect())
     }
 
+    /// Entries waiting across every project, counted from the `waiting` index.
+    pub async fn outbox_depth(&self) -> Result<usize, StoreError> {
+        let mut count = 0;
+        for shard in 0..WAITING_SHARDS {
+            let mut pages = self
+                .db
+                .query()
+                .table_name(&self.table)
+                .index_name("waiting")
+                .key_condition_expression("shard = :shard")
+                .expression_attribute_values(":shard", s(format!("waiting#{shard}")))
+                .select(Select::Count)
+                .into_paginator()
+                .send();
+            while let Some(page) = pages.next().await {
+                count += page.map_err(|e| remote("Query", e))?.count() as usize;
+            }
+        }
+        Ok(count)
+    }
+
     /// Removes a delivered entry and commits its state, in one transaction. An entry that is
     /// gone already (its project was deleted) commits nothing.
     pub async fn complete_delivery(&self, key: &OutboxKey, entry: &OutboxEntry) -> Result<(), StoreError> {
