@@ -224,3 +224,91 @@ async fn kill_9_with_records_waiting_in_dynamodb_loses_none_of_them() {
     let last = world.source.seen().into_iter().rev().find(|s| s.path == "/items").unwrap();
     assert_eq!(last.query.get("since").map(String::as_str), Some("2026-01-01T00:00:00.029Z"), "the state came along");
 }
+
+/// Runs `sluice store <args>` with `config` and moto's environment; returns the exit code and
+/// stderr.
+fn store_command(proxy: &FaultProxy, data_dir: &std::path::Path, config: &str, args: &[&str]) -> (i32, String) {
+    let path = data_dir.join("store-command.toml");
+    std::fs::create_dir_all(data_dir).unwrap();
+    std::fs::write(&path, config).unwrap();
+    let out = Command::new(sluice_bin())
+        .args(["store"])
+        .args(args)
+        .arg("--config")
+        .arg(&path)
+        .env("SLUICE_DATA_DIR", data_dir)
+        .env("AWS_ENDPOINT_URL", &proxy.endpoint)
+        .env("AWS_REGION", "eu-central-1")
+        .env("AWS_ACCESS_KEY_ID", "testing")
+        .env("AWS_SECRET_ACCESS_KEY", "testing")
+        .env_remove("SLUICE_ADMIN_TOKEN")
+        .output()
+        .unwrap();
+    (out.status.code().unwrap_or(-1), String::from_utf8_lossy(&out.stderr).into_owned())
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_single_host_moves_into_the_shared_store_with_its_waiting_records_and_state() {
+    // A single host on sled, killed with records waiting for Kinesis.
+    let mut world = World::start();
+    world.proxy.one_at_a_time();
+    let tenant = world.tenant("acme", "111111111111").await;
+    let arn = tenant.aws.stream("events").await;
+    let project = world.project(&tenant, "incremental", "/items", &arn, json!({}));
+    let id = project["id"].as_str().unwrap().to_string();
+    world.source.add_items(0..10);
+    let run = world.run_now(&tenant, &id, Duration::from_secs(60));
+    assert_eq!(run["outcome"], "succeeded", "{run}");
+    world.source.add_items(10..30);
+    world.proxy.set_down("Kinesis_20131202.", true);
+    let run = world.run_now(&tenant, &id, Duration::from_secs(60));
+    assert_eq!(run["error"]["stage"], "deliver", "{run}");
+    world.kill();
+
+    // Export from sled, import into the shared store (created by the import's settings).
+    let file = world.dir.path().join("move.jsonl");
+    let out = file.to_str().unwrap();
+    let (code, stderr) = store_command(&world.proxy, world.dir.path(), FAST, &["export", "--out", out]);
+    assert_eq!(code, 0, "{stderr}");
+    let dynamo = shared("");
+    let scratch = tempfile::tempdir().unwrap();
+    let (code, stderr) = store_command(&world.proxy, scratch.path(), &dynamo, &["import", "--from", out]);
+    assert_eq!(code, 0, "{stderr}");
+    assert!(
+        stderr.contains("imported into table sluice and bucket sluice-store") && stderr.contains("1 outbox entries"),
+        "{stderr}"
+    );
+    let (code, stderr) = store_command(&world.proxy, scratch.path(), &dynamo, &["import", "--from", out]);
+    assert_eq!(code, 64, "a second import into the filled table is refused: {stderr}");
+    assert!(stderr.contains("already holds tenants"), "{stderr}");
+
+    // A host on the shared store delivers what waited, once, and goes on from the moved state.
+    world.proxy.set_down("Kinesis_20131202.", false);
+    world.dir = tempfile::tempdir().unwrap();
+    world.restart_with(&dynamo, &[]);
+    let counts = wait_for(Duration::from_secs(30), "the moved records delivered", || {
+        let counts = block_on(copies(&tenant, &arn));
+        (counts.len() == 30).then_some(counts)
+    });
+    assert!(counts.values().all(|n| *n == 1), "every record once: {counts:?}");
+    world.wait_ready();
+    world.source.add_items(30..32);
+    let run = world.run_now(&tenant, &id, Duration::from_secs(60));
+    assert_eq!((run["outcome"].as_str(), run["records"].as_u64()), (Some("succeeded"), Some(2)), "{run}");
+    let last = world.source.seen().into_iter().rev().find(|s| s.path == "/items").unwrap();
+    assert_eq!(last.query.get("since").map(String::as_str), Some("2026-01-01T00:00:00.029Z"), "the state came along");
+
+    // And back out: the shared store exports as the embedded one does.
+    world.kill();
+    let back = world.dir.path().join("back.jsonl");
+    let (code, stderr) =
+        store_command(&world.proxy, scratch.path(), &dynamo, &["export", "--out", back.to_str().unwrap()]);
+    assert_eq!(code, 0, "{stderr}");
+    assert!(
+        stderr.contains("1 tenants") && stderr.contains("1 projects") && stderr.contains("1 components"),
+        "{stderr}"
+    );
+    let fresh = tempfile::tempdir().unwrap();
+    let (code, stderr) = store_command(&world.proxy, fresh.path(), FAST, &["import", "--from", back.to_str().unwrap()]);
+    assert_eq!(code, 0, "{stderr}");
+}

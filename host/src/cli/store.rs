@@ -1,7 +1,7 @@
 //! `sluice store export` and `sluice store import`: the whole store as JSON lines (the format is
-//! described in `store/export.rs`), for backups and for moving a host's data elsewhere. Both work
-//! on a stopped store: the data directory is the one `sluice serve` would use with the same
-//! configuration file and `SLUICE_*` variables.
+//! described in `store/export.rs`), for backups, for moving a host's data elsewhere, and for moving
+//! it from the embedded store into the shared one. Both work on a stopped store: the one `sluice
+//! serve` would use with the same configuration file and `SLUICE_*` variables.
 
 use std::fs::File;
 use std::io::{BufReader, BufWriter};
@@ -10,11 +10,13 @@ use std::process::ExitCode;
 
 use super::{EXIT_CONFIG, EXIT_DATA_ERROR, EXIT_SOFTWARE};
 use crate::config::Config;
-use crate::store::{PortError, SledStore, StoreError};
+use crate::store::dynamo::DynamoSettings;
+use crate::store::{BackendKind, PortError, SledStore, Store, StoreError};
 
 #[derive(Debug, clap::Args)]
 pub struct ExportArgs {
-    /// The daemon's TOML configuration file; its `data_dir` is the store to export.
+    /// The daemon's TOML configuration file; the store its `[store]` settings name (the sled
+    /// store in `data_dir` by default) is the one exported.
     #[arg(long, value_name = "FILE")]
     config: Option<PathBuf>,
     /// Where to write the export; standard output when left out or `-`. A file is written under
@@ -25,8 +27,9 @@ pub struct ExportArgs {
 
 #[derive(Debug, clap::Args)]
 pub struct ImportArgs {
-    /// The daemon's TOML configuration file; its `data_dir` is the store to fill, which must hold
-    /// no data yet.
+    /// The daemon's TOML configuration file; the store its `[store]` settings name (the sled
+    /// store in `data_dir` by default) is the one filled, which must hold no data yet. With
+    /// `backend = "dynamodb"` this moves a single host's data into the shared store.
     #[arg(long, value_name = "FILE")]
     config: Option<PathBuf>,
     /// The export to read; `-` for standard input.
@@ -44,23 +47,56 @@ impl Failed {
     }
 }
 
-/// The daemon's data directory and the store's directory inside it.
-fn dirs(config: Option<&Path>) -> Result<(PathBuf, PathBuf), Failed> {
-    let config = Config::read(config, |name| std::env::var(name).ok())
+/// The store the configuration names, and where it is, for messages.
+struct Opened {
+    store: Store,
+    place: String,
+}
+
+/// Reads the configuration as `sluice serve` would, without what only `serve` needs.
+fn config(path: Option<&Path>) -> Result<Config, Failed> {
+    let config = Config::read(path, |name| std::env::var(name).ok())
         .map_err(|e| Failed(EXIT_CONFIG, format!("bad setting {e}")))?;
     if config.data_dir.as_os_str().is_empty() {
         return Err(Failed(EXIT_CONFIG, "bad setting data_dir: empty; name the daemon's data directory".into()));
     }
-    let database = config.database_dir();
-    Ok((config.data_dir, database))
+    Ok(config)
 }
 
-/// Opens the store in `database` (inside `dir`), saying what to do when a running daemon holds it.
-fn open(dir: &Path, database: &Path) -> Result<SledStore, Failed> {
+/// Opens the store the configuration names: the sled store in `data_dir` (saying what to do when
+/// a running daemon holds it, and refusing to create one where an export expects one), or the
+/// shared store on DynamoDB and S3.
+async fn open(config: &Config, must_exist: bool) -> Result<Opened, Failed> {
+    if config.store.backend == BackendKind::Dynamodb {
+        let settings = DynamoSettings {
+            table: config.store.table.clone().unwrap_or_default(),
+            bucket: config.store.bucket.clone().unwrap_or_default(),
+        };
+        let place = format!("table {} and bucket {}", settings.table, settings.bucket);
+        let store =
+            Store::connect_dynamo(&settings, config.store.create_table && !must_exist).await.map_err(|e| match e {
+                StoreError::Setting { setting, message } => {
+                    Failed(EXIT_CONFIG, format!("bad setting {setting}: {message}"))
+                }
+                e => Failed(EXIT_SOFTWARE, format!("cannot open the shared store: {e}")),
+            })?;
+        return Ok(Opened { store, place });
+    }
+    let (dir, database) = (&config.data_dir, config.database_dir());
+    // sled would create an empty store where there is none, and export nothing without a word.
+    if must_exist && !database.join("conf").is_file() {
+        return Err(Failed(
+            EXIT_CONFIG,
+            format!(
+                "data_dir {} holds no Sluice store; set data_dir to the directory `sluice serve` uses",
+                dir.display()
+            ),
+        ));
+    }
     if let Err(e) = std::fs::create_dir_all(dir) {
         return Err(Failed(EXIT_CONFIG, format!("data_dir {}: cannot create it: {e}", dir.display())));
     }
-    SledStore::open(database).map_err(|e| match e {
+    let store = SledStore::open(&database).map_err(|e| match e {
         e if e.is_in_use() => Failed(
             EXIT_CONFIG,
             format!(
@@ -73,7 +109,8 @@ fn open(dir: &Path, database: &Path) -> Result<SledStore, Failed> {
             Failed(EXIT_CONFIG, format!("data_dir {}: {e}", dir.display()))
         }
         e => Failed(EXIT_SOFTWARE, format!("cannot open the store in {}: {e}", dir.display())),
-    })
+    })?;
+    Ok(Opened { store: store.into(), place: format!("data_dir {}", dir.display()) })
 }
 
 pub async fn export(args: ExportArgs) -> ExitCode {
@@ -84,18 +121,7 @@ pub async fn export(args: ExportArgs) -> ExitCode {
 }
 
 async fn try_export(args: &ExportArgs) -> Result<(), Failed> {
-    let (dir, database) = dirs(args.config.as_deref())?;
-    // sled would create an empty store where there is none, and export nothing without a word.
-    if !database.join("conf").is_file() {
-        return Err(Failed(
-            EXIT_CONFIG,
-            format!(
-                "data_dir {} holds no Sluice store; set data_dir to the directory `sluice serve` uses",
-                dir.display()
-            ),
-        ));
-    }
-    let store = open(&dir, &database)?;
+    let Opened { store, place } = open(&config(args.config.as_deref())?, true).await?;
     let failed = |e: PortError| match e {
         PortError::Write(_) => Failed(EXIT_DATA_ERROR, e.to_string()),
         e => Failed(EXIT_SOFTWARE, e.to_string()),
@@ -119,7 +145,7 @@ async fn try_export(args: &ExportArgs) -> Result<(), Failed> {
             (summary, out.display().to_string())
         }
     };
-    eprintln!("exported the store in {} to {to}: {summary}", dir.display());
+    eprintln!("exported the store in {place} to {to}: {summary}");
     Ok(())
 }
 
@@ -131,7 +157,7 @@ pub async fn import(args: ImportArgs) -> ExitCode {
 }
 
 async fn try_import(args: &ImportArgs) -> Result<(), Failed> {
-    let (dir, database) = dirs(args.config.as_deref())?;
+    let config = config(args.config.as_deref())?;
     let input: Box<dyn std::io::BufRead> = if args.from == Path::new("-") {
         Box::new(BufReader::new(std::io::stdin().lock()))
     } else {
@@ -139,26 +165,19 @@ async fn try_import(args: &ImportArgs) -> Result<(), Failed> {
             .map_err(|e| Failed(EXIT_DATA_ERROR, format!("cannot read {}: {e}", args.from.display())))?;
         Box::new(BufReader::new(file))
     };
-    let store = open(&dir, &database)?;
+    let Opened { store, place } = open(&config, false).await?;
     let summary = store.import(input).await.map_err(|e| match e {
         PortError::NotEmpty(what) => Failed(
             EXIT_CONFIG,
-            format!(
-                "data_dir {} already holds {what}; set data_dir to an empty directory, since an import never mixes \
-                 two stores",
-                dir.display()
-            ),
+            format!("{place} already holds {what}; import into an empty store, since an import never mixes two stores"),
         ),
         e @ (PortError::Data { .. } | PortError::Incomplete(_) | PortError::Read(_)) => Failed(
             EXIT_DATA_ERROR,
-            format!(
-                "{e}; nothing was imported that the daemon will use: delete {} before importing again",
-                dir.display()
-            ),
+            format!("{e}; nothing was imported that the daemon will use: empty {place} before importing again"),
         ),
         e => Failed(EXIT_SOFTWARE, e.to_string()),
     })?;
     drop(store);
-    eprintln!("imported into {}: {summary}", dir.display());
+    eprintln!("imported into {place}: {summary}");
     Ok(())
 }

@@ -21,12 +21,11 @@ use base64::engine::general_purpose::STANDARD as BASE64;
 use serde::{Deserialize, Serialize};
 use sha2::{Digest, Sha256};
 
-use super::disk::{DiskKind, size};
+use super::StoreError;
 use super::model::{PluginMeta, Project, Tenant};
-use super::outbox::{OutboxEntry, decode_entry};
-use super::parked::{ParkedEntry, decode_parked, encode_parked};
-use super::runs::{Counters, Run, run_key};
-use super::{SledStore, StoreError, chunks, decode, decode_entry as decode_json};
+use super::outbox::OutboxEntry;
+use super::parked::ParkedEntry;
+use super::runs::{Counters, Run};
 use crate::records::Record;
 
 /// The version of the format this build writes and reads.
@@ -38,7 +37,7 @@ pub(super) const IMPORT_UNFINISHED: &str = "import_unfinished";
 /// One line of an export.
 #[derive(Debug, Serialize, Deserialize)]
 #[serde(tag = "kind", rename_all = "snake_case", deny_unknown_fields)]
-enum Item {
+pub(super) enum Item {
     Header { format: u32, exported_at: String, sluice_version: String },
     Tenant { tenant: Tenant },
     Plugin { tenant_id: String, plugin: PluginMeta },
@@ -55,7 +54,7 @@ enum Item {
 /// An outbox entry with its binary fields in base64.
 #[derive(Debug, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
-struct Entry {
+pub(super) struct Entry {
     tenant_id: String,
     project_id: String,
     run_id: String,
@@ -75,7 +74,7 @@ struct EntryRecord {
 }
 
 impl Entry {
-    fn from_entry(entry: &OutboxEntry) -> Self {
+    pub(super) fn from_entry(entry: &OutboxEntry) -> Self {
         Self {
             tenant_id: entry.tenant_id.clone(),
             project_id: entry.project_id.clone(),
@@ -186,142 +185,107 @@ impl std::fmt::Display for PortSummary {
     }
 }
 
-fn write_item(out: &mut impl Write, item: &Item, summary: &mut PortSummary) -> Result<(), PortError> {
+pub(super) fn write_item(out: &mut impl Write, item: &Item, summary: &mut PortSummary) -> Result<(), PortError> {
     serde_json::to_writer(&mut *out, item).map_err(|e| PortError::Write(e.into()))?;
     out.write_all(b"\n").map_err(PortError::Write)?;
     summary.add(item);
     Ok(())
 }
 
-impl SledStore {
-    /// Writes everything the store holds to `out` as JSON lines (see the module's doc).
-    pub async fn export(&self, out: &mut impl Write) -> Result<PortSummary, PortError> {
-        let mut summary = PortSummary::default();
-        let header = Item::Header {
-            format: EXPORT_FORMAT,
-            exported_at: super::now_rfc3339(),
-            sluice_version: env!("CARGO_PKG_VERSION").to_string(),
-        };
-        write_item(out, &header, &mut summary)?;
-        for tenant in self.tenants().await? {
-            write_item(out, &Item::Tenant { tenant }, &mut summary)?;
-        }
-        for item in self.plugins.iter() {
-            let (key, raw) = item.map_err(StoreError::from)?;
-            let key = String::from_utf8_lossy(&key);
-            let plugin: PluginMeta = decode(&key, &raw)?;
-            let tenant_id = key.split('/').next().unwrap_or_default().to_string();
-            write_item(out, &Item::Plugin { tenant_id, plugin }, &mut summary)?;
-        }
-        for item in self.blobs.iter() {
-            let (key, raw) = item.map_err(StoreError::from)?;
-            let bytes = chunks::assemble(&self.blob_chunks, &key, &raw)?;
-            let id = String::from_utf8_lossy(&key).into_owned();
-            write_item(out, &Item::Blob { id, bytes_base64: BASE64.encode(bytes) }, &mut summary)?;
-        }
-        for item in self.projects.iter() {
-            let project: Project = decode_json(item)?;
-            write_item(out, &Item::Project { project: Box::new(project) }, &mut summary)?;
-        }
-        for item in self.state.iter() {
-            let (key, raw) = item.map_err(StoreError::from)?;
-            let state = chunks::assemble(&self.state_chunks, &key, &raw)?;
-            let text = String::from_utf8_lossy(&key);
-            let (tenant_id, project_id) = text.split_once('/').unwrap_or((&text, ""));
-            let item = Item::State {
-                tenant_id: tenant_id.to_string(),
-                project_id: project_id.to_string(),
-                state_base64: BASE64.encode(state),
-            };
-            write_item(out, &item, &mut summary)?;
-        }
-        for item in self.outbox.iter() {
-            let (key, raw) = item.map_err(StoreError::from)?;
-            let value = chunks::assemble(&self.outbox_chunks, &key, &raw)?;
-            let entry = decode_entry(&String::from_utf8_lossy(&key), &value)?;
-            write_item(out, &Item::Outbox { entry: Entry::from_entry(&entry) }, &mut summary)?;
-        }
-        for item in self.parked.iter() {
-            let (key, raw) = item.map_err(StoreError::from)?;
-            let parked = decode_parked(&key, &chunks::assemble(&self.parked_chunks, &key, &raw)?)?;
-            let item = Item::Parked {
-                entry: Entry::from_entry(&parked.entry),
-                error: parked.error,
-                parked_at: parked.parked_at,
-            };
-            write_item(out, &item, &mut summary)?;
-        }
-        for item in self.runs.iter() {
-            let (key, raw) = item.map_err(StoreError::from)?;
-            let key = String::from_utf8_lossy(&key);
-            let run: Run = decode(&key, &raw)?;
-            let tenant_id = key.split('/').next().unwrap_or_default().to_string();
-            write_item(out, &Item::Run { tenant_id, run: Box::new(run) }, &mut summary)?;
-        }
-        for item in self.usage.iter() {
-            let (key, raw) = item.map_err(StoreError::from)?;
-            let tenant_id = String::from_utf8_lossy(&key).into_owned();
-            let counters: Counters = decode(&tenant_id, &raw)?;
-            write_item(out, &Item::Usage { tenant_id, counters }, &mut summary)?;
-        }
-        let end = Item::End { items: summary.items() };
-        write_item(out, &end, &mut summary)?;
-        out.flush().map_err(PortError::Write)?;
-        Ok(summary)
-    }
+/// Where an import writes: each backend stores the items its own way (`export_sled.rs`,
+/// `dynamo/port.rs`), behind the same checks.
+pub(super) trait ImportTarget {
+    /// What makes the target not empty, if anything: an import never mixes two stores.
+    async fn first_data(&self) -> Result<Option<String>, StoreError>;
+    /// Marks the target unfinished (so that it refuses to open), or finished again.
+    async fn set_unfinished(&self, unfinished: bool) -> Result<(), StoreError>;
+    async fn put_tenant(&self, tenant: &Tenant) -> Result<(), StoreError>;
+    /// Returns whether the plugin was new for the tenant.
+    async fn put_plugin(&self, tenant: &str, plugin: &PluginMeta) -> Result<bool, StoreError>;
+    async fn put_component(&self, id: &str, bytes: &[u8]) -> Result<(), StoreError>;
+    async fn put_project(&self, project: &Project) -> Result<(), StoreError>;
+    async fn put_state(&self, tenant: &str, project: &str, state: &[u8]) -> Result<(), StoreError>;
+    /// Appends an entry after the project's others: a project's entries keep the export's order.
+    async fn put_outbox(&self, entry: &OutboxEntry) -> Result<(), StoreError>;
+    async fn put_parked(&self, parked: ParkedEntry) -> Result<(), StoreError>;
+    async fn put_run(&self, tenant: &str, run: &Run) -> Result<(), StoreError>;
+    async fn put_usage(&self, tenant: &str, counters: &Counters) -> Result<(), StoreError>;
+    /// Writes the derived data: each tenant's quota counts (projects, plugins), how many tenants
+    /// hold each component, and drops components nobody holds.
+    async fn finish(&self, derived: &Derived) -> Result<(), StoreError>;
+    /// Makes everything written durable.
+    async fn sync(&self) -> Result<(), StoreError>;
+}
 
-    /// Fills this empty store from an export, checking every item, and makes it durable. Until it
-    /// returns `Ok`, the directory is marked unfinished and [`SledStore::open`] refuses it.
-    pub async fn import(&self, input: impl BufRead) -> Result<PortSummary, PortError> {
-        if let Some(what) = self.first_data() {
-            return Err(PortError::NotEmpty(what));
-        }
-        self.meta.insert(IMPORT_UNFINISHED, &[1]).map_err(StoreError::from)?;
-        self.flush().await?;
-        let mut importer = Importer::default();
-        for (index, line) in input.lines().enumerate() {
-            let line_no = index as u64 + 1;
-            let line = line.map_err(PortError::Read)?;
-            let data = |message: String| PortError::Data { line: line_no, message };
-            if importer.ended {
-                if line.trim().is_empty() {
-                    continue;
-                }
-                return Err(data("there is more after the `end` line; is this two exports in one file?".into()));
+/// What an import rebuilds rather than copies.
+#[derive(Default)]
+pub(super) struct Derived {
+    /// Tenant → (projects, plugins).
+    pub counts: HashMap<String, (u64, u64)>,
+    /// Component id → how many tenants hold it.
+    pub holders: HashMap<String, u64>,
+    /// Components in the export that no tenant holds.
+    pub unheld: Vec<String>,
+}
+
+/// Fills the empty `target` from an export, checking every item, and makes it durable. Until it
+/// returns `Ok`, the target is marked unfinished and refuses to open.
+pub(super) async fn import_into(target: &impl ImportTarget, input: impl BufRead) -> Result<PortSummary, PortError> {
+    if let Some(what) = target.first_data().await? {
+        return Err(PortError::NotEmpty(what));
+    }
+    target.set_unfinished(true).await?;
+    target.sync().await?;
+    let mut importer = Importer::default();
+    for (index, line) in input.lines().enumerate() {
+        let line_no = index as u64 + 1;
+        let line = line.map_err(PortError::Read)?;
+        let data = |message: String| PortError::Data { line: line_no, message };
+        if importer.ended {
+            if line.trim().is_empty() {
+                continue;
             }
-            let item: Item = serde_json::from_str(&line).map_err(|e| data(format!("not an export item: {e}")))?;
-            importer.take(self, item).map_err(|e| match e {
-                Refused::Data(message) => data(message),
-                Refused::Store(e) => PortError::Store(e),
-            })?;
+            return Err(data("there is more after the `end` line; is this two exports in one file?".into()));
         }
-        if !importer.ended {
-            return Err(PortError::Incomplete(
-                "it ends without its `end` line, so it was cut off; export again".into(),
-            ));
-        }
-        if let Some(id) = importer.plugin_ids.keys().find(|id| !importer.blobs.contains(*id)) {
-            return Err(PortError::Incomplete(format!("plugin {id} has no component in it")));
-        }
-        importer.finish(self)?;
-        self.flush().await?;
-        self.meta.remove(IMPORT_UNFINISHED).map_err(StoreError::from)?;
-        self.flush().await?;
-        Ok(importer.summary)
+        let item: Item = serde_json::from_str(&line).map_err(|e| data(format!("not an export item: {e}")))?;
+        importer.take(target, item).await.map_err(|e| match e {
+            Refused::Data(message) => data(message),
+            Refused::Store(e) => PortError::Store(e),
+        })?;
     }
+    if !importer.ended {
+        return Err(PortError::Incomplete("it ends without its `end` line, so it was cut off; export again".into()));
+    }
+    if let Some(id) = importer.plugin_ids.keys().find(|id| !importer.blobs.contains(*id)) {
+        return Err(PortError::Incomplete(format!("plugin {id} has no component in it")));
+    }
+    let derived = Derived {
+        counts: importer.counts.clone(),
+        holders: importer.plugin_ids.clone(),
+        unheld: importer.blobs.iter().filter(|id| !importer.plugin_ids.contains_key(*id)).cloned().collect(),
+    };
+    target.finish(&derived).await?;
+    target.sync().await?;
+    target.set_unfinished(false).await?;
+    target.sync().await?;
+    Ok(importer.summary)
+}
 
-    /// What makes this store not empty, if anything.
-    fn first_data(&self) -> Option<String> {
-        let trees = [
-            (&self.tenants, "tenants"),
-            (&self.plugins, "plugins"),
-            (&self.projects, "projects"),
-            (&self.outbox, "outbox entries"),
-            (&self.parked, "parked entries"),
-            (&self.runs, "run history"),
-        ];
-        trees.into_iter().find(|(tree, _)| !tree.is_empty()).map(|(_, what)| what.to_string())
-    }
+/// Writes the export's first line.
+pub(super) fn write_header(out: &mut impl Write, summary: &mut PortSummary) -> Result<(), PortError> {
+    let header = Item::Header {
+        format: EXPORT_FORMAT,
+        exported_at: super::now_rfc3339(),
+        sluice_version: env!("CARGO_PKG_VERSION").to_string(),
+    };
+    write_item(out, &header, summary)
+}
+
+/// Writes the export's last line, which counts the items before it.
+pub(super) fn write_end(out: &mut impl Write, summary: &mut PortSummary) -> Result<(), PortError> {
+    let end = Item::End { items: summary.items() };
+    write_item(out, &end, summary)?;
+    out.flush().map_err(PortError::Write)
 }
 
 /// Why an item was not imported.
@@ -359,7 +323,7 @@ struct Importer {
 }
 
 impl Importer {
-    fn take(&mut self, store: &SledStore, item: Item) -> Result<(), Refused> {
+    async fn take(&mut self, target: &impl ImportTarget, item: Item) -> Result<(), Refused> {
         let data = |message: String| Err(Refused::Data(message));
         if !self.started {
             return match item {
@@ -391,13 +355,11 @@ impl Importer {
                 if !self.tenants.insert(tenant.id.clone()) {
                     return data(format!("tenant {} appears twice", tenant.id));
                 }
-                store.tenants.insert(tenant.id.as_bytes(), super::encode(&tenant)?)?;
-                store.keys.insert(tenant.key_hash.as_bytes(), tenant.id.as_bytes())?;
+                target.put_tenant(&tenant).await?;
             }
             Item::Plugin { tenant_id, plugin } => {
                 self.tenant(&tenant_id)?;
-                let key = format!("{tenant_id}/{}", plugin.id);
-                if store.plugins.insert(key.as_bytes(), super::encode(&plugin)?)?.is_some() {
+                if !target.put_plugin(&tenant_id, &plugin).await? {
                     return data(format!("plugin {} of tenant {tenant_id} appears twice", plugin.id));
                 }
                 *self.plugin_ids.entry(plugin.id).or_default() += 1;
@@ -409,7 +371,7 @@ impl Importer {
                 if digest != id {
                     return data(format!("component {id} does not match its bytes, whose digest is {digest}"));
                 }
-                chunks::put_single(&store.blobs, &store.blob_chunks, id.as_bytes(), &bytes)?;
+                target.put_component(&id, &bytes).await?;
                 self.blobs.insert(id);
             }
             Item::Project { project } => {
@@ -418,43 +380,31 @@ impl Importer {
                 if !self.projects.insert(key) {
                     return data(format!("project {} appears twice", project.id));
                 }
-                let record = format!("{}/{}", project.tenant_id, project.id);
-                store.projects.insert(record.as_bytes(), super::encode(&project)?)?;
+                target.put_project(&project).await?;
                 self.counts.entry(project.tenant_id.clone()).or_default().0 += 1;
             }
             Item::State { tenant_id, project_id, state_base64 } => {
                 self.project(&tenant_id, &project_id)?;
                 let state = unbase64(&state_base64, "state_base64").map_err(Refused::Data)?;
-                let key = super::outbox::state_key(&tenant_id, &project_id);
-                chunks::put_single(&store.state, &store.state_chunks, key.as_bytes(), &state)?;
-                store.disk.change(&tenant_id, DiskKind::State, size(key.as_bytes(), &state), 0);
+                target.put_state(&tenant_id, &project_id, &state).await?;
             }
             Item::Outbox { entry } => {
                 let entry = entry.into_entry().map_err(Refused::Data)?;
                 self.project(&entry.tenant_id, &entry.project_id)?;
-                // New keys, in the export's order: a fresh database numbers from zero, and a
-                // project's entries must stay in their order.
-                store.apply_enqueue(&entry)?;
+                target.put_outbox(&entry).await?;
             }
             Item::Parked { entry, error, parked_at } => {
                 let entry = entry.into_entry().map_err(Refused::Data)?;
                 self.project(&entry.tenant_id, &entry.project_id)?;
-                let key = store.new_outbox_key(&entry.tenant_id, &entry.project_id)?;
-                let tenant = entry.tenant_id.clone();
-                let value = encode_parked(&ParkedEntry { entry, error, parked_at })?;
-                chunks::put_single(&store.parked, &store.parked_chunks, &key, &value)?;
-                store.disk.change(&tenant, DiskKind::Parked, size(&key, &value), 0);
+                target.put_parked(ParkedEntry { entry, error, parked_at }).await?;
             }
             Item::Run { tenant_id, run } => {
                 self.project(&tenant_id, &run.project_id)?;
-                let key = run_key(&tenant_id, &run);
-                let value = super::encode(&run)?;
-                store.runs.insert(key.as_bytes(), value.as_slice())?;
-                store.disk.change(&tenant_id, DiskKind::History, size(key.as_bytes(), &value), 0);
+                target.put_run(&tenant_id, &run).await?;
             }
             Item::Usage { tenant_id, counters } => {
                 self.tenant(&tenant_id)?;
-                store.usage.insert(tenant_id.as_bytes(), super::encode(&counters)?)?;
+                target.put_usage(&tenant_id, &counters).await?;
             }
         }
         Ok(())
@@ -475,31 +425,12 @@ impl Importer {
             "project {project} of tenant {tenant} is not in the export before the items that belong to it"
         )))
     }
-
-    /// Writes the derived data: quota counts and how many tenants hold each component.
-    fn finish(&self, store: &SledStore) -> Result<(), StoreError> {
-        for (tenant, (projects, plugins)) in &self.counts {
-            store.counts.insert(format!("{tenant}/projects"), &projects.to_be_bytes())?;
-            store.counts.insert(format!("{tenant}/plugins"), &plugins.to_be_bytes())?;
-        }
-        for (id, holders) in &self.plugin_ids {
-            store.blob_refs.insert(id.as_bytes(), &holders.to_be_bytes())?;
-        }
-        // A component no tenant holds would never be deleted: leave it out.
-        for id in self.blobs.iter().filter(|id| !self.plugin_ids.contains_key(*id)) {
-            let (blobs, pieces) = (&store.blobs, &store.blob_chunks);
-            sled::Transactional::transaction(&(blobs, pieces), |(blobs, pieces)| {
-                chunks::remove(blobs, pieces, id.as_bytes())?;
-                Ok::<_, sled::transaction::ConflictableTransactionError<StoreError>>(())
-            })?;
-        }
-        Ok(())
-    }
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::store::Store;
     use crate::store::{CreatePlugin, DeletePlugin, RunOutcome, Tier, Trigger};
 
     fn project(tenant: &str, id: &str, plugin: &str) -> Project {
@@ -556,8 +487,8 @@ mod tests {
 
     /// A store with a bit of everything: two tenants sharing a component, a waiting and a parked
     /// entry, a committed state, history and usage.
-    async fn filled(dir: &std::path::Path) -> (SledStore, Vec<(Tenant, String)>) {
-        let store = SledStore::open(dir).unwrap();
+    async fn filled(dir: &std::path::Path) -> (Store, Vec<(Tenant, String)>) {
+        let store = Store::open(dir).unwrap();
         let component = vec![7u8; 50_000];
         let mut tenants = Vec::new();
         for name in ["acme", "globex"] {
@@ -595,7 +526,7 @@ mod tests {
         assert_eq!((summary.counts["outbox entries"], summary.counts["parked entries"], summary.records), (1, 1, 5));
 
         let to = tempfile::tempdir().unwrap();
-        let copy = SledStore::open(to.path()).unwrap();
+        let copy = Store::open(to.path()).unwrap();
         let imported = copy.import(&export[..]).await.unwrap();
         assert_eq!(imported, summary);
 
@@ -669,7 +600,7 @@ mod tests {
         ];
         for (input, expected) in cases {
             let to = tempfile::tempdir().unwrap();
-            let copy = SledStore::open(to.path()).unwrap();
+            let copy = Store::open(to.path()).unwrap();
             let error = copy.import(input.as_bytes()).await.unwrap_err().to_string();
             assert!(error.contains(expected), "expected {expected:?} in: {error}");
             drop(copy);

@@ -6,11 +6,13 @@
 use std::path::Path;
 
 use super::dynamo::{DynamoSettings, DynamoStore};
+use super::export::import_into;
 use super::{
     CommitOptions, CommitStats, CreatePlugin, CreateProject, DeletePlugin, DiskUsage, OutboxEntry, OutboxKey,
     ParkedAction, ParkedEntry, PluginMeta, Project, Result, Run, SledStore, Tenant, TenantKey, Tier, Usage,
     WaitingEntry,
 };
+use super::{PortError, PortSummary};
 
 /// Where the daemon keeps its data (`[store]` in the configuration).
 #[derive(Debug, Clone, Default, serde::Deserialize)]
@@ -97,6 +99,25 @@ impl Store {
         }
         store.check().await?;
         Ok(store.into())
+    }
+
+    /// Writes everything the store holds as JSON lines (see `export.rs`). A consistent snapshot
+    /// needs a store nobody writes to meanwhile: sled's lock ensures it for the embedded store;
+    /// for the shared one, stop every host's daemon first.
+    pub async fn export(&self, out: &mut impl std::io::Write) -> std::result::Result<PortSummary, PortError> {
+        match &self.backend {
+            Backend::Sled(store) => store.export(out).await,
+            Backend::Dynamo(store) => store.export(out).await,
+        }
+    }
+
+    /// Fills this empty store from an export, checking every item; until it returns `Ok`, the
+    /// store is marked unfinished and refuses to open.
+    pub async fn import(&self, input: impl std::io::BufRead) -> std::result::Result<PortSummary, PortError> {
+        match &self.backend {
+            Backend::Sled(store) => import_into(store, input).await,
+            Backend::Dynamo(store) => import_into(store, input).await,
+        }
     }
 
     /// Which backend this is, for logs and `/metrics`: `sled` or `dynamodb`.

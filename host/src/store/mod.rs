@@ -26,6 +26,7 @@ mod commit;
 mod disk;
 pub mod dynamo;
 mod export;
+mod export_sled;
 mod facade;
 mod keys;
 pub mod model;

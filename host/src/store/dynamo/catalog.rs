@@ -332,6 +332,21 @@ impl DynamoStore {
         }
     }
 
+    /// Stores a component's bytes in one generation (for imports).
+    pub(super) async fn put_component_object(
+        &self,
+        id: &str,
+        generation: &str,
+        bytes: &[u8],
+    ) -> Result<(), StoreError> {
+        self.put_object(&object_key(id, generation), bytes).await
+    }
+
+    /// Deletes a component's bytes in one generation (for imports).
+    pub(super) async fn delete_component_object(&self, id: &str, generation: &str) -> Result<(), StoreError> {
+        self.delete_object(&object_key(id, generation)).await
+    }
+
     async fn put_object(&self, object: &str, bytes: &[u8]) -> Result<(), StoreError> {
         let body = aws_sdk_s3::primitives::ByteStream::from(bytes.to_vec());
         self.s3

@@ -39,6 +39,7 @@
 
 mod catalog;
 mod outbox;
+mod port;
 mod runs;
 mod tenants;
 
@@ -287,13 +288,26 @@ impl DynamoStore {
                 ),
             });
         }
-        if let Err(e) = self.get(key("readiness-probe", "probe")).await {
-            return Err(setting(
-                "store.table",
-                format!(
-                    "the host's credentials may not read table {table} (dynamodb:GetItem): {e}; grant the host the policy in the README"
-                ),
-            ));
+        match self.get(port::unfinished_key()).await {
+            Err(e) => {
+                return Err(setting(
+                    "store.table",
+                    format!(
+                        "the host's credentials may not read table {table} (dynamodb:GetItem): {e}; grant the host the \
+                         policy in the README"
+                    ),
+                ));
+            }
+            Ok(Some(_)) => {
+                return Err(setting(
+                    "store.table",
+                    format!(
+                        "table {table} holds an import that did not finish; empty the table and run `sluice store \
+                         import` again"
+                    ),
+                ));
+            }
+            Ok(None) => {}
         }
         let bucket = &self.bucket;
         if let Err(e) = self.s3.head_bucket().bucket(bucket).send().await {

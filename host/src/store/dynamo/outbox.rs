@@ -423,6 +423,27 @@ impl DynamoStore {
         })
     }
 
+    /// Stores a parked entry as it was (for imports), after the project's other entries.
+    pub(super) async fn import_parked(&self, parked: &ParkedEntry) -> Result<(), StoreError> {
+        let (tenant, project) = (&parked.entry.tenant_id, &parked.entry.project_id);
+        let sequence = format!("{:020}", next_sequence());
+        let mut item = key(project_pk(tenant, project), format!("parked#{sequence}"));
+        item.insert("error".into(), s(&parked.error));
+        item.insert("parked_at".into(), s(&parked.parked_at));
+        let value = encode_entry(&parked.entry)?;
+        let bytes = value.len() as i64;
+        self.value_attributes(&mut item, format!("parked/{tenant}/{project}/{sequence}"), value).await?;
+        let put = Put::builder().table_name(&self.table).set_item(Some(item)).build();
+        self.db
+            .transact_write_items()
+            .transact_items(TransactWriteItem::builder().put(put.map_err(|e| local("TransactWriteItems", e))?).build())
+            .transact_items(self.bytes_update(tenant, &[("parked_bytes", bytes)])?)
+            .send()
+            .await
+            .map_err(|e| remote("TransactWriteItems", e))?;
+        Ok(())
+    }
+
     /// Puts a parked entry's records back in the outbox, after everything waiting, without its
     /// state (that was committed when it was parked).
     pub async fn retry_parked(&self, tenant: &str, project: &str, run_id: &str) -> Result<ParkedAction, StoreError> {

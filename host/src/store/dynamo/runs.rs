@@ -20,10 +20,7 @@ impl DynamoStore {
     /// Appends a run to its project's history and adds it to the tenant's usage, in one
     /// transaction.
     pub async fn record_run(&self, tenant: &str, run: &Run, plugin_ms: f64) -> Result<(), StoreError> {
-        let started = run.started_at.parse::<jiff::Timestamp>().map_or(0, |t| t.as_millisecond().max(0));
-        let mut item = key(project_pk(tenant, &run.project_id), format!("run#{started:016x}-{}", run.id));
-        item.insert("doc".into(), doc(run)?);
-        item.insert("expires_at".into(), n(jiff::Timestamp::now().as_second() + RUN_TTL_SECONDS));
+        let item = self.run_item(tenant, run)?;
         let put = aws_sdk_dynamodb::types::Put::builder().table_name(&self.table).set_item(Some(item)).build();
         let failed = u64::from(run.outcome == RunOutcome::Failed);
         let records = if run.outcome == RunOutcome::Succeeded { run.records } else { 0 };
@@ -52,6 +49,15 @@ impl DynamoStore {
             .await
             .map_err(|e| remote("TransactWriteItems", e))?;
         Ok(())
+    }
+
+    /// A run's history item, which DynamoDB removes [`RUN_TTL_SECONDS`] after it is written.
+    pub(super) fn run_item(&self, tenant: &str, run: &Run) -> Result<super::Item, StoreError> {
+        let started = run.started_at.parse::<jiff::Timestamp>().map_or(0, |t| t.as_millisecond().max(0));
+        let mut item = key(project_pk(tenant, &run.project_id), format!("run#{started:016x}-{}", run.id));
+        item.insert("doc".into(), doc(run)?);
+        item.insert("expires_at".into(), n(jiff::Timestamp::now().as_second() + RUN_TTL_SECONDS));
+        Ok(item)
     }
 
     /// Forgets a project's history (when the project is deleted).
