@@ -26,6 +26,18 @@ put_backoff_max_ms = 50
 put_max_attempts = 3
 ";
 
+/// The store settings the daemon gets on top of a test's own: none (sled in the data directory)
+/// unless `SLUICE_TEST_STORE=dynamodb`, which `cargo xtask test` sets for a second pass of the
+/// tests that exercise persistence, so that they run against the shared store on moto too.
+pub fn test_store() -> Option<&'static str> {
+    match std::env::var("SLUICE_TEST_STORE").as_deref() {
+        Ok("dynamodb") => Some(
+            "\n[store]\nbackend = \"dynamodb\"\ntable = \"sluice\"\nbucket = \"sluice-store\"\ncreate_table = true\n",
+        ),
+        _ => None,
+    }
+}
+
 pub struct World {
     pub moto: Moto,
     pub proxy: FaultProxy,
@@ -57,6 +69,10 @@ impl World {
     pub fn start_configured(allow_private: bool, config: &str, env: &[(&'static str, String)]) -> Self {
         let moto = Moto::start();
         let proxy = FaultProxy::start(&moto.endpoint);
+        if test_store().is_some() {
+            // moto needs requests one at a time to apply each atomically (see `one_at_a_time`).
+            proxy.one_at_a_time();
+        }
         let source = TestSource::start();
         let dir = tempfile::tempdir().unwrap();
         let mut world = Self { moto, proxy, source, dir, daemon: None, allow_private };
@@ -79,8 +95,13 @@ impl World {
             ("SLUICE_PLATFORM_PRINCIPAL_ARN", PLATFORM_PRINCIPAL.to_string()),
         ];
         env.extend(extra_env.iter().cloned());
+        // A test that names its own store keeps it.
+        let config = match test_store() {
+            Some(store) if !config.contains("[store]") => format!("{config}{store}"),
+            _ => config.to_string(),
+        };
         self.daemon.take();
-        self.daemon = Some(Daemon::start_configured(self.dir.path(), &env, config));
+        self.daemon = Some(Daemon::start_configured(self.dir.path(), &env, &config));
     }
 
     /// `kill -9` of the daemon.
