@@ -228,3 +228,67 @@ pub fn wait_for<T>(timeout: Duration, what: &str, mut check: impl FnMut() -> Opt
         std::thread::sleep(Duration::from_millis(100));
     }
 }
+
+impl World {
+    /// An `incremental` project of `tenant` whose first run delivered items 0..10 and whose
+    /// second left items 10..30 waiting in the outbox, Kinesis being down (it stays down).
+    /// Returns the project's id and stream.
+    pub async fn leave_records_waiting(&self, tenant: &Tenant) -> (String, String) {
+        let arn = tenant.aws.stream("events").await;
+        let project = self.project(tenant, "incremental", "/items", &arn, json!({}));
+        let id = project["id"].as_str().unwrap().to_string();
+        self.source.add_items(0..10);
+        let run = self.run_now(tenant, &id, Duration::from_secs(60));
+        assert_eq!(run["outcome"], "succeeded", "{run}");
+        self.source.add_items(10..30);
+        self.proxy.set_down("Kinesis_20131202.", true);
+        let run = self.run_now(tenant, &id, Duration::from_secs(60));
+        assert_eq!(
+            (run["outcome"].as_str(), run["error"]["stage"].as_str()),
+            (Some("failed"), Some("deliver")),
+            "{run}"
+        );
+        (id, arn)
+    }
+
+    /// After [`World::leave_records_waiting`] and a restart with Kinesis back: every one of the
+    /// 30 items arrives once, the outbox drains, and the next run starts after item 29, from the
+    /// state the delivered entry committed.
+    pub fn expect_waiting_records_delivered_once(&self, tenant: &Tenant, id: &str, arn: &str) {
+        let counts = wait_for(Duration::from_secs(30), "the waiting records delivered", || {
+            let counts = block_on(copies(tenant, arn));
+            (counts.len() == 30).then_some(counts)
+        });
+        assert!(counts.values().all(|n| *n == 1), "every record once: {counts:?}");
+        wait_for(Duration::from_secs(10), "the outbox to drain", || {
+            (self.metric("sluice_outbox_depth") == 0.0).then_some(())
+        });
+        self.wait_ready();
+        self.source.add_items(30..32);
+        let run = self.run_now(tenant, id, Duration::from_secs(60));
+        assert_eq!((run["outcome"].as_str(), run["records"].as_u64()), (Some("succeeded"), Some(2)), "{run}");
+        let last = self.source.seen().into_iter().rev().find(|s| s.path == "/items").unwrap();
+        assert_eq!(
+            last.query.get("since").map(String::as_str),
+            Some("2026-01-01T00:00:00.029Z"),
+            "the state came along"
+        );
+    }
+}
+
+/// Runs a future to completion from blocking test code (a `wait_for` check, say) on the
+/// multi-threaded test runtime.
+pub fn block_on<F: std::future::Future>(future: F) -> F::Output {
+    tokio::task::block_in_place(|| tokio::runtime::Handle::current().block_on(future))
+}
+
+/// How often each item id (the `id` field of a record's JSON) is in the stream `arn` of
+/// `tenant`'s account: what at-least-once delivery tests count.
+pub async fn copies(tenant: &Tenant, arn: &str) -> std::collections::BTreeMap<String, usize> {
+    let mut counts = std::collections::BTreeMap::new();
+    for (_, data) in tenant.aws.read(arn).await {
+        let id = serde_json::from_str::<Value>(&data).unwrap()["id"].as_str().unwrap().to_string();
+        *counts.entry(id).or_default() += 1;
+    }
+    counts
+}

@@ -7,7 +7,7 @@ use std::time::Duration;
 
 use serde_json::{Value, json};
 use sluice_tests::fault_proxy::Fault;
-use sluice_tests::world::{Tenant, World, wait_for};
+use sluice_tests::world::{Tenant, World, block_on, wait_for};
 
 const PUT_RECORDS: &str = "Kinesis_20131202.PutRecords";
 const MINUTE: Duration = Duration::from_secs(60);
@@ -150,11 +150,6 @@ async fn an_entry_kinesis_refuses_for_good_is_parked_and_the_tenant_decides() {
     let other = world.tenant("other", "222222222222").await;
     let (status, _) = world.call("GET", &format!("/v1/projects/{id}/outbox"), &other.key, None);
     assert_eq!(status, 404, "another tenant's project is not found");
-}
-
-/// Runs a future to completion from a synchronous closure inside the multi-threaded test runtime.
-fn block_on<T>(future: impl std::future::Future<Output = T>) -> T {
-    tokio::task::block_in_place(|| tokio::runtime::Handle::current().block_on(future))
 }
 
 /// Run history keeps a bounded tail of the plugin's log lines (and what it printed to stderr),

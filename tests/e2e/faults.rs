@@ -2,24 +2,13 @@
 //! `kill -9` while records wait for delivery: nothing is lost, duplicates are only of entries
 //! that were retried, and project status says what the tenant must fix.
 
-use std::collections::BTreeMap;
 use std::time::Duration;
 
-use serde_json::{Value, json};
+use serde_json::json;
 use sluice_tests::fault_proxy::Fault;
-use sluice_tests::world::{Tenant, World, wait_for};
+use sluice_tests::world::{Tenant, World, block_on, copies, wait_for};
 
 const PUT_RECORDS: &str = "Kinesis_20131202.PutRecords";
-
-/// How often each item id is in the stream.
-async fn copies(tenant: &Tenant, arn: &str) -> BTreeMap<String, usize> {
-    let mut counts = BTreeMap::new();
-    for (_, data) in tenant.aws.read(arn).await {
-        let id = serde_json::from_str::<Value>(&data).unwrap()["id"].as_str().unwrap().to_string();
-        *counts.entry(id).or_default() += 1;
-    }
-    counts
-}
 
 async fn incremental(world: &World, tenant: &Tenant, schedule: &str) -> (String, String) {
     let arn = tenant.aws.stream("events").await;
@@ -151,11 +140,6 @@ async fn kill_9_while_records_wait_for_delivery_loses_none_of_them() {
     assert_eq!((run["outcome"].as_str(), run["records"].as_u64()), (Some("succeeded"), Some(2)), "{run}");
     let last = world.source.seen().into_iter().rev().find(|s| s.path == "/items").unwrap();
     assert_eq!(last.query.get("since").map(String::as_str), Some("2026-01-01T00:00:00.029Z"));
-}
-
-/// Runs a future to completion from blocking test code on the multi-threaded test runtime.
-fn block_on<F: std::future::Future>(future: F) -> F::Output {
-    tokio::task::block_in_place(|| tokio::runtime::Handle::current().block_on(future))
 }
 
 /// A `kill -9` in the middle of busy commits: ten projects run every second while Kinesis is

@@ -3,13 +3,11 @@
 //! stopping the daemon with exit 64 and a message naming them, and a `kill -9` with records
 //! waiting in DynamoDB that loses none of them.
 
-use std::collections::BTreeMap;
 use std::process::Command;
-use std::time::Duration;
 
 use serde_json::{Value, json};
 use sluice_tests::fault_proxy::{Fault, FaultProxy};
-use sluice_tests::world::{FAST, Tenant, World, wait_for};
+use sluice_tests::world::{FAST, World};
 use sluice_tests::{ADMIN_TOKEN, Daemon, Moto, sluice_bin};
 
 /// The shared store's settings; `create_table` so that the first daemon makes the table.
@@ -174,35 +172,13 @@ fn bad_shared_store_settings_stop_the_daemon_with_64_naming_them() {
     assert!(stderr.contains("store.bucket") && stderr.contains("no-such-bucket does not exist"), "{stderr}");
 }
 
-async fn copies(tenant: &Tenant, arn: &str) -> BTreeMap<String, usize> {
-    let mut counts = BTreeMap::new();
-    for (_, data) in tenant.aws.read(arn).await {
-        let id = serde_json::from_str::<Value>(&data).unwrap()["id"].as_str().unwrap().to_string();
-        *counts.entry(id).or_default() += 1;
-    }
-    counts
-}
-
-fn block_on<F: std::future::Future>(future: F) -> F::Output {
-    tokio::task::block_in_place(|| tokio::runtime::Handle::current().block_on(future))
-}
-
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn kill_9_with_records_waiting_in_dynamodb_loses_none_of_them() {
     let config = shared("");
     let mut world = World::start_configured(true, &config, &[]);
     world.proxy.one_at_a_time();
     let tenant = world.tenant("acme", "111111111111").await;
-    let arn = tenant.aws.stream("events").await;
-    let project = world.project(&tenant, "incremental", "/items", &arn, json!({}));
-    let id = project["id"].as_str().unwrap().to_string();
-    world.source.add_items(0..10);
-    let run = world.run_now(&tenant, &id, Duration::from_secs(60));
-    assert_eq!(run["outcome"], "succeeded", "{run}");
-    world.source.add_items(10..30);
-    world.proxy.set_down("Kinesis_20131202.", true);
-    let run = world.run_now(&tenant, &id, Duration::from_secs(60));
-    assert_eq!((run["outcome"].as_str(), run["error"]["stage"].as_str()), (Some("failed"), Some("deliver")), "{run}");
+    let (id, arn) = world.leave_records_waiting(&tenant).await;
     assert_eq!(world.metric("sluice_outbox_depth"), 1.0);
     world.kill();
 
@@ -210,19 +186,7 @@ async fn kill_9_with_records_waiting_in_dynamodb_loses_none_of_them() {
     world.proxy.set_down("Kinesis_20131202.", false);
     world.dir = tempfile::tempdir().unwrap();
     world.restart_with(&config, &[]);
-    let counts = wait_for(Duration::from_secs(30), "the waiting records delivered after the restart", || {
-        let counts = block_on(copies(&tenant, &arn));
-        (counts.len() == 30).then_some(counts)
-    });
-    assert!(counts.values().all(|n| *n == 1), "every record once: {counts:?}");
-    wait_for(Duration::from_secs(10), "the outbox to drain", || {
-        (world.metric("sluice_outbox_depth") == 0.0).then_some(())
-    });
-    world.source.add_items(30..32);
-    let run = world.run_now(&tenant, &id, Duration::from_secs(60));
-    assert_eq!((run["outcome"].as_str(), run["records"].as_u64()), (Some("succeeded"), Some(2)), "{run}");
-    let last = world.source.seen().into_iter().rev().find(|s| s.path == "/items").unwrap();
-    assert_eq!(last.query.get("since").map(String::as_str), Some("2026-01-01T00:00:00.029Z"), "the state came along");
+    world.expect_waiting_records_delivered_once(&tenant, &id, &arn);
 }
 
 /// Runs `sluice store <args>` with `config` and moto's environment; returns the exit code and
@@ -253,16 +217,7 @@ async fn a_single_host_moves_into_the_shared_store_with_its_waiting_records_and_
     let mut world = World::start();
     world.proxy.one_at_a_time();
     let tenant = world.tenant("acme", "111111111111").await;
-    let arn = tenant.aws.stream("events").await;
-    let project = world.project(&tenant, "incremental", "/items", &arn, json!({}));
-    let id = project["id"].as_str().unwrap().to_string();
-    world.source.add_items(0..10);
-    let run = world.run_now(&tenant, &id, Duration::from_secs(60));
-    assert_eq!(run["outcome"], "succeeded", "{run}");
-    world.source.add_items(10..30);
-    world.proxy.set_down("Kinesis_20131202.", true);
-    let run = world.run_now(&tenant, &id, Duration::from_secs(60));
-    assert_eq!(run["error"]["stage"], "deliver", "{run}");
+    let (id, arn) = world.leave_records_waiting(&tenant).await;
     world.kill();
 
     // Export from sled, import into the shared store (created by the import's settings).
@@ -286,17 +241,7 @@ async fn a_single_host_moves_into_the_shared_store_with_its_waiting_records_and_
     world.proxy.set_down("Kinesis_20131202.", false);
     world.dir = tempfile::tempdir().unwrap();
     world.restart_with(&dynamo, &[]);
-    let counts = wait_for(Duration::from_secs(30), "the moved records delivered", || {
-        let counts = block_on(copies(&tenant, &arn));
-        (counts.len() == 30).then_some(counts)
-    });
-    assert!(counts.values().all(|n| *n == 1), "every record once: {counts:?}");
-    world.wait_ready();
-    world.source.add_items(30..32);
-    let run = world.run_now(&tenant, &id, Duration::from_secs(60));
-    assert_eq!((run["outcome"].as_str(), run["records"].as_u64()), (Some("succeeded"), Some(2)), "{run}");
-    let last = world.source.seen().into_iter().rev().find(|s| s.path == "/items").unwrap();
-    assert_eq!(last.query.get("since").map(String::as_str), Some("2026-01-01T00:00:00.029Z"), "the state came along");
+    world.expect_waiting_records_delivered_once(&tenant, &id, &arn);
 
     // And back out: the shared store exports as the embedded one does.
     world.kill();

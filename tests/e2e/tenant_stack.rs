@@ -14,7 +14,7 @@ use aws_sdk_cloudformation::types::{Capability, Parameter, Stack};
 use serde_json::json;
 use sluice_tests::fault_proxy::one_or_many;
 use sluice_tests::tenant_account::role_config;
-use sluice_tests::world::{Tenant, World, wait_for};
+use sluice_tests::world::{Tenant, World, block_on, wait_for};
 use sluice_tests::{PLATFORM_PRINCIPAL, root};
 
 /// The tenant's AWS account, apart from the accounts other tests use.
@@ -461,9 +461,4 @@ async fn apply_the_trust_policy_moto_skipped(
     if world.proxy.trust_policy(role_arn).as_ref() != Some(&policy) {
         world.proxy.set_trust_policy(role_arn, &policy);
     }
-}
-
-/// Runs a future to completion from blocking test code on the multi-threaded test runtime.
-fn block_on<F: std::future::Future>(future: F) -> F::Output {
-    tokio::task::block_in_place(|| tokio::runtime::Handle::current().block_on(future))
 }

@@ -48,6 +48,23 @@ pub fn constant_time_eq(a: &[u8], b: &[u8]) -> bool {
     a.len() == b.len() && a.iter().zip(b).fold(0u8, |acc, (x, y)| acc | (x ^ y)) == 0
 }
 
+/// A new active tenant with a fresh API key (returned once, stored only as its hash) and a fresh
+/// external id.
+pub(super) fn new_tenant(name: &str, tier: super::model::Tier) -> (super::model::Tenant, TenantKey) {
+    let key = TenantKey::generate();
+    let tenant = super::model::Tenant {
+        id: format!("ten_{}", random_hex(8)),
+        name: name.to_string(),
+        tier,
+        status: super::model::TenantStatus::Active,
+        quota_overrides: super::model::QuotaOverrides::default(),
+        created_at: super::now_rfc3339(),
+        key_hash: key.hash(),
+        external_id: random_hex(16),
+    };
+    (tenant, key)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -61,6 +61,19 @@ pub struct WaitingEntry {
     pub state_pending: bool,
 }
 
+impl WaitingEntry {
+    /// The summary of `entry`.
+    pub fn of(entry: &OutboxEntry) -> Self {
+        Self {
+            run_id: entry.run_id.clone(),
+            scheduled_at_ms: entry.scheduled_at_ms,
+            records: entry.records.len() as u64,
+            bytes: entry.payload_bytes(),
+            state_pending: entry.state.is_some(),
+        }
+    }
+}
+
 /// The JSON header of a stored entry; records follow it in a compact binary layout because
 /// JSON would triple the size of binary record data.
 #[derive(Serialize, Deserialize)]
@@ -213,18 +226,7 @@ impl SledStore {
 
     /// What a project has waiting for Kinesis, oldest first, without the records themselves.
     pub async fn waiting_of(&self, tenant: &str, project: &str) -> Result<Vec<WaitingEntry>> {
-        Ok(self
-            .outbox_of(tenant, project)
-            .await?
-            .into_iter()
-            .map(|(_, entry)| WaitingEntry {
-                run_id: entry.run_id.clone(),
-                scheduled_at_ms: entry.scheduled_at_ms,
-                records: entry.records.len() as u64,
-                bytes: entry.payload_bytes(),
-                state_pending: entry.state.is_some(),
-            })
-            .collect())
+        Ok(self.outbox_of(tenant, project).await?.into_iter().map(|(_, entry)| WaitingEntry::of(&entry)).collect())
     }
 
     /// A project's undelivered entries, oldest first.

@@ -4,23 +4,13 @@ use sled::Transactional;
 use sled::transaction::ConflictableTransactionError;
 
 use super::keys::{self, TenantKey, constant_time_eq, hash_key};
-use super::model::{QuotaOverrides, Tenant, TenantStatus, Tier};
-use super::{Result, SledStore, StoreError, decode, decode_entry, encode, now_rfc3339};
+use super::model::{Tenant, Tier};
+use super::{Result, SledStore, StoreError, decode, decode_entry, encode};
 
 impl SledStore {
     /// Creates a tenant with a fresh API key, returned once here and stored only as its hash.
     pub async fn create_tenant(&self, name: &str, tier: Tier) -> Result<(Tenant, TenantKey)> {
-        let key = TenantKey::generate();
-        let tenant = Tenant {
-            id: format!("ten_{}", keys::random_hex(8)),
-            name: name.to_string(),
-            tier,
-            status: TenantStatus::Active,
-            quota_overrides: QuotaOverrides::default(),
-            created_at: now_rfc3339(),
-            key_hash: key.hash(),
-            external_id: keys::random_hex(16),
-        };
+        let (tenant, key) = keys::new_tenant(name, tier);
         let value = encode(&tenant)?;
         (&self.tenants, &self.keys).transaction(|(tenants, keys)| {
             tenants.insert(tenant.id.as_bytes(), value.as_slice())?;

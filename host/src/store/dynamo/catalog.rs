@@ -108,28 +108,7 @@ impl DynamoStore {
         id: &str,
         change: impl Fn(&mut Project),
     ) -> Result<Option<Project>, StoreError> {
-        for _ in 0..ATTEMPTS {
-            let Some(item) = self.get(project_key(tenant, id)).await? else { return Ok(None) };
-            let version = number_of(&item, "v")?;
-            let mut project: Project = doc_of(&item)?;
-            change(&mut project);
-            let put = self.project_put(&project, version + 1)?;
-            let written = self
-                .db
-                .put_item()
-                .table_name(&self.table)
-                .set_item(Some(put.item))
-                .condition_expression("v = :v")
-                .expression_attribute_values(":v", n(version))
-                .send()
-                .await;
-            match written {
-                Ok(_) => return Ok(Some(project)),
-                Err(e) if e.as_service_error().is_some_and(|e| e.is_conditional_check_failed_exception()) => continue,
-                Err(e) => return Err(remote("PutItem", e)),
-            }
-        }
-        Err(contended("project", id))
+        self.update_versioned(project_key(tenant, id), "project", id, change).await
     }
 
     /// Removes a project and gives its place in the quota back. Returns whether it existed.

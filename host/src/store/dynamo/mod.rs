@@ -254,6 +254,46 @@ impl DynamoStore {
         Ok(())
     }
 
+    /// Applies `change` to the versioned record (`doc` and `v`) under `key` and writes it back,
+    /// unless another writer changed it meanwhile, in which case it reads the record again and
+    /// retries; `None` if there is no record. `change` may run more than once, so it must not
+    /// have side effects.
+    async fn update_versioned<T>(
+        &self,
+        key: Item,
+        what: &str,
+        id: &str,
+        change: impl Fn(&mut T),
+    ) -> Result<Option<T>, StoreError>
+    where
+        T: serde::Serialize + serde::de::DeserializeOwned,
+    {
+        for _ in 0..tenants::UPDATE_ATTEMPTS {
+            let Some(item) = self.get(key.clone()).await? else { return Ok(None) };
+            let version = number_of(&item, "v")?;
+            let mut record: T = doc_of(&item)?;
+            change(&mut record);
+            let mut updated = key.clone();
+            updated.insert("doc".into(), doc(&record)?);
+            updated.insert("v".into(), n(version + 1));
+            let written = self
+                .db
+                .put_item()
+                .table_name(&self.table)
+                .set_item(Some(updated))
+                .condition_expression("v = :v")
+                .expression_attribute_values(":v", n(version))
+                .send()
+                .await;
+            match written {
+                Ok(_) => return Ok(Some(record)),
+                Err(e) if e.as_service_error().is_some_and(|e| e.is_conditional_check_failed_exception()) => continue,
+                Err(e) => return Err(remote("PutItem", e)),
+            }
+        }
+        Err(tenants::contended(what, id))
+    }
+
     /// Checks that the table and bucket exist and that the host may use them, naming the setting
     /// or the permission at fault.
     pub async fn check(&self) -> Result<(), StoreError> {

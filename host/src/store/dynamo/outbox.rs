@@ -200,18 +200,7 @@ impl DynamoStore {
 
     /// What a project has waiting for Kinesis, oldest first, without the records themselves.
     pub async fn waiting_of(&self, tenant: &str, project: &str) -> Result<Vec<WaitingEntry>, StoreError> {
-        Ok(self
-            .outbox_of(tenant, project)
-            .await?
-            .into_iter()
-            .map(|(_, entry)| WaitingEntry {
-                run_id: entry.run_id.clone(),
-                scheduled_at_ms: entry.scheduled_at_ms,
-                records: entry.records.len() as u64,
-                bytes: entry.payload_bytes(),
-                state_pending: entry.state.is_some(),
-            })
-            .collect())
+        Ok(self.outbox_of(tenant, project).await?.into_iter().map(|(_, entry)| WaitingEntry::of(&entry)).collect())
     }
 
     /// The entry under `key`, if it is still waiting.

@@ -2,13 +2,13 @@
 
 use aws_sdk_dynamodb::types::{Delete, Put, TransactWriteItem};
 
+use super::super::StoreError;
 use super::super::keys::{self, TenantKey, constant_time_eq, hash_key};
-use super::super::model::{QuotaOverrides, Tenant, TenantStatus, Tier};
-use super::super::{StoreError, now_rfc3339};
+use super::super::model::{Tenant, Tier};
 use super::{DynamoStore, Item, cancelled_conditions, doc, doc_of, key, local, n, number_of, remote, s, string_of};
 
 /// How often a conditional update of one record is tried when other writers keep changing it.
-const UPDATE_ATTEMPTS: usize = 20;
+pub(super) const UPDATE_ATTEMPTS: usize = 20;
 
 fn tenant_key(id: &str) -> Item {
     key("tenants", id)
@@ -39,17 +39,7 @@ impl DynamoStore {
 
     /// Creates a tenant with a fresh API key, returned once here and stored only as its hash.
     pub async fn create_tenant(&self, name: &str, tier: Tier) -> Result<(Tenant, TenantKey), StoreError> {
-        let key = TenantKey::generate();
-        let tenant = Tenant {
-            id: format!("ten_{}", keys::random_hex(8)),
-            name: name.to_string(),
-            tier,
-            status: TenantStatus::Active,
-            quota_overrides: QuotaOverrides::default(),
-            created_at: now_rfc3339(),
-            key_hash: key.hash(),
-            external_id: keys::random_hex(16),
-        };
+        let (tenant, key) = keys::new_tenant(name, tier);
         let mut put = self.tenant_put(&tenant, 1)?;
         put.condition_expression = Some("attribute_not_exists(pk)".into());
         self.db
@@ -85,28 +75,7 @@ impl DynamoStore {
     /// tenant meanwhile, in which case it reads the tenant again and retries. `change` may run
     /// more than once, so it must not have side effects.
     pub async fn update_tenant(&self, id: &str, change: impl Fn(&mut Tenant)) -> Result<Option<Tenant>, StoreError> {
-        for _ in 0..UPDATE_ATTEMPTS {
-            let Some(item) = self.get(tenant_key(id)).await? else { return Ok(None) };
-            let version = number_of(&item, "v")?;
-            let mut tenant: Tenant = doc_of(&item)?;
-            change(&mut tenant);
-            let put = self.tenant_put(&tenant, version + 1)?;
-            let written = self
-                .db
-                .put_item()
-                .table_name(&self.table)
-                .set_item(Some(put.item))
-                .condition_expression("v = :v")
-                .expression_attribute_values(":v", n(version))
-                .send()
-                .await;
-            match written {
-                Ok(_) => return Ok(Some(tenant)),
-                Err(e) if e.as_service_error().is_some_and(|e| e.is_conditional_check_failed_exception()) => continue,
-                Err(e) => return Err(remote("PutItem", e)),
-            }
-        }
-        Err(contended("tenant", id))
+        self.update_versioned(tenant_key(id), "tenant", id, change).await
     }
 
     /// Issues a new API key for a tenant and revokes the old one, in one transaction.
