@@ -129,6 +129,12 @@ impl FaultProxy {
         self.state.counts.lock().unwrap().get(operation).copied().unwrap_or(0)
     }
 
+    /// How many calls of each operation whose name starts with `prefix` the proxy has seen.
+    pub fn counts_of(&self, prefix: &str) -> std::collections::BTreeMap<String, u64> {
+        let counts = self.state.counts.lock().unwrap();
+        counts.iter().filter(|(operation, _)| operation.starts_with(prefix)).map(|(k, v)| (k.clone(), *v)).collect()
+    }
+
     /// From now on, AssumeRole through the proxy acts as `caller` (the daemon's platform
     /// principal) and is denied with STS's `AccessDenied` unless the role's trust policy, read
     /// from moto, has an `Allow` statement for `sts:AssumeRole` whose `Principal.AWS` names

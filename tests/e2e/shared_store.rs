@@ -257,3 +257,50 @@ async fn a_single_host_moves_into_the_shared_store_with_its_waiting_records_and_
     let (code, stderr) = store_command(&world.proxy, fresh.path(), FAST, &["import", "--from", back.to_str().unwrap()]);
     assert_eq!(code, 0, "{stderr}");
 }
+
+/// What one run costs on the shared store, in DynamoDB write requests: counted at the proxy over
+/// ten manual runs that each deliver records and commit a state. A bound that can fail, and the
+/// figures the shared store's committer (not built yet) is to cut to well under one per run.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_run_on_the_shared_store_makes_a_bounded_number_of_write_requests() {
+    let world = World::start_configured(true, &shared(""), &[]);
+    world.proxy.one_at_a_time();
+    let tenant = world.tenant("acme", "111111111111").await;
+    let arn = tenant.aws.stream("events").await;
+    let project = world.project(&tenant, "incremental", "/items", &arn, serde_json::json!({}));
+    let id = project["id"].as_str().unwrap().to_string();
+    world.wait_ready();
+    world.source.add_items(0..2);
+    world.run_now(&tenant, &id, std::time::Duration::from_secs(60));
+    let before = world.proxy.counts_of("DynamoDB_20120810.");
+    const RUNS: u32 = 10;
+    for n in 0..RUNS {
+        world.source.add_items(2 + 2 * n..4 + 2 * n);
+        let run = world.run_now(&tenant, &id, std::time::Duration::from_secs(60));
+        assert_eq!(run["outcome"], "succeeded", "{run}");
+    }
+    // The last run's history goes out without the run waiting for it.
+    std::thread::sleep(std::time::Duration::from_millis(500));
+    let after = world.proxy.counts_of("DynamoDB_20120810.");
+    let per_run: Vec<(String, f64)> = after
+        .iter()
+        .map(|(op, n)| {
+            (
+                op.trim_start_matches("DynamoDB_20120810.").to_string(),
+                (n - before.get(op).copied().unwrap_or(0)) as f64 / RUNS as f64,
+            )
+        })
+        .filter(|(_, n)| *n > 0.0)
+        .collect();
+    eprintln!("DynamoDB requests per run (reads include the test's own polling of the run history): {per_run:?}");
+    let writes: f64 = per_run
+        .iter()
+        .filter(|(op, _)| {
+            ["TransactWriteItems", "PutItem", "UpdateItem", "DeleteItem", "BatchWriteItem"].contains(&op.as_str())
+        })
+        .map(|(_, n)| n)
+        .sum();
+    // Today: the outbox entry, its delivery with the state, and the history with the usage, each
+    // its own transaction, plus the project's status when it changes.
+    assert!(writes <= 4.0, "{writes} write requests per run: {per_run:?}");
+}
