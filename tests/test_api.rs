@@ -11,6 +11,9 @@ use crate::{ADMIN_TOKEN, PLATFORM_PRINCIPAL, plugin_bytes};
 
 /// An in-process API over a fresh store in a temporary directory, for `oneshot` tests.
 pub struct TestApi {
+    /// moto, when the store is the shared one (`SLUICE_TEST_STORE=dynamodb`); kept for the
+    /// test's lifetime.
+    _moto: Option<(crate::Moto, crate::fault_proxy::FaultProxy)>,
     pub app: axum::Router,
     /// The same store the app uses, for arranging data the API cannot create (run history).
     pub store: sluice::store::Store,
@@ -35,7 +38,13 @@ impl Runner for Recorder {
 impl TestApi {
     pub fn new() -> Self {
         let dir = tempfile::tempdir().unwrap();
-        let store = sluice::store::Store::open(&dir.path().join("db")).unwrap();
+        let (store, moto) = match crate::world::test_store() {
+            None => (sluice::store::Store::open(&dir.path().join("db")).unwrap(), None),
+            Some(_) => {
+                let (store, moto, proxy) = shared_store();
+                (store, Some((moto, proxy)))
+            }
+        };
         let runtime = Runtime::new(RuntimeConfig {
             max_concurrent_calls: 8,
             cache_dir: Some(dir.path().join("compiled")),
@@ -56,7 +65,7 @@ impl TestApi {
             state = state.with_control(Control::new(scheduler, store.clone()));
         }
         let app = sluice::api::app(state);
-        Self { app, store, dir, ticks }
+        Self { _moto: moto, app, store, dir, ticks }
     }
 
     /// Sends one request and returns the status and the JSON body (`null` when empty).
@@ -162,4 +171,29 @@ impl Default for TestApi {
     fn default() -> Self {
         Self::new()
     }
+}
+
+/// A fresh shared store on a moto of its own, behind a proxy that hands it one request at a time
+/// (see `FaultProxy::one_at_a_time`). Built on a thread of its own, so that `TestApi::new` works
+/// in any test, async or not.
+fn shared_store() -> (sluice::store::Store, crate::Moto, crate::fault_proxy::FaultProxy) {
+    let moto = crate::Moto::start();
+    let proxy = crate::fault_proxy::FaultProxy::start(&moto.endpoint);
+    proxy.one_at_a_time();
+    let endpoint = proxy.endpoint.clone();
+    let store = std::thread::spawn(move || {
+        let runtime = tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap();
+        runtime.block_on(async move {
+            let credentials = aws_sdk_kinesis::config::Credentials::new("testing", "testing", None, None, "test");
+            let sdk = crate::tenant_account::sdk_config(&endpoint, credentials).await;
+            let settings =
+                sluice::store::dynamo::DynamoSettings { table: "sluice".into(), bucket: "sluice-store".into() };
+            let store = sluice::store::dynamo::DynamoStore::new(&sdk, &settings);
+            store.init().await.unwrap();
+            sluice::store::Store::from(store)
+        })
+    })
+    .join()
+    .unwrap();
+    (store, moto, proxy)
 }
