@@ -7,30 +7,13 @@ use super::super::keys::random_hex;
 use super::super::model::{PluginMeta, Project};
 use super::super::{CreatePlugin, CreateProject, DeletePlugin, StoreError};
 use super::tenants::contended;
-use super::{DynamoStore, Item, cancelled_conditions, doc, doc_of, key, local, n, number_of, remote, s, string_of};
+use super::{
+    DynamoStore, cancelled_conditions, counts_key, doc, doc_of, holders_key, local, n, number_of, plugin_key,
+    project_key, remote, s, string_of, tenant_pk,
+};
 
 /// How often a write is tried when other writers keep changing what it depends on.
 const ATTEMPTS: usize = 20;
-
-fn tenant_pk(tenant: &str) -> String {
-    format!("tenant#{tenant}")
-}
-
-fn project_key(tenant: &str, id: &str) -> Item {
-    key(tenant_pk(tenant), format!("project#{id}"))
-}
-
-fn plugin_key(tenant: &str, id: &str) -> Item {
-    key(tenant_pk(tenant), format!("plugin#{id}"))
-}
-
-fn counts_key(tenant: &str) -> Item {
-    key(tenant_pk(tenant), "counts")
-}
-
-fn holders_key(id: &str) -> Item {
-    key(format!("component#{id}"), "refs")
-}
 
 /// The S3 key of a component's bytes in one generation.
 fn object_key(id: &str, generation: &str) -> String {
@@ -58,7 +41,7 @@ impl DynamoStore {
         build(update.build())
     }
 
-    fn project_put(&self, project: &Project, version: i64) -> Result<Put, StoreError> {
+    pub(super) fn project_put(&self, project: &Project, version: i64) -> Result<Put, StoreError> {
         let mut item = project_key(&project.tenant_id, &project.id);
         item.insert("doc".into(), doc(project)?);
         item.insert("v".into(), n(version));

@@ -82,6 +82,45 @@ fn key(pk: impl Into<String>, sk: impl Into<String>) -> Item {
     HashMap::from([("pk".to_string(), s(pk)), ("sk".to_string(), s(sk))])
 }
 
+// The items' keys, in one place: the table above, as code.
+
+fn tenant_key(id: &str) -> Item {
+    key("tenants", id)
+}
+
+fn api_key(hash: &str) -> Item {
+    key(format!("key#{hash}"), "key")
+}
+
+fn tenant_pk(tenant: &str) -> String {
+    format!("tenant#{tenant}")
+}
+
+fn counts_key(tenant: &str) -> Item {
+    key(tenant_pk(tenant), "counts")
+}
+
+fn usage_key(tenant: &str) -> Item {
+    key(tenant_pk(tenant), "usage")
+}
+
+fn plugin_key(tenant: &str, id: &str) -> Item {
+    key(tenant_pk(tenant), format!("plugin#{id}"))
+}
+
+fn project_key(tenant: &str, id: &str) -> Item {
+    key(tenant_pk(tenant), format!("project#{id}"))
+}
+
+fn holders_key(id: &str) -> Item {
+    key(format!("component#{id}"), "refs")
+}
+
+/// The partition of a project's outbox, parked entries, state and history.
+fn project_pk(tenant: &str, project: &str) -> String {
+    format!("project#{tenant}/{project}")
+}
+
 /// A string attribute of an item, or a corrupt-record error naming the item.
 fn string_of<'a>(item: &'a Item, name: &str) -> Result<&'a str, StoreError> {
     match item.get(name) {

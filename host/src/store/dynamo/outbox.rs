@@ -21,7 +21,7 @@ use super::super::StoreError;
 use super::super::disk::DiskUsage;
 use super::super::outbox::{OutboxEntry, OutboxKey, WaitingEntry, decode_entry, encode_entry};
 use super::super::parked::{ParkedAction, ParkedEntry};
-use super::{DynamoStore, Item, key, local, n, number_of, remote, s, string_of};
+use super::{DynamoStore, Item, key, local, n, number_of, project_pk, remote, s, string_of, usage_key};
 
 /// The largest value kept in the item itself; DynamoDB's items stop at 400 KB.
 pub(super) const INLINE_BYTES: usize = 350_000;
@@ -45,10 +45,6 @@ fn next_sequence() -> u64 {
             Err(seen) => last = seen,
         }
     }
-}
-
-pub(super) fn project_pk(tenant: &str, project: &str) -> String {
-    format!("project#{tenant}/{project}")
 }
 
 fn shard_of(tenant: &str, project: &str) -> String {
@@ -78,10 +74,6 @@ fn spill_key(tenant: &str, project: &str, sequence: &str) -> String {
     format!("outbox/{tenant}/{project}/{sequence}")
 }
 
-fn usage_key(tenant: &str) -> Item {
-    key(format!("tenant#{tenant}"), "usage")
-}
-
 impl DynamoStore {
     /// One `ADD` of byte counts to a tenant's usage item, for a transaction.
     fn bytes_update(&self, tenant: &str, changes: &[(&str, i64)]) -> Result<TransactWriteItem, StoreError> {
@@ -93,6 +85,43 @@ impl DynamoStore {
         }
         let update = update.update_expression(format!("ADD {}", parts.join(", "))).build();
         Ok(TransactWriteItem::builder().update(update.map_err(|e| local("TransactWriteItems", e))?).build())
+    }
+
+    /// Puts `item` and adds `changes` to the tenant's byte counts, in one transaction.
+    async fn put_counted(&self, item: Item, tenant: &str, changes: &[(&str, i64)]) -> Result<(), StoreError> {
+        let put = Put::builder().table_name(&self.table).set_item(Some(item)).build();
+        self.db
+            .transact_write_items()
+            .transact_items(TransactWriteItem::builder().put(put.map_err(|e| local("TransactWriteItems", e))?).build())
+            .transact_items(self.bytes_update(tenant, changes)?)
+            .send()
+            .await
+            .map_err(|e| remote("TransactWriteItems", e))?;
+        Ok(())
+    }
+
+    /// Deletes the stored `item` and takes its `bytes` from the tenant's `figure`, in one
+    /// transaction, then its spilled object; an item gone already (another host removed it)
+    /// changes nothing.
+    async fn delete_counted(&self, item: &Item, tenant: &str, figure: &str) -> Result<(), StoreError> {
+        let delete = Delete::builder()
+            .table_name(&self.table)
+            .set_key(Some(key(string_of(item, "pk")?, string_of(item, "sk")?)))
+            .condition_expression("attribute_exists(pk)")
+            .build()
+            .map_err(|e| local("TransactWriteItems", e))?;
+        let written = self
+            .db
+            .transact_write_items()
+            .transact_items(TransactWriteItem::builder().delete(delete).build())
+            .transact_items(self.bytes_update(tenant, &[(figure, -number_of(item, "bytes")?)])?)
+            .send()
+            .await;
+        match written {
+            Ok(_) => self.forget_spilled(item).await,
+            Err(e) if super::cancelled_conditions(&e).is_some_and(|failed| failed.first() == Some(&true)) => Ok(()),
+            Err(e) => Err(remote("TransactWriteItems", e)),
+        }
     }
 
     /// The value of an item written by [`DynamoStore::value_attributes`]: inline or from S3.
@@ -158,14 +187,7 @@ impl DynamoStore {
         let value = encode_entry(entry)?;
         let bytes = value.len() as i64;
         self.value_attributes(&mut item, spill_key(tenant, project, &sequence), value).await?;
-        let put = Put::builder().table_name(&self.table).set_item(Some(item)).build();
-        self.db
-            .transact_write_items()
-            .transact_items(TransactWriteItem::builder().put(put.map_err(|e| local("TransactWriteItems", e))?).build())
-            .transact_items(self.bytes_update(tenant, &[("outbox_bytes", bytes)])?)
-            .send()
-            .await
-            .map_err(|e| remote("TransactWriteItems", e))?;
+        self.put_counted(item, tenant, &[("outbox_bytes", bytes)]).await?;
         Ok(outbox_key(tenant, project, &sequence))
     }
 
@@ -380,14 +402,7 @@ impl DynamoStore {
         let object = format!("state/{tenant}/{project}/{}", next_sequence());
         self.value_attributes(&mut item, object, state.to_vec()).await?;
         let added = state.len() as i64 - old.as_ref().map_or(Ok(0), |o| number_of(o, "bytes"))?;
-        let put = Put::builder().table_name(&self.table).set_item(Some(item)).build();
-        self.db
-            .transact_write_items()
-            .transact_items(TransactWriteItem::builder().put(put.map_err(|e| local("TransactWriteItems", e))?).build())
-            .transact_items(self.bytes_update(tenant, &[("state_bytes", added)])?)
-            .send()
-            .await
-            .map_err(|e| remote("TransactWriteItems", e))?;
+        self.put_counted(item, tenant, &[("state_bytes", added)]).await?;
         if let Some(old) = old {
             self.forget_spilled(&old).await?;
         }
@@ -422,15 +437,7 @@ impl DynamoStore {
         let value = encode_entry(&parked.entry)?;
         let bytes = value.len() as i64;
         self.value_attributes(&mut item, format!("parked/{tenant}/{project}/{sequence}"), value).await?;
-        let put = Put::builder().table_name(&self.table).set_item(Some(item)).build();
-        self.db
-            .transact_write_items()
-            .transact_items(TransactWriteItem::builder().put(put.map_err(|e| local("TransactWriteItems", e))?).build())
-            .transact_items(self.bytes_update(tenant, &[("parked_bytes", bytes)])?)
-            .send()
-            .await
-            .map_err(|e| remote("TransactWriteItems", e))?;
-        Ok(())
+        self.put_counted(item, tenant, &[("parked_bytes", bytes)]).await
     }
 
     /// Puts a parked entry's records back in the outbox, after everything waiting, without its
@@ -440,11 +447,10 @@ impl DynamoStore {
             return self.absent(tenant, project, run_id).await;
         };
         parked.entry.state = None;
-        let removed = number_of(&item, "bytes")?;
         // The entry goes back first: a failure between the two steps leaves it twice (delivered
         // twice, as at-least-once allows), never lost.
         self.enqueue(&parked.entry).await?;
-        self.remove_parked(tenant, &item, removed).await?;
+        self.delete_counted(&item, tenant, "parked_bytes").await?;
         Ok(ParkedAction::Done)
     }
 
@@ -453,30 +459,8 @@ impl DynamoStore {
         let Some((item, _)) = self.find_parked(tenant, project, run_id).await? else {
             return self.absent(tenant, project, run_id).await;
         };
-        let removed = number_of(&item, "bytes")?;
-        self.remove_parked(tenant, &item, removed).await?;
+        self.delete_counted(&item, tenant, "parked_bytes").await?;
         Ok(ParkedAction::Done)
-    }
-
-    async fn remove_parked(&self, tenant: &str, item: &Item, removed: i64) -> Result<(), StoreError> {
-        let delete = Delete::builder()
-            .table_name(&self.table)
-            .set_key(Some(key(string_of(item, "pk")?, string_of(item, "sk")?)))
-            .condition_expression("attribute_exists(pk)")
-            .build()
-            .map_err(|e| local("TransactWriteItems", e))?;
-        let written = self
-            .db
-            .transact_write_items()
-            .transact_items(TransactWriteItem::builder().delete(delete).build())
-            .transact_items(self.bytes_update(tenant, &[("parked_bytes", -removed)])?)
-            .send()
-            .await;
-        match written {
-            Ok(_) => self.forget_spilled(item).await,
-            Err(e) if super::cancelled_conditions(&e).is_some_and(|failed| failed.first() == Some(&true)) => Ok(()),
-            Err(e) => Err(remote("TransactWriteItems", e)),
-        }
     }
 
     async fn find_parked(
@@ -502,14 +486,10 @@ impl DynamoStore {
     /// The bytes a tenant keeps waiting, parked and in states, as its usage item counts them on
     /// every host.
     pub async fn disk_usage(&self, tenant: &str) -> Result<DiskUsage, StoreError> {
-        let Some(item) = self.get(usage_key(tenant)).await? else { return Ok(DiskUsage::default()) };
-        let figure = |name| number_of(&item, name).map(|v| v.max(0) as u64);
-        Ok(DiskUsage {
-            state_bytes: figure("state_bytes")?,
-            outbox_bytes: figure("outbox_bytes")?,
-            parked_bytes: figure("parked_bytes")?,
-            history_bytes: figure("history_bytes")?,
-        })
+        match self.get(usage_key(tenant)).await? {
+            Some(item) => disk_of(&item),
+            None => Ok(DiskUsage::default()),
+        }
     }
 
     /// Removes a project's state and its waiting and parked entries (when the project is
@@ -522,26 +502,20 @@ impl DynamoStore {
                     "parked#" => "parked_bytes",
                     _ => "state_bytes",
                 };
-                let delete = Delete::builder()
-                    .table_name(&self.table)
-                    .set_key(Some(key(string_of(&item, "pk")?, string_of(&item, "sk")?)))
-                    .condition_expression("attribute_exists(pk)")
-                    .build()
-                    .map_err(|e| local("TransactWriteItems", e))?;
-                let written = self
-                    .db
-                    .transact_write_items()
-                    .transact_items(TransactWriteItem::builder().delete(delete).build())
-                    .transact_items(self.bytes_update(tenant, &[(figure, -number_of(&item, "bytes")?)])?)
-                    .send()
-                    .await;
-                match written {
-                    Ok(_) => self.forget_spilled(&item).await?,
-                    Err(e) if super::cancelled_conditions(&e).is_some_and(|f| f.first() == Some(&true)) => {}
-                    Err(e) => return Err(remote("TransactWriteItems", e)),
-                }
+                self.delete_counted(&item, tenant, figure).await?;
             }
         }
         Ok(())
     }
+}
+
+/// The byte counts on a tenant's usage item.
+pub(super) fn disk_of(item: &Item) -> Result<DiskUsage, StoreError> {
+    let figure = |name| number_of(item, name).map(|v| v.max(0) as u64);
+    Ok(DiskUsage {
+        state_bytes: figure("state_bytes")?,
+        outbox_bytes: figure("outbox_bytes")?,
+        parked_bytes: figure("parked_bytes")?,
+        history_bytes: figure("history_bytes")?,
+    })
 }

@@ -16,7 +16,8 @@ use super::super::outbox::OutboxEntry;
 use super::super::parked::ParkedEntry;
 use super::super::runs::{Counters, RUNS_KEPT, Run};
 use super::super::{PortError, PortSummary, StoreError};
-use super::{DynamoStore, doc, key, n, number_of, remote, s, string_of};
+use super::runs::{counters_of, usage_add};
+use super::{DynamoStore, counts_key, doc, holders_key, key, n, plugin_key, remote, s, string_of, usage_key};
 
 /// The item whose presence marks an import that did not finish.
 pub(super) fn unfinished_key() -> super::Item {
@@ -83,16 +84,8 @@ impl DynamoStore {
             }
         }
         for tenant in &tenants {
-            let Some(item) = self.get(key(format!("tenant#{}", tenant.id), "usage")).await? else { continue };
-            let count = |name| number_of(&item, name).map(|v| v.max(0) as u64);
-            let counters = Counters {
-                runs: count("runs")?,
-                runs_failed: count("runs_failed")?,
-                bytes_fetched: count("bytes_fetched")?,
-                records_delivered: count("records_delivered")?,
-                bytes_delivered: count("bytes_delivered")?,
-                plugin_ms: count("plugin_us")? as f64 / 1000.0,
-            };
+            let Some(item) = self.get(usage_key(&tenant.id)).await? else { continue };
+            let counters = counters_of(&item)?;
             write_item(out, &Item::Usage { tenant_id: tenant.id.clone(), counters }, &mut summary)?;
         }
         write_end(out, &mut summary)?;
@@ -133,17 +126,13 @@ impl ImportTarget for DynamoStore {
     }
 
     async fn put_tenant(&self, tenant: &Tenant) -> Result<(), StoreError> {
-        let mut item = key("tenants", &tenant.id);
-        item.insert("doc".into(), doc(tenant)?);
-        item.insert("v".into(), n(1));
-        self.put(item, None).await?;
-        let mut api_key = key(format!("key#{}", tenant.key_hash), "key");
-        api_key.insert("tenant".into(), s(&tenant.id));
-        self.put(api_key, None).await.map(drop)
+        self.put(self.tenant_put(tenant, 1)?.item, None).await?;
+        let key = self.key_put(&tenant.key_hash, &tenant.id)?;
+        self.put(key.item, key.condition_expression.as_deref()).await.map(drop)
     }
 
     async fn put_plugin(&self, tenant: &str, plugin: &PluginMeta) -> Result<bool, StoreError> {
-        let mut item = key(format!("tenant#{tenant}"), format!("plugin#{}", plugin.id));
+        let mut item = plugin_key(tenant, &plugin.id);
         item.insert("doc".into(), doc(plugin)?);
         self.put(item, Some("attribute_not_exists(pk)")).await
     }
@@ -152,17 +141,14 @@ impl ImportTarget for DynamoStore {
         // A generation of its own, named by a holders item that `finish` gives its count.
         let generation = super::super::keys::random_hex(8);
         self.put_component_object(id, &generation, bytes).await?;
-        let mut item = key(format!("component#{id}"), "refs");
+        let mut item = holders_key(id);
         item.insert("holders".into(), n(0));
         item.insert("generation".into(), s(generation));
         self.put(item, None).await.map(drop)
     }
 
     async fn put_project(&self, project: &Project) -> Result<(), StoreError> {
-        let mut item = key(format!("tenant#{}", project.tenant_id), format!("project#{}", project.id));
-        item.insert("doc".into(), doc(project)?);
-        item.insert("v".into(), n(1));
-        self.put(item, None).await.map(drop)
+        self.put(self.project_put(project, 1)?.item, None).await.map(drop)
     }
 
     async fn put_state(&self, tenant: &str, project: &str, state: &[u8]) -> Result<(), StoreError> {
@@ -182,28 +168,21 @@ impl ImportTarget for DynamoStore {
     }
 
     async fn put_usage(&self, tenant: &str, counters: &Counters) -> Result<(), StoreError> {
+        let (expression, values) = usage_add(counters);
         let update = self
             .db
             .update_item()
             .table_name(&self.table)
-            .set_key(Some(key(format!("tenant#{tenant}"), "usage")))
-            .update_expression(
-                "ADD runs :runs, runs_failed :failed, bytes_fetched :fetched, records_delivered :records, \
-                 bytes_delivered :delivered, plugin_us :plugin",
-            )
-            .expression_attribute_values(":runs", n(counters.runs))
-            .expression_attribute_values(":failed", n(counters.runs_failed))
-            .expression_attribute_values(":fetched", n(counters.bytes_fetched))
-            .expression_attribute_values(":records", n(counters.records_delivered))
-            .expression_attribute_values(":delivered", n(counters.bytes_delivered))
-            .expression_attribute_values(":plugin", n((counters.plugin_ms * 1000.0).round() as i64));
+            .set_key(Some(usage_key(tenant)))
+            .update_expression(expression)
+            .set_expression_attribute_values(Some(values));
         update.send().await.map_err(|e| remote("UpdateItem", e))?;
         Ok(())
     }
 
     async fn finish(&self, derived: &Derived) -> Result<(), StoreError> {
         for (tenant, (projects, plugins)) in &derived.counts {
-            let mut item = key(format!("tenant#{tenant}"), "counts");
+            let mut item = counts_key(tenant);
             item.insert("projects".into(), n(projects));
             item.insert("plugins".into(), n(plugins));
             self.put(item, None).await?;
@@ -212,7 +191,7 @@ impl ImportTarget for DynamoStore {
             self.db
                 .update_item()
                 .table_name(&self.table)
-                .set_key(Some(key(format!("component#{id}"), "refs")))
+                .set_key(Some(holders_key(id)))
                 .update_expression("SET holders = :holders")
                 .expression_attribute_values(":holders", n(holders))
                 .send()
@@ -220,9 +199,9 @@ impl ImportTarget for DynamoStore {
                 .map_err(|e| remote("UpdateItem", e))?;
         }
         for id in &derived.unheld {
-            let Some(item) = self.get(key(format!("component#{id}"), "refs")).await? else { continue };
+            let Some(item) = self.get(holders_key(id)).await? else { continue };
             let generation = string_of(&item, "generation")?.to_string();
-            self.delete_item(key(format!("component#{id}"), "refs")).await?;
+            self.delete_item(holders_key(id)).await?;
             self.delete_component_object(id, &generation).await?;
         }
         Ok(())

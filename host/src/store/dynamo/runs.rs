@@ -6,15 +6,47 @@
 //! newest [`RUNS_KEPT`] at most, as the sled store does. Usage counters are `ADD`s on the tenant's
 //! `usage` item, atomic across hosts.
 
+use std::collections::HashMap;
+
 use aws_sdk_dynamodb::types::{AttributeValue, DeleteRequest, TransactWriteItem, Update, WriteRequest};
 
 use super::super::StoreError;
-use super::super::runs::{RUNS_KEPT, Run, RunOutcome, Usage};
-use super::outbox::project_pk;
-use super::{DynamoStore, doc, doc_of, key, local, n, number_of, remote};
+use super::super::runs::{Counters, RUNS_KEPT, Run, RunOutcome, Usage};
+use super::outbox::disk_of;
+use super::{DynamoStore, Item, doc, doc_of, key, local, n, number_of, project_pk, remote, usage_key};
 
 /// How long a run's history record is kept before DynamoDB's TTL removes it.
 pub const RUN_TTL_SECONDS: i64 = 30 * 24 * 3600;
+
+/// The `ADD` of `counters` to a tenant's usage item: its update expression and values, for an
+/// `UpdateItem` or an update inside a transaction alike.
+pub(super) fn usage_add(counters: &Counters) -> (String, HashMap<String, AttributeValue>) {
+    let expression = "ADD runs :runs, runs_failed :failed, bytes_fetched :fetched, records_delivered :records, \
+                      bytes_delivered :delivered, plugin_us :plugin";
+    let values = HashMap::from([
+        (":runs".to_string(), n(counters.runs)),
+        (":failed".to_string(), n(counters.runs_failed)),
+        (":fetched".to_string(), n(counters.bytes_fetched)),
+        (":records".to_string(), n(counters.records_delivered)),
+        (":delivered".to_string(), n(counters.bytes_delivered)),
+        // Microseconds, as an integer: repeated ADDs of decimals would drift.
+        (":plugin".to_string(), n((counters.plugin_ms * 1000.0).round() as i64)),
+    ]);
+    (expression.to_string(), values)
+}
+
+/// The counters on a tenant's usage item (`plugin_us` back in milliseconds).
+pub(super) fn counters_of(item: &Item) -> Result<Counters, StoreError> {
+    let count = |name| number_of(item, name).map(|v| v.max(0) as u64);
+    Ok(Counters {
+        runs: count("runs")?,
+        runs_failed: count("runs_failed")?,
+        bytes_fetched: count("bytes_fetched")?,
+        records_delivered: count("records_delivered")?,
+        bytes_delivered: count("bytes_delivered")?,
+        plugin_ms: count("plugin_us")? as f64 / 1000.0,
+    })
+}
 
 impl DynamoStore {
     /// Appends a run to its project's history and adds it to the tenant's usage, in one
@@ -22,22 +54,20 @@ impl DynamoStore {
     pub async fn record_run(&self, tenant: &str, run: &Run, plugin_ms: f64) -> Result<(), StoreError> {
         let item = self.run_item(tenant, run)?;
         let put = aws_sdk_dynamodb::types::Put::builder().table_name(&self.table).set_item(Some(item)).build();
-        let failed = u64::from(run.outcome == RunOutcome::Failed);
-        let records = if run.outcome == RunOutcome::Succeeded { run.records } else { 0 };
+        let counters = Counters {
+            runs: 1,
+            runs_failed: u64::from(run.outcome == RunOutcome::Failed),
+            bytes_fetched: run.bytes_fetched,
+            records_delivered: if run.outcome == RunOutcome::Succeeded { run.records } else { 0 },
+            bytes_delivered: run.bytes_delivered,
+            plugin_ms,
+        };
+        let (expression, values) = usage_add(&counters);
         let usage = Update::builder()
             .table_name(&self.table)
-            .set_key(Some(key(format!("tenant#{tenant}"), "usage")))
-            .update_expression(
-                "ADD runs :one, runs_failed :failed, bytes_fetched :fetched, records_delivered :records, \
-                 bytes_delivered :delivered, plugin_us :plugin",
-            )
-            .expression_attribute_values(":one", n(1))
-            .expression_attribute_values(":failed", n(failed))
-            .expression_attribute_values(":fetched", n(run.bytes_fetched))
-            .expression_attribute_values(":records", n(records))
-            .expression_attribute_values(":delivered", n(run.bytes_delivered))
-            // Microseconds, as an integer: repeated ADDs of decimals would drift.
-            .expression_attribute_values(":plugin", n((plugin_ms * 1000.0).round() as i64))
+            .set_key(Some(usage_key(tenant)))
+            .update_expression(expression)
+            .set_expression_attribute_values(Some(values))
             .build();
         self.db
             .transact_write_items()
@@ -52,7 +82,7 @@ impl DynamoStore {
     }
 
     /// A run's history item, which DynamoDB removes [`RUN_TTL_SECONDS`] after it is written.
-    pub(super) fn run_item(&self, tenant: &str, run: &Run) -> Result<super::Item, StoreError> {
+    pub(super) fn run_item(&self, tenant: &str, run: &Run) -> Result<Item, StoreError> {
         let started = run.started_at.parse::<jiff::Timestamp>().map_or(0, |t| t.as_millisecond().max(0));
         let mut item = key(project_pk(tenant, &run.project_id), format!("run#{started:016x}-{}", run.id));
         item.insert("doc".into(), doc(run)?);
@@ -114,19 +144,17 @@ impl DynamoStore {
 
     /// A tenant's usage counters (all zero before its first run) and stored bytes.
     pub async fn usage(&self, tenant: &str) -> Result<Usage, StoreError> {
-        let disk = self.disk_usage(tenant).await?;
-        let Some(item) = self.get(key(format!("tenant#{tenant}"), "usage")).await? else {
-            return Ok(Usage { disk, ..Usage::default() });
-        };
-        let count = |name| number_of(&item, name).map(|v| v.max(0) as u64);
+        // One item holds both the counters and the stored bytes: one read.
+        let Some(item) = self.get(usage_key(tenant)).await? else { return Ok(Usage::default()) };
+        let counters = counters_of(&item)?;
         Ok(Usage {
-            runs: count("runs")?,
-            runs_failed: count("runs_failed")?,
-            bytes_fetched: count("bytes_fetched")?,
-            records_delivered: count("records_delivered")?,
-            bytes_delivered: count("bytes_delivered")?,
-            plugin_ms: count("plugin_us")? as f64 / 1000.0,
-            disk,
+            runs: counters.runs,
+            runs_failed: counters.runs_failed,
+            bytes_fetched: counters.bytes_fetched,
+            records_delivered: counters.records_delivered,
+            bytes_delivered: counters.bytes_delivered,
+            plugin_ms: counters.plugin_ms,
+            disk: disk_of(&item)?,
         })
     }
 }

@@ -5,28 +5,23 @@ use aws_sdk_dynamodb::types::{Delete, Put, TransactWriteItem};
 use super::super::StoreError;
 use super::super::keys::{self, TenantKey, constant_time_eq, hash_key};
 use super::super::model::{Tenant, Tier};
-use super::{DynamoStore, Item, cancelled_conditions, doc, doc_of, key, local, n, number_of, remote, s, string_of};
+use super::{
+    DynamoStore, Item, api_key, cancelled_conditions, counts_key, doc, doc_of, local, n, number_of, remote, s,
+    string_of, tenant_key, usage_key,
+};
 
 /// How often a conditional update of one record is tried when other writers keep changing it.
 pub(super) const UPDATE_ATTEMPTS: usize = 20;
 
-fn tenant_key(id: &str) -> Item {
-    key("tenants", id)
-}
-
-fn api_key(hash: &str) -> Item {
-    key(format!("key#{hash}"), "key")
-}
-
 impl DynamoStore {
-    fn tenant_put(&self, tenant: &Tenant, version: i64) -> Result<Put, StoreError> {
+    pub(super) fn tenant_put(&self, tenant: &Tenant, version: i64) -> Result<Put, StoreError> {
         let mut item = tenant_key(&tenant.id);
         item.insert("doc".into(), doc(tenant)?);
         item.insert("v".into(), n(version));
         Put::builder().table_name(&self.table).set_item(Some(item)).build().map_err(|e| local("TransactWriteItems", e))
     }
 
-    fn key_put(&self, hash: &str, tenant: &str) -> Result<Put, StoreError> {
+    pub(super) fn key_put(&self, hash: &str, tenant: &str) -> Result<Put, StoreError> {
         let mut item = api_key(hash);
         item.insert("tenant".into(), s(tenant));
         Put::builder()
@@ -123,8 +118,8 @@ impl DynamoStore {
         for plugin in self.plugins(id).await? {
             self.remove_plugin(id, &plugin.id).await?;
         }
-        self.delete_item(key(format!("tenant#{id}"), "counts")).await?;
-        self.delete_item(key(format!("tenant#{id}"), "usage")).await?;
+        self.delete_item(counts_key(id)).await?;
+        self.delete_item(usage_key(id)).await?;
         self.delete_item(tenant_key(id)).await?;
         Ok(true)
     }
