@@ -16,7 +16,6 @@ use crate::run::{DataPlane, Parts, RunConfig};
 use crate::runtime::Runtime;
 use crate::scheduler::{Clock, Scheduler};
 use crate::source::Fetcher;
-use crate::store::dynamo::DynamoSettings;
 use crate::store::{BackendKind, Store, StoreError};
 
 /// What the daemon is built from, besides its configuration file.
@@ -170,15 +169,11 @@ async fn open_store(config: &Config) -> anyhow::Result<Store> {
     match config.store.backend {
         BackendKind::Sled => Store::open(&config.database_dir())
             .with_context(|| format!("cannot open the database in {}", config.data_dir.display())),
-        BackendKind::Dynamodb => {
-            let settings = DynamoSettings {
-                table: config.store.table.clone().unwrap_or_default(),
-                bucket: config.store.bucket.clone().unwrap_or_default(),
-            };
-            Store::connect_dynamo(&settings, config.store.create_table).await.map_err(|e| match e {
+        BackendKind::Dynamodb => Store::connect_dynamo(&config.store.dynamo_settings(), config.store.create_table)
+            .await
+            .map_err(|e| match e {
                 StoreError::Setting { setting, message } => anyhow::Error::new(ConfigError { setting, message }),
                 e => anyhow::Error::new(e).context("cannot open the shared store"),
-            })
-        }
+            }),
     }
 }

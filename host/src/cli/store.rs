@@ -10,7 +10,6 @@ use std::process::ExitCode;
 
 use super::{EXIT_CONFIG, EXIT_DATA_ERROR, EXIT_SOFTWARE};
 use crate::config::Config;
-use crate::store::dynamo::DynamoSettings;
 use crate::store::{BackendKind, PortError, SledStore, Store, StoreError};
 
 #[derive(Debug, clap::Args)]
@@ -68,10 +67,7 @@ fn config(path: Option<&Path>) -> Result<Config, Failed> {
 /// shared store on DynamoDB and S3.
 async fn open(config: &Config, must_exist: bool) -> Result<Opened, Failed> {
     if config.store.backend == BackendKind::Dynamodb {
-        let settings = DynamoSettings {
-            table: config.store.table.clone().unwrap_or_default(),
-            bucket: config.store.bucket.clone().unwrap_or_default(),
-        };
+        let settings = config.store.dynamo_settings();
         let place = format!("table {} and bucket {}", settings.table, settings.bucket);
         let store =
             Store::connect_dynamo(&settings, config.store.create_table && !must_exist).await.map_err(|e| match e {

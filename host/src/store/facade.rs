@@ -33,6 +33,16 @@ pub struct StoreConfig {
     pub create_table: bool,
 }
 
+impl StoreConfig {
+    /// The shared store's table and bucket (empty when unset: `Config::check` refuses that).
+    pub fn dynamo_settings(&self) -> DynamoSettings {
+        DynamoSettings {
+            table: self.table.clone().unwrap_or_default(),
+            bucket: self.bucket.clone().unwrap_or_default(),
+        }
+    }
+}
+
 /// The storage backend.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq, serde::Deserialize)]
 #[serde(rename_all = "lowercase")]
