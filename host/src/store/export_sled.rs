@@ -8,7 +8,8 @@ use base64::Engine;
 use base64::engine::general_purpose::STANDARD as BASE64;
 
 use super::disk::{DiskKind, size};
-use super::export::{Derived, Entry, IMPORT_UNFINISHED, ImportTarget, Item, write_end, write_header, write_item};
+use super::export::{Entry, IMPORT_UNFINISHED, Item, write_end, write_header, write_item};
+use super::import::{Derived, ImportTarget};
 use super::model::{PluginMeta, Project, Tenant};
 use super::outbox::{OutboxEntry, decode_entry};
 use super::parked::{ParkedEntry, decode_parked, encode_parked};

@@ -6,7 +6,7 @@
 use std::path::Path;
 
 use super::dynamo::{DynamoSettings, DynamoStore};
-use super::export::import_into;
+use super::import::import_into;
 use super::{
     CommitOptions, CommitStats, CreatePlugin, CreateProject, DeletePlugin, DiskUsage, OutboxEntry, OutboxKey,
     ParkedAction, ParkedEntry, PluginMeta, Project, Result, Run, SledStore, Tenant, TenantKey, Tier, Usage,

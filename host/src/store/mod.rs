@@ -28,6 +28,7 @@ pub mod dynamo;
 mod export;
 mod export_sled;
 mod facade;
+mod import;
 mod keys;
 pub mod model;
 mod outbox;

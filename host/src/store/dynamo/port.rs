@@ -10,7 +10,8 @@ use std::io::Write;
 use base64::Engine;
 use base64::engine::general_purpose::STANDARD as BASE64;
 
-use super::super::export::{Derived, Entry, ImportTarget, Item, write_end, write_header, write_item};
+use super::super::export::{Entry, Item, write_end, write_header, write_item};
+use super::super::import::{Derived, ImportTarget};
 use super::super::model::{PluginMeta, Project, Tenant};
 use super::super::outbox::OutboxEntry;
 use super::super::parked::ParkedEntry;
