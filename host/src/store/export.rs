@@ -211,20 +211,8 @@ mod tests {
 
     use super::*;
     use crate::store::Store;
+    use crate::store::projects::test_project as project;
     use crate::store::{CreatePlugin, DeletePlugin, RunOutcome, Tier, Trigger};
-
-    fn project(tenant: &str, id: &str, plugin: &str) -> Project {
-        serde_json::from_value(serde_json::json!({
-            "id": id, "tenant_id": tenant, "name": "p", "schedule": "rate(1 hour)", "timezone": "UTC",
-            "source": {"url": "https://api.example.com/"}, "plugin_id": plugin, "plugin_settings": {},
-            "target": {"stream_arn": "arn:aws:kinesis:eu-central-1:111111111111:stream/s",
-                       "role_arn": "arn:aws:iam::111111111111:role/r"},
-            "max_pages": 10, "status": "active", "status_message": "",
-            "onboarding": {"platform_principal_arn": "arn:aws:iam::1:role/x", "external_id": "e"},
-            "created_at": "2026-01-01T00:00:00Z", "updated_at": "2026-01-01T00:00:00Z"
-        }))
-        .unwrap()
-    }
 
     fn entry(tenant: &str, project: &str, run: &str, state: &[u8], records: usize) -> OutboxEntry {
         OutboxEntry {

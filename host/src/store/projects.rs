@@ -121,31 +121,33 @@ impl SledStore {
     }
 }
 
+/// A valid active project record, for the store's tests.
+#[cfg(test)]
+pub(crate) fn test_project(tenant: &str, id: &str, plugin: &str) -> Project {
+    serde_json::from_value(serde_json::json!({
+        "id": id, "tenant_id": tenant, "name": "p", "schedule": "rate(1 hour)", "timezone": "UTC",
+        "source": {"url": "https://api.example.com/"}, "plugin_id": plugin, "plugin_settings": {},
+        "target": {"stream_arn": "arn:aws:kinesis:eu-central-1:111111111111:stream/s",
+                   "role_arn": "arn:aws:iam::111111111111:role/r"},
+        "max_pages": 10, "status": "active", "status_message": "",
+        "onboarding": {"platform_principal_arn": "arn:aws:iam::1:role/x", "external_id": "e"},
+        "created_at": "2026-01-01T00:00:00Z", "updated_at": "2026-01-01T00:00:00Z"
+    }))
+    .unwrap()
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
     use crate::records::Record;
     use crate::store::OutboxEntry;
 
-    fn project(tenant: &str, id: &str) -> Project {
-        serde_json::from_value(serde_json::json!({
-            "id": id, "tenant_id": tenant, "name": "p", "schedule": "rate(1 hour)", "timezone": "UTC",
-            "source": {"url": "https://api.example.com/"}, "plugin_id": "sha256:00", "plugin_settings": {},
-            "target": {"stream_arn": "arn:aws:kinesis:eu-central-1:111111111111:stream/s",
-                       "role_arn": "arn:aws:iam::111111111111:role/r"},
-            "max_pages": 10, "status": "active", "status_message": "",
-            "onboarding": {"platform_principal_arn": "arn:aws:iam::1:role/x", "external_id": "e"},
-            "created_at": "2026-01-01T00:00:00Z", "updated_at": "2026-01-01T00:00:00Z"
-        }))
-        .unwrap()
-    }
-
     #[tokio::test]
     async fn deleting_a_project_removes_its_state_and_undelivered_records_only() {
         let dir = tempfile::tempdir().unwrap();
         let store = SledStore::open(dir.path()).unwrap();
         for id in ["prj_1", "prj_2"] {
-            store.create_project(project("ten_a", id), 10).await.unwrap();
+            store.create_project(test_project("ten_a", id, "sha256:00"), 10).await.unwrap();
             store.commit_state("ten_a", id, b"cursor").await.unwrap();
             let records = vec![Record { data: b"x".to_vec(), partition_key: "k".into(), explicit_hash_key: None }];
             let entry = OutboxEntry {
