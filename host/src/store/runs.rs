@@ -219,6 +219,21 @@ pub(super) fn run_key(tenant: &str, run: &Run) -> String {
     format!("{}{started:016x}-{}", prefix(tenant, &run.project_id), run.id)
 }
 
+impl Counters {
+    /// The usage a tenant sees: these counters and what it keeps stored now.
+    pub(super) fn with_disk(self, disk: DiskUsage) -> Usage {
+        Usage {
+            runs: self.runs,
+            runs_failed: self.runs_failed,
+            bytes_fetched: self.bytes_fetched,
+            records_delivered: self.records_delivered,
+            bytes_delivered: self.bytes_delivered,
+            plugin_ms: self.plugin_ms,
+            disk,
+        }
+    }
+}
+
 impl SledStore {
     /// Appends a run to a project's history, dropping the oldest beyond [`RUNS_KEPT`], and adds
     /// it to the tenant's usage, through the committer: in the batch of the run's other writes.
@@ -280,15 +295,7 @@ impl SledStore {
     pub async fn usage(&self, tenant: &str) -> Result<Usage> {
         let counters: Counters =
             self.usage.get(tenant)?.map(|raw| decode(tenant, &raw)).transpose()?.unwrap_or_default();
-        Ok(Usage {
-            runs: counters.runs,
-            runs_failed: counters.runs_failed,
-            bytes_fetched: counters.bytes_fetched,
-            records_delivered: counters.records_delivered,
-            bytes_delivered: counters.bytes_delivered,
-            plugin_ms: counters.plugin_ms,
-            disk: self.disk.of(tenant),
-        })
+        Ok(counters.with_disk(self.disk.of(tenant)))
     }
 
     /// Forgets a project's history (when the project is deleted).

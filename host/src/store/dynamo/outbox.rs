@@ -255,21 +255,22 @@ impl DynamoStore {
         Ok(count)
     }
 
+    /// A query of one shard of the `waiting` index.
+    fn waiting_shard(&self, shard: u64) -> aws_sdk_dynamodb::operation::query::builders::QueryFluentBuilder {
+        self.db
+            .query()
+            .table_name(&self.table)
+            .index_name("waiting")
+            .key_condition_expression("shard = :shard")
+            .expression_attribute_values(":shard", s(format!("waiting#{shard}")))
+    }
+
     /// Every (tenant, project) with entries waiting, each once, in key order, from the sparse
     /// `waiting` index (eventually consistent, as indexes are: the drainer looks again soon).
     pub async fn outbox_projects(&self) -> Result<Vec<(String, String)>, StoreError> {
         let mut projects = std::collections::BTreeSet::new();
         for shard in 0..WAITING_SHARDS {
-            let mut pages = self
-                .db
-                .query()
-                .table_name(&self.table)
-                .index_name("waiting")
-                .key_condition_expression("shard = :shard")
-                .expression_attribute_values(":shard", s(format!("waiting#{shard}")))
-                .into_paginator()
-                .items()
-                .send();
+            let mut pages = self.waiting_shard(shard).into_paginator().items().send();
             while let Some(item) = pages.next().await {
                 let item = item.map_err(|e| remote("Query", e))?;
                 if let Some((tenant, project)) = string_of(&item, "waiting")?.split_once('/') {
@@ -284,16 +285,7 @@ impl DynamoStore {
     pub async fn outbox_depth(&self) -> Result<usize, StoreError> {
         let mut count = 0;
         for shard in 0..WAITING_SHARDS {
-            let mut pages = self
-                .db
-                .query()
-                .table_name(&self.table)
-                .index_name("waiting")
-                .key_condition_expression("shard = :shard")
-                .expression_attribute_values(":shard", s(format!("waiting#{shard}")))
-                .select(Select::Count)
-                .into_paginator()
-                .send();
+            let mut pages = self.waiting_shard(shard).select(Select::Count).into_paginator().send();
             while let Some(page) = pages.next().await {
                 count += page.map_err(|e| remote("Query", e))?.count() as usize;
             }

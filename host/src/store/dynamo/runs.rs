@@ -146,15 +146,6 @@ impl DynamoStore {
     pub async fn usage(&self, tenant: &str) -> Result<Usage, StoreError> {
         // One item holds both the counters and the stored bytes: one read.
         let Some(item) = self.get(usage_key(tenant)).await? else { return Ok(Usage::default()) };
-        let counters = counters_of(&item)?;
-        Ok(Usage {
-            runs: counters.runs,
-            runs_failed: counters.runs_failed,
-            bytes_fetched: counters.bytes_fetched,
-            records_delivered: counters.records_delivered,
-            bytes_delivered: counters.bytes_delivered,
-            plugin_ms: counters.plugin_ms,
-            disk: disk_of(&item)?,
-        })
+        Ok(counters_of(&item)?.with_disk(disk_of(&item)?))
     }
 }
