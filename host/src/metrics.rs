@@ -158,7 +158,16 @@ impl Metrics {
 /// Writes one gauge with a series per row; each row's labels are already formatted
 /// (`tenant="ten_1",kind="state"`) and come from the code or from ids the host generated.
 pub fn render_labelled_gauge(out: &mut String, name: &str, help: &str, rows: &[(String, f64)]) {
-    let _ = writeln!(out, "# HELP {name} {help}\n# TYPE {name} gauge");
+    render_labelled(out, name, help, "gauge", rows);
+}
+
+/// Writes one counter with a row per label set, as [`render_labelled_gauge`] does a gauge.
+pub fn render_labelled_counter(out: &mut String, name: &str, help: &str, rows: &[(String, f64)]) {
+    render_labelled(out, name, help, "counter", rows);
+}
+
+fn render_labelled(out: &mut String, name: &str, help: &str, kind: &str, rows: &[(String, f64)]) {
+    let _ = writeln!(out, "# HELP {name} {help}\n# TYPE {name} {kind}");
     for (labels, value) in rows {
         let _ = writeln!(out, "{name}{{{labels}}} {value}");
     }

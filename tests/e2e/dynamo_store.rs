@@ -17,7 +17,7 @@ use sluice_tests::tenant_account::sdk_config;
 
 struct Shared {
     _moto: Moto,
-    _proxy: FaultProxy,
+    proxy: FaultProxy,
     sdk: aws_config::SdkConfig,
     settings: DynamoSettings,
 }
@@ -32,7 +32,7 @@ impl Shared {
         let sdk = sdk_config(&proxy.endpoint, Credentials::new("testing", "testing", None, None, "test")).await;
         let settings = DynamoSettings { table: "sluice".into(), bucket: "sluice-components".into() };
         DynamoStore::new(&sdk, &settings).init().await.unwrap();
-        Self { _moto: moto, _proxy: proxy, sdk, settings }
+        Self { _moto: moto, proxy, sdk, settings }
     }
 
     /// A store as one more host would open it.
@@ -217,6 +217,94 @@ fn entry(tenant: &str, project: &str, run: &str, state: &[u8], sizes: &[usize]) 
             })
             .collect(),
     }
+}
+
+/// DynamoDB write requests through the proxy so far, by operation.
+fn write_requests(shared: &Shared) -> std::collections::BTreeMap<String, u64> {
+    let writes = ["TransactWriteItems", "BatchWriteItem", "PutItem", "UpdateItem", "DeleteItem"];
+    let counts = shared.proxy.counts_of("DynamoDB_20120810.");
+    counts
+        .into_iter()
+        .map(|(op, n)| (op.trim_start_matches("DynamoDB_20120810.").to_string(), n))
+        .filter(|(op, _)| writes.contains(&op.as_str()))
+        .collect()
+}
+
+fn sum_since(before: &std::collections::BTreeMap<String, u64>, after: &std::collections::BTreeMap<String, u64>) -> u64 {
+    after.iter().map(|(op, n)| n - before.get(op).copied().unwrap_or(0)).sum()
+}
+
+/// The shared store's committer: 60 runs' writes handed over at once share a few transactions
+/// instead of taking three requests each, and every one of them lands (entries, states, byte
+/// counts, history, usage). A delivery whose project was deleted meanwhile is answered alone, and
+/// the rest of its batch still lands.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn writes_handed_over_together_share_transactions_and_all_land() {
+    const PROJECTS: usize = 60;
+    let shared = Shared::start().await;
+    let host = Arc::new(shared.host());
+    let (tenant, _) = host.create_tenant("acme", Tier::Premium).await.unwrap();
+    let t = tenant.id.clone();
+    for i in 0..PROJECTS {
+        host.create_project(project(&t, &format!("prj_{i:02}"), "sha256:00"), 1000).await.unwrap();
+    }
+
+    let before = write_requests(&shared);
+    let mut enqueues = tokio::task::JoinSet::new();
+    for i in 0..PROJECTS {
+        let (host, entry) =
+            (host.clone(), entry(&t, &format!("prj_{i:02}"), "run_1", format!("cursor={i}").as_bytes(), &[100]));
+        enqueues.spawn(async move { (host.enqueue(&entry).await.unwrap(), entry) });
+    }
+    let mut waiting = Vec::new();
+    while let Some(done) = enqueues.join_next().await {
+        waiting.push(done.unwrap());
+    }
+    let enqueued = write_requests(&shared);
+    let enqueue_requests = sum_since(&before, &enqueued);
+    assert!(enqueue_requests <= 10, "{enqueue_requests} write requests for {PROJECTS} entries: {enqueued:?}");
+
+    // prj_00 is deleted before its entry is delivered: its delivery settles nothing.
+    host.delete_state_of(&t, "prj_00").await.unwrap();
+    let settling = write_requests(&shared);
+    let mut settles = tokio::task::JoinSet::new();
+    for (key, entry) in waiting {
+        let host = host.clone();
+        settles.spawn(async move { host.complete_delivery(&key, &entry).await.unwrap() });
+    }
+    while let Some(done) = settles.join_next().await {
+        done.unwrap();
+    }
+    for i in 0..PROJECTS {
+        host.record_run_later(&t, &run(&format!("prj_{i:02}"), 1), 1.0);
+    }
+    host.drain().await.unwrap();
+    let after = write_requests(&shared);
+    let rest = sum_since(&settling, &after);
+    assert!(rest <= 12, "{rest} write requests for {PROJECTS} deliveries and runs: {after:?}");
+    let per_run = (enqueue_requests + rest) as f64 / PROJECTS as f64;
+    assert!(per_run < 0.5, "{per_run} write requests per run");
+
+    let mut state_bytes = 0;
+    for i in 0..PROJECTS {
+        let id = format!("prj_{i:02}");
+        assert_eq!(host.outbox_len_of(&t, &id).await.unwrap(), 0, "{id}");
+        let state = host.committed_state(&t, &id).await.unwrap();
+        if i == 0 {
+            assert_eq!(state, None, "a deleted project's delivery committed its state");
+        } else {
+            assert_eq!(state, Some(format!("cursor={i}").into_bytes()), "{id}");
+            state_bytes += format!("cursor={i}").len() as u64;
+        }
+        assert_eq!(host.runs(&t, &id, 10).await.unwrap().len(), 1, "{id}");
+    }
+    let usage = host.usage(&t).await.unwrap();
+    assert_eq!((usage.runs, usage.disk.outbox_bytes, usage.disk.state_bytes), (PROJECTS as u64, 0, state_bytes));
+    // The store counts its own requests exactly as the proxy saw them.
+    let counted: u64 =
+        host.meter().requests().iter().filter(|(_, op, _)| op == "TransactWriteItems").map(|(_, _, n)| n).sum();
+    assert_eq!(counted, after.get("TransactWriteItems").copied().unwrap_or(0));
+    assert!(host.meter().write_units() >= 3 * PROJECTS as u64, "{} write units", host.meter().write_units());
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -180,5 +180,26 @@ async fn metrics(State(state): State<AppState>) -> ([(axum::http::HeaderName, &'
             body.push_str(&format!("# HELP {name} {help}\n# TYPE {name} counter\n{name} {value}\n"));
         }
     }
+    if let Some(meter) = state.store.meter() {
+        let rows: Vec<(String, f64)> = meter
+            .requests()
+            .into_iter()
+            .map(|(service, operation, count)| {
+                (format!("service=\"{service}\",operation=\"{operation}\""), count as f64)
+            })
+            .collect();
+        crate::metrics::render_labelled_counter(
+            &mut body,
+            "sluice_store_requests_total",
+            "Requests the shared store sent to DynamoDB and S3, by operation, retries included.",
+            &rows,
+        );
+        let name = "sluice_store_write_units_total";
+        body.push_str(&format!(
+            "# HELP {name} DynamoDB write units the shared store's batched writes took, by DynamoDB's rules.\n\
+             # TYPE {name} counter\n{name} {}\n",
+            meter.write_units()
+        ));
+    }
     ([(axum::http::header::CONTENT_TYPE, "text/plain; version=0.0.4")], body)
 }

@@ -4,7 +4,8 @@
 //! different projects on the same stream and session share `PutRecords` calls when they are
 //! delivered at the same time (`aws::Aws::put_records_shared`).
 
-use std::sync::Arc;
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use super::Inner;
@@ -36,21 +37,36 @@ pub(super) struct Parked {
     pub message: String,
 }
 
-impl Inner {
-    fn delivery_lock(&self, tenant: &str, project: &str) -> Arc<tokio::sync::Mutex<()>> {
-        let mut locks = self.delivery_locks.lock().unwrap_or_else(|e| e.into_inner());
+/// One lock per project with undelivered records, so that a run and the drainer never deliver
+/// the same entries at once, and entries go out in order. A project's lock lives only while
+/// someone holds or waits for it.
+#[derive(Default)]
+pub(super) struct DeliveryLocks(Mutex<HashMap<(String, String), DeliveryLock>>);
+
+/// Held while a project's outbox entries are being delivered.
+type DeliveryLock = Arc<tokio::sync::Mutex<()>>;
+
+impl DeliveryLocks {
+    /// The project's lock, the same for every caller until nobody holds or waits for it.
+    fn get(&self, tenant: &str, project: &str) -> DeliveryLock {
+        let mut locks = self.0.lock().unwrap_or_else(|e| e.into_inner());
         locks.entry((tenant.to_string(), project.to_string())).or_default().clone()
     }
 
-    fn release_lock(&self, tenant: &str, project: &str) {
-        let mut locks = self.delivery_locks.lock().unwrap_or_else(|e| e.into_inner());
+    /// Forgets the project's lock if nobody holds or waits for it; the caller has dropped its
+    /// handle first.
+    fn release(&self, tenant: &str, project: &str) {
+        let mut locks = self.0.lock().unwrap_or_else(|e| e.into_inner());
         let key = (tenant.to_string(), project.to_string());
-        // Only the map and the caller hold it: nobody else is waiting, so it can go.
-        if locks.get(&key).is_some_and(|lock| Arc::strong_count(lock) <= 2) {
+        // A count of one is the map's alone. Two is a waiter, which must keep the lock every later
+        // caller gets, or two deliveries of one project would run at once.
+        if locks.get(&key).is_some_and(|lock| Arc::strong_count(lock) <= 1) {
             locks.remove(&key);
         }
     }
+}
 
+impl Inner {
     /// Delivers every entry a project has waiting, oldest first, stopping at the first entry
     /// Kinesis does not fully accept (later entries must not commit their state before it).
     ///
@@ -64,13 +80,13 @@ impl Inner {
         project_id: &str,
         current_run: Option<&str>,
     ) -> Result<Totals, Failure> {
-        let lock = self.delivery_lock(tenant, project_id);
+        let lock = self.delivery_locks.get(tenant, project_id);
         let result = {
             let _held = lock.lock().await;
             self.deliver_locked(tenant, project_id, current_run).await
         };
         drop(lock);
-        self.release_lock(tenant, project_id);
+        self.delivery_locks.release(tenant, project_id);
         result
     }
 
@@ -243,5 +259,28 @@ impl Inner {
             tokio::time::sleep(period).await;
             self.drain_outbox().await;
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// A waiter's lock outlives its holder: whoever comes next must wait for the waiter, not get a
+    /// fresh lock and deliver beside it.
+    #[tokio::test]
+    async fn a_lock_someone_waits_for_stays_the_one_later_callers_get() {
+        let locks = DeliveryLocks::default();
+        let holder = locks.get("t", "p");
+        let held = holder.clone().lock_owned().await;
+        let waiter = locks.get("t", "p");
+        drop(held);
+        drop(holder);
+        locks.release("t", "p");
+        let later = locks.get("t", "p");
+        assert!(Arc::ptr_eq(&waiter, &later), "a later caller got a lock of its own while one waited");
+        drop((waiter, later));
+        locks.release("t", "p");
+        assert!(locks.0.lock().unwrap().is_empty(), "a lock nobody holds is forgotten");
     }
 }

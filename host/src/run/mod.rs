@@ -43,9 +43,6 @@ use crate::scheduler::{Outcome, Scheduler, Tick};
 use crate::source::Fetcher;
 use crate::store::Store;
 
-/// Held while a project's outbox entries are being delivered.
-type DeliveryLock = Arc<tokio::sync::Mutex<()>>;
-
 /// How runs behave when things fail.
 #[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
 #[serde(deny_unknown_fields, default)]
@@ -107,9 +104,8 @@ struct Inner {
     metrics: Arc<Metrics>,
     scheduler: Scheduler,
     config: RunConfig,
-    /// One lock per project with undelivered records, so that a run and the drainer never
-    /// deliver the same entries at once, and entries go out in order.
-    delivery_locks: Mutex<HashMap<(String, String), DeliveryLock>>,
+    /// One lock per project with undelivered records (see `deliver.rs`).
+    delivery_locks: deliver::DeliveryLocks,
     /// The kind of failure the drainer last logged per project it could not deliver, and when (see
     /// `deliver.rs`), so that a long outage is logged once a minute per project, not at every
     /// retry.
@@ -127,7 +123,7 @@ impl DataPlane {
                 metrics: parts.metrics,
                 scheduler: parts.scheduler,
                 config: parts.config,
-                delivery_locks: Mutex::default(),
+                delivery_locks: Default::default(),
                 drain_logged: Mutex::default(),
             }),
         }

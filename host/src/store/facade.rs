@@ -5,7 +5,7 @@
 
 use std::path::Path;
 
-use super::dynamo::{DynamoSettings, DynamoStore};
+use super::dynamo::{DynamoSettings, DynamoStore, StoreMeter};
 use super::import::import_into;
 use super::{
     CommitOptions, CommitStats, CreatePlugin, CreateProject, DeletePlugin, DiskUsage, OutboxEntry, OutboxKey,
@@ -146,12 +146,20 @@ impl Store {
         }
     }
 
-    /// Makes every write so far durable. The shared store acknowledges each write only once
-    /// DynamoDB has, so there it has nothing left to do.
+    /// The shared store's requests and write units, for the metrics; the embedded store has none.
+    pub fn meter(&self) -> Option<&StoreMeter> {
+        match &self.backend {
+            Backend::Sled(_) => None,
+            Backend::Dynamo(store) => Some(store.meter()),
+        }
+    }
+
+    /// Makes every write so far durable: sled's committer syncs; the shared store's lanes write
+    /// what they still hold (DynamoDB has acknowledged the rest already).
     pub async fn flush(&self) -> Result<()> {
         match &self.backend {
             Backend::Sled(store) => store.flush().await,
-            Backend::Dynamo(_) => Ok(()),
+            Backend::Dynamo(store) => store.drain().await,
         }
     }
 
@@ -364,14 +372,7 @@ impl Store {
     pub fn record_run_later(&self, tenant: &str, run: Run, plugin_ms: f64) {
         match &self.backend {
             Backend::Sled(store) => store.record_run_later(tenant, run, plugin_ms),
-            Backend::Dynamo(store) => {
-                let (store, tenant) = (store.clone(), tenant.to_string());
-                tokio::spawn(async move {
-                    if let Err(e) = store.record_run(&tenant, &run, plugin_ms).await {
-                        tracing::error!(project = %run.project_id, "cannot write the run's history: {e}");
-                    }
-                });
-            }
+            Backend::Dynamo(store) => store.record_run_later(tenant, &run, plugin_ms),
         }
     }
 

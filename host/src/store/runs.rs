@@ -220,6 +220,28 @@ pub(super) fn run_key(tenant: &str, run: &Run) -> String {
 }
 
 impl Counters {
+    /// What one run adds to its tenant's usage.
+    pub(super) fn of_run(run: &Run, plugin_ms: f64) -> Self {
+        Self {
+            runs: 1,
+            runs_failed: u64::from(run.outcome == RunOutcome::Failed),
+            bytes_fetched: run.bytes_fetched,
+            records_delivered: if run.outcome == RunOutcome::Succeeded { run.records } else { 0 },
+            bytes_delivered: run.bytes_delivered,
+            plugin_ms,
+        }
+    }
+
+    /// Adds `other` to these counters.
+    pub(super) fn add(&mut self, other: &Counters) {
+        self.runs += other.runs;
+        self.runs_failed += other.runs_failed;
+        self.bytes_fetched += other.bytes_fetched;
+        self.records_delivered += other.records_delivered;
+        self.bytes_delivered += other.bytes_delivered;
+        self.plugin_ms += other.plugin_ms;
+    }
+
     /// The usage a tenant sees: these counters and what it keeps stored now.
     pub(super) fn with_disk(self, disk: DiskUsage) -> Usage {
         Usage {
@@ -275,12 +297,7 @@ impl SledStore {
         self.disk.change(tenant, DiskKind::History, size(key.as_bytes(), &value), removed);
         self.usage.update_and_fetch(tenant, |old| {
             let mut usage: Counters = old.and_then(|raw| serde_json::from_slice(raw).ok()).unwrap_or_default();
-            usage.runs += 1;
-            usage.runs_failed += u64::from(run.outcome == RunOutcome::Failed);
-            usage.bytes_fetched += run.bytes_fetched;
-            usage.records_delivered += if run.outcome == RunOutcome::Succeeded { run.records } else { 0 };
-            usage.bytes_delivered += run.bytes_delivered;
-            usage.plugin_ms += plugin_ms;
+            usage.add(&Counters::of_run(run, plugin_ms));
             serde_json::to_vec(&usage).ok()
         })?;
         Ok(())

@@ -37,17 +37,22 @@
 //! means no reader ever finds a holder without its object, and a new upload racing the last
 //! delete gets a generation of its own instead of an object the delete is about to remove.
 
+mod batch;
 mod catalog;
+mod meter;
 mod outbox;
 mod port;
 mod runs;
 mod tenants;
 
 use std::collections::HashMap;
+use std::sync::Arc;
 
 use aws_sdk_dynamodb::types::AttributeValue;
 
 use super::StoreError;
+
+pub use meter::StoreMeter;
 
 /// Where the shared store lives (`[store] table` and `bucket` in the configuration).
 #[derive(Debug, Clone)]
@@ -65,6 +70,9 @@ pub struct DynamoStore {
     s3: aws_sdk_s3::Client,
     table: String,
     bucket: String,
+    meter: Arc<StoreMeter>,
+    states: Arc<batch::StateCache>,
+    lanes: Arc<batch::Lanes>,
 }
 
 type Item = HashMap<String, AttributeValue>;
@@ -179,35 +187,53 @@ fn local(operation: &str, error: impl std::error::Error) -> StoreError {
     StoreError::Remote { operation: operation.to_string(), message }
 }
 
-/// Whether a transaction was cancelled because one of its conditions failed, and which items'
-/// conditions did (by position).
-fn cancelled_conditions<R>(
-    error: &aws_sdk_dynamodb::error::SdkError<
-        aws_sdk_dynamodb::operation::transact_write_items::TransactWriteItemsError,
-        R,
-    >,
-) -> Option<Vec<bool>> {
+type TransactError<R> =
+    aws_sdk_dynamodb::error::SdkError<aws_sdk_dynamodb::operation::transact_write_items::TransactWriteItemsError, R>;
+
+/// Why each item of a cancelled transaction failed (by position: `ConditionalCheckFailed`,
+/// `TransactionConflict`, `None` for items that did not), or `None` if it was not cancelled.
+fn cancellation_reasons<R>(error: &TransactError<R>) -> Option<Vec<String>> {
     let aws_sdk_dynamodb::operation::transact_write_items::TransactWriteItemsError::TransactionCanceledException(e) =
         error.as_service_error()?
     else {
         return None;
     };
-    Some(e.cancellation_reasons().iter().map(|r| r.code() == Some("ConditionalCheckFailed")).collect())
+    Some(e.cancellation_reasons().iter().map(|r| r.code().unwrap_or("None").to_string()).collect())
+}
+
+/// Whether a transaction was cancelled because one of its conditions failed, and which items'
+/// conditions did (by position).
+fn cancelled_conditions<R>(error: &TransactError<R>) -> Option<Vec<bool>> {
+    Some(cancellation_reasons(error)?.iter().map(|code| code == "ConditionalCheckFailed").collect())
 }
 
 impl DynamoStore {
+    /// What this store has asked of DynamoDB and S3 so far.
+    pub fn meter(&self) -> &StoreMeter {
+        &self.meter
+    }
+
     /// The store on `settings`' table and bucket, with the SDK configuration `sdk` (region,
     /// credentials, endpoint). Nothing is called until the first operation; see
     /// [`DynamoStore::init`] to create the table and bucket.
     pub fn new(sdk: &aws_config::SdkConfig, settings: &DynamoSettings) -> Self {
         // Path-style addressing works with every endpoint, S3-compatible emulators included,
         // where a bucket-named host may not resolve.
-        let s3 = aws_sdk_s3::config::Builder::from(sdk).force_path_style(true).build();
+        let meter = Arc::new(StoreMeter::default());
+        let s3 = aws_sdk_s3::config::Builder::from(sdk)
+            .force_path_style(true)
+            .interceptor(meter::CountRequests(Arc::clone(&meter)))
+            .build();
+        let db =
+            aws_sdk_dynamodb::config::Builder::from(sdk).interceptor(meter::CountRequests(Arc::clone(&meter))).build();
         Self {
-            db: aws_sdk_dynamodb::Client::new(sdk),
+            db: aws_sdk_dynamodb::Client::from_conf(db),
             s3: aws_sdk_s3::Client::from_conf(s3),
             table: settings.table.clone(),
             bucket: settings.bucket.clone(),
+            meter,
+            states: Default::default(),
+            lanes: Default::default(),
         }
     }
 

@@ -21,6 +21,7 @@ use super::super::StoreError;
 use super::super::disk::DiskUsage;
 use super::super::outbox::{OutboxEntry, OutboxKey, WaitingEntry, decode_entry, encode_entry};
 use super::super::parked::{ParkedAction, ParkedEntry};
+use super::batch::Write;
 use super::{DynamoStore, Item, key, local, n, number_of, project_pk, remote, s, string_of, usage_key};
 
 /// The largest value kept in the item itself; DynamoDB's items stop at 400 KB.
@@ -35,7 +36,7 @@ static LAST_SEQUENCE: AtomicU64 = AtomicU64::new(0);
 /// A sequence above every earlier one of this process and at least the current time in
 /// microseconds, so that a project's entries sort in the order they were written, also after a
 /// restart or on another host whose clock is within the time between two of its runs.
-fn next_sequence() -> u64 {
+pub(super) fn next_sequence() -> u64 {
     let now = jiff::Timestamp::now().as_microsecond().max(0) as u64;
     let mut last = LAST_SEQUENCE.load(Ordering::Relaxed);
     loop {
@@ -70,7 +71,7 @@ fn outbox_key(tenant: &str, project: &str, sequence: &str) -> OutboxKey {
     OutboxKey(format!("{tenant}/{project}/{sequence}").into_bytes())
 }
 
-fn spill_key(tenant: &str, project: &str, sequence: &str) -> String {
+pub(super) fn spill_key(tenant: &str, project: &str, sequence: &str) -> String {
     format!("outbox/{tenant}/{project}/{sequence}")
 }
 
@@ -145,7 +146,12 @@ impl DynamoStore {
     }
 
     /// Puts a large `value` in S3 under `object` and names it in `item`, or keeps it inline.
-    async fn value_attributes(&self, item: &mut Item, object: String, value: Vec<u8>) -> Result<(), StoreError> {
+    pub(super) async fn value_attributes(
+        &self,
+        item: &mut Item,
+        object: String,
+        value: Vec<u8>,
+    ) -> Result<(), StoreError> {
         item.insert("bytes".into(), n(value.len()));
         if value.len() <= INLINE_BYTES {
             item.insert("value".into(), AttributeValue::B(value.into()));
@@ -177,7 +183,8 @@ impl DynamoStore {
         Ok(())
     }
 
-    /// Writes a run's records and pending state durably. Returns the entry's key.
+    /// Writes a run's records and pending state durably, in its lane's next batch
+    /// (`batch.rs`). Returns the entry's key.
     pub async fn enqueue(&self, entry: &OutboxEntry) -> Result<OutboxKey, StoreError> {
         let (tenant, project) = (&entry.tenant_id, &entry.project_id);
         let sequence = format!("{:020}", next_sequence());
@@ -187,7 +194,7 @@ impl DynamoStore {
         let value = encode_entry(entry)?;
         let bytes = value.len() as i64;
         self.value_attributes(&mut item, spill_key(tenant, project, &sequence), value).await?;
-        self.put_counted(item, tenant, &[("outbox_bytes", bytes)]).await?;
+        self.write(Write::Enqueue { tenant: tenant.clone(), item, bytes }).await?;
         Ok(outbox_key(tenant, project, &sequence))
     }
 
@@ -293,14 +300,17 @@ impl DynamoStore {
         Ok(count)
     }
 
-    /// Removes a delivered entry and commits its state, in one transaction. An entry that is
-    /// gone already (its project was deleted) commits nothing.
+    /// Removes a delivered entry and commits its state, in one transaction (its lane's next
+    /// batch). An entry that is gone already (its project was deleted) commits nothing.
     pub async fn complete_delivery(&self, key: &OutboxKey, entry: &OutboxEntry) -> Result<(), StoreError> {
-        self.settle(key, entry, None).await
+        let (tenant, project, sequence) = parse_key(key)?;
+        // The entry's stored size is its encoding's, so it need not be read again.
+        let bytes = encode_entry(entry)?.len() as i64;
+        self.write(Write::Settle { tenant, project, sequence, bytes, state: entry.state.clone() }).await
     }
 
     /// Moves an entry Kinesis refused for good to the parked entries and commits its state, in
-    /// one transaction.
+    /// one transaction of its own: parking is rare, and it reads what it replaces.
     pub async fn park(
         &self,
         key: &OutboxKey,
@@ -308,24 +318,29 @@ impl DynamoStore {
         error: &str,
         parked_at: &str,
     ) -> Result<(), StoreError> {
-        self.settle(key, entry, Some((error, parked_at))).await
+        let (tenant, project, sequence) = parse_key(key)?;
+        // Everything handed to the lanes before goes in first, as it would have in one batch.
+        self.drain().await?;
+        let parked = self.park_now(&tenant, &project, &sequence, entry, error, parked_at).await;
+        self.states.forget(&project_pk(&tenant, &project));
+        parked
     }
 
-    /// Removes the entry under `key` and commits its state, parking it on the way if `parking`
-    /// says why.
-    async fn settle(
+    async fn park_now(
         &self,
-        key: &OutboxKey,
+        tenant: &str,
+        project: &str,
+        sequence: &str,
         entry: &OutboxEntry,
-        parking: Option<(&str, &str)>,
+        error: &str,
+        parked_at: &str,
     ) -> Result<(), StoreError> {
-        let (tenant, project, sequence) = parse_key(key)?;
-        let pk = project_pk(&tenant, &project);
-        let Some(stored) = self.get(super::key(pk.clone(), format!("outbox#{sequence}"))).await? else { return Ok(()) };
+        let pk = project_pk(tenant, project);
+        let Some(stored) = self.get(key(pk.clone(), format!("outbox#{sequence}"))).await? else { return Ok(()) };
         let removed = number_of(&stored, "bytes")?;
         let delete = Delete::builder()
             .table_name(&self.table)
-            .set_key(Some(super::key(pk.clone(), format!("outbox#{sequence}"))))
+            .set_key(Some(key(pk.clone(), format!("outbox#{sequence}"))))
             .condition_expression("attribute_exists(pk)")
             .build()
             .map_err(|e| local("TransactWriteItems", e))?;
@@ -333,25 +348,26 @@ impl DynamoStore {
         let mut changes = vec![("outbox_bytes", -removed)];
         let mut replaced = None;
         if let Some(state) = &entry.state {
-            let old = self.get(super::key(pk.clone(), "state")).await?;
-            let mut item = super::key(pk.clone(), "state");
-            self.value_attributes(&mut item, format!("state/{tenant}/{project}/{sequence}"), state.clone()).await?;
+            let old = self.get(key(pk.clone(), "state")).await?;
+            let mut item = key(pk.clone(), "state");
+            // A `seq` of its own, as the lanes' state writes have (`batch.rs`).
+            let seq = format!("{:020}", next_sequence());
+            item.insert("seq".into(), s(&seq));
+            self.value_attributes(&mut item, format!("state/{tenant}/{project}/{seq}"), state.clone()).await?;
             changes.push(("state_bytes", state.len() as i64 - old.as_ref().map_or(Ok(0), |o| number_of(o, "bytes"))?));
             replaced = old;
             let put = Put::builder().table_name(&self.table).set_item(Some(item)).build();
             items.push(TransactWriteItem::builder().put(put.map_err(|e| local("TransactWriteItems", e))?).build());
         }
-        if let Some((error, parked_at)) = parking {
-            let mut item = super::key(pk.clone(), format!("parked#{sequence}"));
-            item.insert("error".into(), s(error));
-            item.insert("parked_at".into(), s(parked_at));
-            let value = encode_entry(entry)?;
-            changes.push(("parked_bytes", value.len() as i64));
-            self.value_attributes(&mut item, format!("parked/{tenant}/{project}/{sequence}"), value).await?;
-            let put = Put::builder().table_name(&self.table).set_item(Some(item)).build();
-            items.push(TransactWriteItem::builder().put(put.map_err(|e| local("TransactWriteItems", e))?).build());
-        }
-        items.push(self.bytes_update(&tenant, &changes)?);
+        let mut item = key(pk.clone(), format!("parked#{sequence}"));
+        item.insert("error".into(), s(error));
+        item.insert("parked_at".into(), s(parked_at));
+        let value = encode_entry(entry)?;
+        changes.push(("parked_bytes", value.len() as i64));
+        self.value_attributes(&mut item, format!("parked/{tenant}/{project}/{sequence}"), value).await?;
+        let put = Put::builder().table_name(&self.table).set_item(Some(item)).build();
+        items.push(TransactWriteItem::builder().put(put.map_err(|e| local("TransactWriteItems", e))?).build());
+        items.push(self.bytes_update(tenant, &changes)?);
         let written = self.db.transact_write_items().set_transact_items(Some(items)).send().await;
         match written {
             Ok(_) => {
@@ -386,19 +402,9 @@ impl DynamoStore {
         }
     }
 
-    /// Commits a state directly, for runs that produced no records.
+    /// Commits a state directly, for runs that produced no records, in its lane's next batch.
     pub async fn commit_state(&self, tenant: &str, project: &str, state: &[u8]) -> Result<(), StoreError> {
-        let pk = project_pk(tenant, project);
-        let old = self.get(key(pk.clone(), "state")).await?;
-        let mut item = key(pk, "state");
-        let object = format!("state/{tenant}/{project}/{}", next_sequence());
-        self.value_attributes(&mut item, object, state.to_vec()).await?;
-        let added = state.len() as i64 - old.as_ref().map_or(Ok(0), |o| number_of(o, "bytes"))?;
-        self.put_counted(item, tenant, &[("state_bytes", added)]).await?;
-        if let Some(old) = old {
-            self.forget_spilled(&old).await?;
-        }
-        Ok(())
+        self.write(Write::State { tenant: tenant.into(), project: project.into(), state: state.to_vec() }).await
     }
 
     /// A project's parked entries, oldest first.
@@ -487,6 +493,9 @@ impl DynamoStore {
     /// Removes a project's state and its waiting and parked entries (when the project is
     /// deleted), with their bytes.
     pub async fn delete_state_of(&self, tenant: &str, project: &str) -> Result<(), StoreError> {
+        // What the project's lane still holds goes in first, so that nothing lands after this.
+        self.drain().await?;
+        self.states.forget(&project_pk(tenant, project));
         for prefix in ["outbox#", "parked#", "state"] {
             for item in self.project_items(tenant, project, prefix).await? {
                 let figure = match prefix {

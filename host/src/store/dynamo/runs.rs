@@ -8,10 +8,11 @@
 
 use std::collections::HashMap;
 
-use aws_sdk_dynamodb::types::{AttributeValue, DeleteRequest, TransactWriteItem, Update, WriteRequest};
+use aws_sdk_dynamodb::types::{AttributeValue, DeleteRequest, WriteRequest};
 
 use super::super::StoreError;
-use super::super::runs::{Counters, RUNS_KEPT, Run, RunOutcome, Usage};
+use super::super::runs::{Counters, RUNS_KEPT, Run, Usage};
+use super::batch::Write;
 use super::outbox::disk_of;
 use super::{DynamoStore, Item, doc, doc_of, key, local, n, number_of, project_pk, remote, usage_key};
 
@@ -49,36 +50,27 @@ pub(super) fn counters_of(item: &Item) -> Result<Counters, StoreError> {
 }
 
 impl DynamoStore {
-    /// Appends a run to its project's history and adds it to the tenant's usage, in one
-    /// transaction.
+    /// Appends a run to its project's history and adds it to the tenant's usage, in its lane's
+    /// next batch (`batch.rs`).
     pub async fn record_run(&self, tenant: &str, run: &Run, plugin_ms: f64) -> Result<(), StoreError> {
-        let item = self.run_item(tenant, run)?;
-        let put = aws_sdk_dynamodb::types::Put::builder().table_name(&self.table).set_item(Some(item)).build();
-        let counters = Counters {
-            runs: 1,
-            runs_failed: u64::from(run.outcome == RunOutcome::Failed),
-            bytes_fetched: run.bytes_fetched,
-            records_delivered: if run.outcome == RunOutcome::Succeeded { run.records } else { 0 },
-            bytes_delivered: run.bytes_delivered,
-            plugin_ms,
+        let write = Write::Run {
+            tenant: tenant.to_string(),
+            item: self.run_item(tenant, run)?,
+            counters: Counters::of_run(run, plugin_ms),
         };
-        let (expression, values) = usage_add(&counters);
-        let usage = Update::builder()
-            .table_name(&self.table)
-            .set_key(Some(usage_key(tenant)))
-            .update_expression(expression)
-            .set_expression_attribute_values(Some(values))
-            .build();
-        self.db
-            .transact_write_items()
-            .transact_items(TransactWriteItem::builder().put(put.map_err(|e| local("TransactWriteItems", e))?).build())
-            .transact_items(
-                TransactWriteItem::builder().update(usage.map_err(|e| local("TransactWriteItems", e))?).build(),
-            )
-            .send()
-            .await
-            .map_err(|e| remote("TransactWriteItems", e))?;
-        Ok(())
+        self.write(write).await
+    }
+
+    /// Like [`DynamoStore::record_run`], without waiting; a failure is logged.
+    pub fn record_run_later(&self, tenant: &str, run: &Run, plugin_ms: f64) {
+        match self.run_item(tenant, run) {
+            Ok(item) => self.write_later(Write::Run {
+                tenant: tenant.to_string(),
+                item,
+                counters: Counters::of_run(run, plugin_ms),
+            }),
+            Err(e) => tracing::error!(project = %run.project_id, "cannot write the run's history: {e}"),
+        }
     }
 
     /// A run's history item, which DynamoDB removes [`RUN_TTL_SECONDS`] after it is written.
@@ -101,21 +93,7 @@ impl DynamoStore {
                     DeleteRequest::builder().set_key(Some(key)).build().map_err(|e| local("BatchWriteItem", e))?;
                 requests.push(WriteRequest::builder().delete_request(delete).build());
             }
-            let mut pending = std::collections::HashMap::from([(self.table.clone(), requests)]);
-            // BatchWriteItem may leave some requests undone under load: send those again.
-            for _ in 0..10 {
-                let output = self
-                    .db
-                    .batch_write_item()
-                    .set_request_items(Some(pending))
-                    .send()
-                    .await
-                    .map_err(|e| remote("BatchWriteItem", e))?;
-                pending = output.unprocessed_items.unwrap_or_default();
-                if pending.values().all(Vec::is_empty) {
-                    break;
-                }
-            }
+            self.batch_write(requests).await?;
         }
         Ok(())
     }
@@ -140,6 +118,29 @@ impl DynamoStore {
             .await
             .map_err(|e| remote("Query", e))?;
         output.items().iter().map(doc_of).collect()
+    }
+
+    /// Sends `requests` (25 at most) in one `BatchWriteItem`, and again those it leaves undone.
+    pub(super) async fn batch_write(&self, requests: Vec<WriteRequest>) -> Result<(), StoreError> {
+        let mut pending = HashMap::from([(self.table.clone(), requests)]);
+        // BatchWriteItem may leave some requests undone under load: send those again.
+        for _ in 0..10 {
+            let output = self
+                .db
+                .batch_write_item()
+                .set_request_items(Some(pending))
+                .send()
+                .await
+                .map_err(|e| remote("BatchWriteItem", e))?;
+            pending = output.unprocessed_items.unwrap_or_default();
+            if pending.values().all(Vec::is_empty) {
+                return Ok(());
+            }
+        }
+        Err(StoreError::Remote {
+            operation: "BatchWriteItem".into(),
+            message: "DynamoDB left writes undone ten times; the table is overloaded".into(),
+        })
     }
 
     /// A tenant's usage counters (all zero before its first run) and stored bytes.
