@@ -301,6 +301,10 @@ fn bench(args: &[String]) -> Result<()> {
         bail!("flags after `--` are for one bench: name `dataplane` or `hostile` alone");
     }
     build_plugins()?;
+    if run_dataplane {
+        // The dataplane bench's shared-store side runs on moto's DynamoDB and S3.
+        ensure_moto()?;
+    }
     let runtime_filter: Vec<&String> =
         filter.iter().filter(|f| !OTHERS.contains(&f.as_str()) && *f != "runtime").collect();
     let flags: Vec<&String> = flags.iter().collect();

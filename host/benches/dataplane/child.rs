@@ -95,6 +95,11 @@ pub struct SluiceSettings {
     /// Whether deliveries to one stream with one session at the same time share `PutRecords`
     /// calls (`AwsConfig::put_coalesce`, on by default).
     pub put_coalesce: bool,
+    /// Keep the store on DynamoDB and S3 at this endpoint (moto's server, `shared.rs`) instead of
+    /// sled in a temp dir: a fresh table and bucket of the side's own.
+    pub shared_store: Option<String>,
+    /// Every project's schedule instead of `rate(1 second)`.
+    pub schedule: Option<String>,
     pub concurrency: usize,
     pub per_tenant: usize,
     /// Serve the API on loopback.
@@ -133,6 +138,8 @@ impl Default for SluiceSettings {
             stall_before_sync_ms: 0,
             stall_once_ms: 0,
             put_coalesce: true,
+            shared_store: None,
+            schedule: None,
             concurrency: 64,
             per_tenant: 64,
             api: false,
@@ -218,6 +225,10 @@ impl Child {
                 .env("AWS_EC2_METADATA_DISABLED", "true")
                 .env("AWS_CONFIG_FILE", "/nonexistent/sluice-bench")
                 .env("AWS_SHARED_CREDENTIALS_FILE", "/nonexistent/sluice-bench");
+        }
+        // The shared store's services go to moto, the rest to the peer.
+        if let Role::Sluice(SluiceSettings { shared_store: Some(endpoint), .. }) = &self.role {
+            cmd.env("AWS_ENDPOINT_URL_DYNAMODB", endpoint).env("AWS_ENDPOINT_URL_S3", endpoint);
         }
         cmd
     }

@@ -119,9 +119,12 @@ pub fn project(tenant: &Tenant, plugin_id: &str, source_url: &str, n: usize, tru
     }
 }
 
-/// Creates projects the way the API does (one transaction and a flush each), 64 at a time, and
+/// Creates projects the way the API does (one transaction and a flush each), 64 at a time (one on
+/// the shared store), and
 /// tells the scheduler about each if `control` is given.
 pub async fn create_projects(store: &Store, projects: Vec<Project>, control: Option<&sluice::run::Control>) {
+    // moto, under the shared store, applies one transaction at a time (see `shared.rs`).
+    let at_once = if store.backend_name() == "dynamodb" { 1 } else { 64 };
     let mut tasks = tokio::task::JoinSet::new();
     for project in projects {
         let (store, control) = (store.clone(), control.cloned());
@@ -133,7 +136,7 @@ pub async fn create_projects(store: &Store, projects: Vec<Project>, control: Opt
                 control.project_changed(&project).await;
             }
         });
-        if tasks.len() >= 64 {
+        if tasks.len() >= at_once {
             tasks.join_next().await.unwrap().unwrap();
         }
     }
@@ -176,7 +179,14 @@ impl Fleet {
             stall_before_sync: Duration::from_millis(settings.stall_before_sync_ms),
             ..CommitOptions::default()
         };
-        let store = Store::open_with(&dir.path().join("db"), commit).unwrap();
+        let store = match &settings.shared_store {
+            None => Store::open_with(&dir.path().join("db"), commit).unwrap(),
+            Some(_) => {
+                let name = format!("sluice-bench-{}", random_hex(6));
+                let shared = sluice::store::dynamo::DynamoSettings { table: name.clone(), bucket: name };
+                Store::connect_dynamo(&shared, true).await.unwrap()
+            }
+        };
         let shipped = RuntimeConfig::default();
         let runtime = Runtime::new(RuntimeConfig {
             cache_dir: Some(dir.path().join("compiled")),
@@ -215,6 +225,9 @@ impl Fleet {
                 let t = i % settings.tenants;
                 let member = &mut members[t];
                 let mut project = project(&member.tenant, &member.plugin_id, &source_url, i, settings.trust);
+                if let Some(schedule) = &settings.schedule {
+                    project.schedule = schedule.parse().expect("a schedule the API takes");
+                }
                 let stream = stream_arn(settings.streams_per_tenant, t, i / settings.tenants);
                 project.target.stream_arn = sluice::arn::StreamArn::parse(&stream).unwrap();
                 member.projects.push(ProjectKey::new(project.tenant_id.as_str(), project.id.as_str()));

@@ -68,6 +68,7 @@ mod orchestrator;
 mod overload;
 mod peer;
 mod probes;
+mod shared;
 mod sluice_side;
 mod throughput;
 mod trust;
@@ -81,6 +82,7 @@ use orchestrator::*;
 use overload::*;
 use peer::*;
 use probes::*;
+use shared::*;
 use sluice_side::*;
 use throughput::*;
 use trust::*;
@@ -132,6 +134,10 @@ struct Args {
     /// comma-separated
     #[arg(long, value_name = "X,...", value_delimiter = ',', default_value = "2,5")]
     overload_factors: Vec<f64>,
+    /// Schedules of the shared side's windows, comma-separated: one window each, at the first
+    /// size
+    #[arg(long, value_name = "SCHEDULE,...", value_delimiter = ',', default_value = "rate(1 minute)")]
+    shared_schedules: Vec<String>,
     /// How long the stall side's disk stalls, in ms: once, and before every sync
     #[arg(long, value_name = "MS", default_value_t = 500)]
     stall_ms: u64,
@@ -166,6 +172,9 @@ enum Side {
     /// The shipped configuration at the first size under API reads: a healthy disk, one stall of
     /// --stall-ms, every sync --stall-ms slower
     Stall,
+    /// Sluice at the first size with the store on DynamoDB and S3 (moto's server), at each of
+    /// --shared-schedules: the store's requests and write units per run
+    Shared,
 }
 
 fn main() {
@@ -193,6 +202,7 @@ fn orchestrate(args: Args) {
         overload_factors,
         stall_ms,
         stall_read_rate,
+        shared_schedules,
         common,
     } = args;
     let sizes_or = |default: &[usize]| if sizes.is_empty() { default.to_vec() } else { sizes.clone() };
@@ -308,6 +318,13 @@ fn orchestrate(args: Args) {
         let n = throughput_sizes.first().copied().unwrap_or(1000);
         scenarios.extend(stall_rows(n, tenants, streams, stall_ms, stall_read_rate, stall_window, &common));
     }
+    // moto lives as long as this function: the shared side's children use it.
+    let moto = sides.contains(&Side::Shared).then(MotoServer::start);
+    if let Some(moto) = &moto {
+        // A 30 s window: the history is then read once, after it, and counts in no window.
+        let window = Duration::from_secs(window_s.unwrap_or(30));
+        scenarios.extend(shared_rows(first, &shared_schedules, window, &common, &moto.endpoint));
+    }
     let mut results = run_scenarios("dataplane", scenarios.iter().map(|row| &row.scenario));
     let base = overload_base.or_else(|| shipped_peak(&results).map(|r| throughput::f(r, "polls_per_s")));
     let base = base.unwrap_or(f64::NAN);
@@ -323,12 +340,13 @@ fn orchestrate(args: Args) {
     print_throughput(&scenarios, &results);
     print_overload(&scenarios, &results, base, overload_base.is_some());
     print_stall(&scenarios, &results);
+    print_shared(&scenarios, &results);
 }
 
 /// A scenario, with its label in the table.
-struct Row {
-    short: String,
-    scenario: Scenario,
+pub struct Row {
+    pub short: String,
+    pub scenario: Scenario,
 }
 
 fn print_table(scenarios: &[Row], results: &[Value]) {

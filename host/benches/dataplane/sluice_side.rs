@@ -49,6 +49,14 @@ fn commit_counts(store: &Store) -> (u64, u64, u64) {
     })
 }
 
+/// The shared store's requests by `service.operation` and its write units so far (none for sled).
+fn store_counts(store: &Store) -> (BTreeMap<String, u64>, u64) {
+    store.meter().map_or_else(Default::default, |meter| {
+        let requests = meter.requests().into_iter().map(|(service, op, n)| (format!("{service}.{op}"), n)).collect();
+        (requests, meter.write_units())
+    })
+}
+
 /// Slices the window is cut into for the timelines.
 const SLICE_MS: i64 = 10_000;
 /// How often the history is read during a long window: the store keeps only the last 100 runs
@@ -206,7 +214,9 @@ pub async fn sluice_side(settings: SluiceSettings) -> Value {
     // Every project's jitter offset, from its first pending firing (due minus nominal).
     let mut offsets: HashMap<String, i64> = HashMap::with_capacity(n);
     let registered = Instant::now();
-    while offsets.len() < n && registered.elapsed() < Duration::from_secs(30) {
+    // Registering reads every project from the store: from moto's DynamoDB, that takes a while.
+    let registering = Duration::from_secs(if settings.shared_store.is_some() { 180 } else { 30 });
+    while offsets.len() < n && registered.elapsed() < registering {
         tokio::time::sleep(Duration::from_millis(20)).await;
         for key in &keys {
             if !offsets.contains_key(&*key.project)
@@ -224,8 +234,10 @@ pub async fn sluice_side(settings: SluiceSettings) -> Value {
     // own, one per tenant (and role) with the tenant's.
     let warming = Instant::now();
     let mut waiting = keys.clone();
+    // Each check reads every project's history: on the shared store, not often enough to load it.
+    let check_every = if settings.shared_store.is_some() { Duration::from_secs(5) } else { Duration::from_millis(250) };
     while !waiting.is_empty() && warming.elapsed() < Duration::from_secs(180) {
-        tokio::time::sleep(Duration::from_millis(250)).await;
+        tokio::time::sleep(check_every).await;
         waiting = not_yet_run(&fleet.store, waiting).await;
     }
     tokio::time::sleep(warmup).await;
@@ -254,6 +266,7 @@ pub async fn sluice_side(settings: SluiceSettings) -> Value {
     let peer_before = peer_counters().await;
     let calls_before = fleet.aws.counters();
     let commits_before = commit_counts(&fleet.store);
+    let store_before = store_counts(&fleet.store);
     let outcomes_before = runs_by_outcome(&fleet.metrics);
     let peak_reset = reset_peak_rss();
     let name =
@@ -291,6 +304,7 @@ pub async fn sluice_side(settings: SluiceSettings) -> Value {
     sampling.store(true, Ordering::Relaxed);
     let calls_after = fleet.aws.counters();
     let commits_after = commit_counts(&fleet.store);
+    let store_after = store_counts(&fleet.store);
     let outcomes_after = runs_by_outcome(&fleet.metrics);
     let peer_after = peer_counters().await;
     let (rss_end, rss_peak) = (rss_bytes(), peak_rss_bytes());
@@ -423,7 +437,20 @@ pub async fn sluice_side(settings: SluiceSettings) -> Value {
         "peer_puts_per_poll": per_poll(peer_puts),
         "reads": reads,
     });
-    for part in [extra, memory, trust, throughput] {
+    // What the shared store asked of DynamoDB and S3 in the window (nothing for sled).
+    let requests: BTreeMap<String, u64> = store_after
+        .0
+        .iter()
+        .map(|(op, n)| (op.clone(), n - store_before.0.get(op).copied().unwrap_or(0)))
+        .filter(|(_, n)| *n > 0)
+        .collect();
+    let shared = json!({
+        "shared_store": settings.shared_store.is_some(),
+        "schedule": settings.schedule,
+        "store_requests": requests,
+        "store_write_units": store_after.1 - store_before.1,
+    });
+    for part in [extra, memory, trust, throughput, shared] {
         report.as_object_mut().unwrap().extend(part.as_object().unwrap().clone());
     }
     report

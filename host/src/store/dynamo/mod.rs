@@ -41,6 +41,7 @@ mod batch;
 mod catalog;
 mod meter;
 mod outbox;
+mod plan;
 mod port;
 mod runs;
 mod tenants;
@@ -71,7 +72,7 @@ pub struct DynamoStore {
     table: String,
     bucket: String,
     meter: Arc<StoreMeter>,
-    states: Arc<batch::StateCache>,
+    states: Arc<plan::StateCache>,
     lanes: Arc<batch::Lanes>,
 }
 

@@ -125,6 +125,18 @@ impl DynamoStore {
         }
     }
 
+    /// The removal of a project's outbox entry, for a transaction, on condition that it is
+    /// still there (a second delivery of the same entry settles nothing).
+    pub(super) fn entry_removal(&self, pk: &str, sequence: &str) -> Result<TransactWriteItem, StoreError> {
+        let delete = Delete::builder()
+            .table_name(&self.table)
+            .set_key(Some(key(pk, format!("outbox#{sequence}"))))
+            .condition_expression("attribute_exists(pk)")
+            .build()
+            .map_err(|e| local("TransactWriteItems", e))?;
+        Ok(TransactWriteItem::builder().delete(delete).build())
+    }
+
     /// The value of an item written by [`DynamoStore::value_attributes`]: inline or from S3.
     async fn value_of(&self, item: &Item) -> Result<Vec<u8>, StoreError> {
         match (item.get("value"), item.get("spilled")) {
@@ -338,13 +350,7 @@ impl DynamoStore {
         let pk = project_pk(tenant, project);
         let Some(stored) = self.get(key(pk.clone(), format!("outbox#{sequence}"))).await? else { return Ok(()) };
         let removed = number_of(&stored, "bytes")?;
-        let delete = Delete::builder()
-            .table_name(&self.table)
-            .set_key(Some(key(pk.clone(), format!("outbox#{sequence}"))))
-            .condition_expression("attribute_exists(pk)")
-            .build()
-            .map_err(|e| local("TransactWriteItems", e))?;
-        let mut items = vec![TransactWriteItem::builder().delete(delete).build()];
+        let mut items = vec![self.entry_removal(&pk, sequence)?];
         let mut changes = vec![("outbox_bytes", -removed)];
         let mut replaced = None;
         if let Some(state) = &entry.state {
