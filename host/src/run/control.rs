@@ -100,8 +100,9 @@ impl Control {
     pub(super) async fn load_all(&self) -> crate::store::Result<()> {
         for tenant in self.store.tenants().await? {
             if tenant.status == TenantStatus::Active {
+                // The tenant is known active: one read per project (its newest run), not two.
                 for project in self.store.projects(&tenant.id).await? {
-                    self.project_changed(&project).await;
+                    self.scheduler.upsert(key(&tenant.id, &project.id), self.entry(&project).await);
                 }
             }
         }
