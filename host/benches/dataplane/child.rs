@@ -100,6 +100,9 @@ pub struct SluiceSettings {
     pub shared_store: Option<String>,
     /// Every project's schedule instead of `rate(1 second)`.
     pub schedule: Option<String>,
+    /// Spread the projects' creation times evenly over this many seconds before now, so that a
+    /// long period's firings spread over it instead of coming together once a period; 0: all now.
+    pub stagger_s: u64,
     pub concurrency: usize,
     pub per_tenant: usize,
     /// Serve the API on loopback.
@@ -140,6 +143,7 @@ impl Default for SluiceSettings {
             put_coalesce: true,
             shared_store: None,
             schedule: None,
+            stagger_s: 0,
             concurrency: 64,
             per_tenant: 64,
             api: false,

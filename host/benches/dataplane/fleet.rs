@@ -228,6 +228,11 @@ impl Fleet {
                 if let Some(schedule) = &settings.schedule {
                     project.schedule = schedule.parse().expect("a schedule the API takes");
                 }
+                if settings.stagger_s > 0 {
+                    let back = (settings.stagger_s * 1000 * i as u64 / settings.n as u64) as i64;
+                    let created = Timestamp::now() - jiff::SignedDuration::from_millis(back);
+                    project.created_at = created.to_string();
+                }
                 let stream = stream_arn(settings.streams_per_tenant, t, i / settings.tenants);
                 project.target.stream_arn = sluice::arn::StreamArn::parse(&stream).unwrap();
                 member.projects.push(ProjectKey::new(project.tenant_id.as_str(), project.id.as_str()));

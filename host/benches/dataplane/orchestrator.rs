@@ -80,7 +80,8 @@ fn run_scenario(bench: &str, peer: &PeerRef, scenario: &Scenario) -> Value {
         if attempt == 0 || others(&measured) < others(&result) {
             result = measured;
         }
-        if others(&result) <= 0.25 {
+        // The shared store's side has moto beside it by design.
+        if others(&result) <= 0.25 || result["kind"] == "shared" {
             break;
         }
         eprintln!("  other processes used {:.2} cores; measuring again", others(&result));

@@ -54,14 +54,31 @@ pub fn shared_rows(n: usize, schedules: &[String], window: Duration, common: &Co
                     n,
                     shared_store: Some(endpoint.to_string()),
                     schedule: Some(schedule.clone()),
+                    // A fleet's firings spread over the period, as a fleet created over time has.
+                    stagger_s: period_s(schedule),
                     window,
-                    warmup: Duration::from_secs(5),
+                    // One whole period and a little: every project has run once (its session made,
+                    // its status changed to active), so the window sees steady runs.
+                    warmup: Duration::from_secs(period_s(schedule) + 20),
                     perf: common.perf.clone(),
                     ..SluiceSettings::default()
                 }),
             },
         })
         .collect()
+}
+
+/// The period of a `rate(N unit)` schedule, in seconds (0 for anything else).
+fn period_s(schedule: &str) -> u64 {
+    let inner = schedule.trim().strip_prefix("rate(").and_then(|s| s.strip_suffix(')')).unwrap_or_default();
+    let (count, unit) = inner.split_once(' ').unwrap_or_default();
+    let unit_s = match unit.trim_end_matches('s') {
+        "second" => 1,
+        "minute" => 60,
+        "hour" => 3600,
+        _ => 0,
+    };
+    count.parse::<u64>().unwrap_or(0) * unit_s
 }
 
 /// Requests and write units per successful run of each shared-store window.
