@@ -31,7 +31,9 @@
 //!   group commit and coalesced delivery off and on; the `overload` and `stall` sides
 //!   (`overload.rs`) offer the shipped configuration more than it can poll, and make its disk
 //!   stall. Its tenant's client of the API (creating projects, a light read load) is
-//!   `tenant_client.rs`.
+//!   `tenant_client.rs`. The `shared` side (`shared.rs`) runs the fleet with the store on moto's
+//!   DynamoDB and S3, started by the orchestrator, and counts the store's requests and write
+//!   units per run.
 //! - `bare`: the ratio's baseline: C concurrent loops of reqwest GET of the source and
 //!   aws-sdk-kinesis `PutRecords` of the body through one default client, closed-loop (as fast as
 //!   it goes) or paced at a fixed rate. No scheduler, plugin, outbox or store.
