@@ -63,6 +63,8 @@ struct State {
     faults: Mutex<HashMap<String, VecDeque<Fault>>>,
     down: Mutex<Vec<String>>,
     counts: Mutex<HashMap<String, u64>>,
+    /// Of those, the calls that were not refused for an outage (`set_down`).
+    let_through: Mutex<HashMap<String, u64>>,
     connections: Mutex<Vec<TcpStream>>,
     stopped: AtomicBool,
     request_ids: AtomicU64,
@@ -132,6 +134,12 @@ impl FaultProxy {
     /// How many requests for `operation` the proxy has seen, faulted or not.
     pub fn count(&self, operation: &str) -> u64 {
         self.state.counts.lock().unwrap().get(operation).copied().unwrap_or(0)
+    }
+
+    /// How many calls of `operation` the proxy let through: not refused for an outage, so that a
+    /// count taken as an outage ends leaves out the retries it refused meanwhile.
+    pub fn let_through(&self, operation: &str) -> u64 {
+        self.state.let_through.lock().unwrap().get(operation).copied().unwrap_or(0)
     }
 
     /// How many calls of each operation whose name starts with `prefix` the proxy has seen.
@@ -213,6 +221,7 @@ fn serve(state: &State, stream: TcpStream) {
             let _ = writer.shutdown(Shutdown::Both);
             return;
         }
+        *state.let_through.lock().unwrap().entry(operation.clone()).or_default() += 1;
         let fault = state.faults.lock().unwrap().get_mut(&operation).and_then(VecDeque::pop_front);
         let response = match fault {
             None if operation == "AssumeRole" && !trusted(state, &request) => {
