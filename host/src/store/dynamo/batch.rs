@@ -167,10 +167,7 @@ impl DynamoStore {
 
     fn lane_of(&self, write: &Write) -> &mpsc::UnboundedSender<Job> {
         let lanes = self.lanes();
-        let tenant = write.tenant().unwrap_or_default();
-        // FNV-1a: the same lane for a tenant all along.
-        let hash =
-            tenant.bytes().fold(0xcbf2_9ce4_8422_2325u64, |h, b| (h ^ u64::from(b)).wrapping_mul(0x0100_0000_01b3));
+        let hash = super::fnv1a(write.tenant().unwrap_or_default());
         &lanes[(hash % lanes.len() as u64) as usize]
     }
 }
@@ -275,7 +272,7 @@ impl DynamoStore {
             let writes: Vec<&Write> = transactional.iter().map(|job| &job.write).collect();
             let results = self.commit(&writes, &mut held.counters).await;
             for (job, result) in transactional.into_iter().zip(results) {
-                answer(job, result.unwrap_or_else(|| Err(failed("TransactWriteItems", "not written".into()))));
+                answer(job, result);
             }
         }
         let due = held.due().is_some_and(|due| due <= tokio::time::Instant::now());
@@ -293,7 +290,7 @@ impl DynamoStore {
         let Held { history, counters, .. } = std::mem::take(held);
         let (items, replies): (Vec<Item>, Vec<_>) = history.into_iter().unzip();
         let written = self.put_history(items).await;
-        for (tenant, counters) in counters {
+        for (tenant, counters) in counters.into_iter().filter(|(_, counters)| counters.runs > 0) {
             if let Err(e) = self.add_usage(&tenant, &counters).await {
                 tracing::error!(%tenant, "cannot add runs to the tenant's usage: {e}");
             }
@@ -307,11 +304,8 @@ impl DynamoStore {
     }
 
     /// Adds `counters` to a tenant's usage item, outside any transaction.
-    async fn add_usage(&self, tenant: &str, counters: &Counters) -> Result<(), StoreError> {
-        if counters.runs == 0 {
-            return Ok(());
-        }
-        let (expression, values) = usage_add(counters);
+    pub(super) async fn add_usage(&self, tenant: &str, counters: &Counters) -> Result<(), StoreError> {
+        let (expression, values) = usage_add(Some(counters), &[]);
         self.meter.add_write_units(write_units(1, false));
         self.db
             .update_item()

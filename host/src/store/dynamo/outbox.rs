@@ -21,7 +21,9 @@ use super::super::StoreError;
 use super::super::disk::DiskUsage;
 use super::super::outbox::{OutboxEntry, OutboxKey, WaitingEntry, decode_entry, encode_entry};
 use super::super::parked::{ParkedAction, ParkedEntry};
+use super::super::runs::Counters;
 use super::batch::Write;
+use super::runs::usage_add;
 use super::{DynamoStore, Item, key, local, n, number_of, project_pk, remote, s, string_of, usage_key};
 
 /// The largest value kept in the item itself; DynamoDB's items stop at 400 KB.
@@ -49,11 +51,7 @@ pub(super) fn next_sequence() -> u64 {
 }
 
 fn shard_of(tenant: &str, project: &str) -> String {
-    // FNV-1a: stable across builds and hosts, unlike std's hasher.
-    let hash = format!("{tenant}/{project}")
-        .bytes()
-        .fold(0xcbf2_9ce4_8422_2325u64, |h, b| (h ^ u64::from(b)).wrapping_mul(0x0100_0000_01b3));
-    format!("waiting#{}", hash % WAITING_SHARDS)
+    format!("waiting#{}", super::fnv1a(&format!("{tenant}/{project}")) % WAITING_SHARDS)
 }
 
 /// The item key behind an [`OutboxKey`], which reads `<tenant>/<project>/<sequence>` as the sled
@@ -76,16 +74,23 @@ pub(super) fn spill_key(tenant: &str, project: &str, sequence: &str) -> String {
 }
 
 impl DynamoStore {
-    /// One `ADD` of byte counts to a tenant's usage item, for a transaction.
-    fn bytes_update(&self, tenant: &str, changes: &[(&str, i64)]) -> Result<TransactWriteItem, StoreError> {
-        let mut update = Update::builder().table_name(&self.table).set_key(Some(usage_key(tenant)));
-        let mut parts = Vec::new();
-        for (i, (figure, delta)) in changes.iter().enumerate() {
-            parts.push(format!("{figure} :d{i}"));
-            update = update.expression_attribute_values(format!(":d{i}"), n(delta));
-        }
-        let update = update.update_expression(format!("ADD {}", parts.join(", "))).build();
-        Ok(TransactWriteItem::builder().update(update.map_err(|e| local("TransactWriteItems", e))?).build())
+    /// One `ADD` to a tenant's usage item, for a transaction: of `counters` if given, and of
+    /// the byte `figures` (see [`usage_add`]).
+    pub(super) fn usage_update(
+        &self,
+        tenant: &str,
+        counters: Option<&Counters>,
+        figures: &[(&str, i64)],
+    ) -> Result<TransactWriteItem, StoreError> {
+        let (expression, values) = usage_add(counters, figures);
+        let update = Update::builder()
+            .table_name(&self.table)
+            .set_key(Some(usage_key(tenant)))
+            .update_expression(expression)
+            .set_expression_attribute_values(Some(values))
+            .build()
+            .map_err(|e| local("TransactWriteItems", e))?;
+        Ok(TransactWriteItem::builder().update(update).build())
     }
 
     /// Puts `item` and adds `changes` to the tenant's byte counts, in one transaction.
@@ -94,7 +99,7 @@ impl DynamoStore {
         self.db
             .transact_write_items()
             .transact_items(TransactWriteItem::builder().put(put.map_err(|e| local("TransactWriteItems", e))?).build())
-            .transact_items(self.bytes_update(tenant, changes)?)
+            .transact_items(self.usage_update(tenant, None, changes)?)
             .send()
             .await
             .map_err(|e| remote("TransactWriteItems", e))?;
@@ -115,7 +120,7 @@ impl DynamoStore {
             .db
             .transact_write_items()
             .transact_items(TransactWriteItem::builder().delete(delete).build())
-            .transact_items(self.bytes_update(tenant, &[(figure, -number_of(item, "bytes")?)])?)
+            .transact_items(self.usage_update(tenant, None, &[(figure, -number_of(item, "bytes")?)])?)
             .send()
             .await;
         match written {
@@ -373,7 +378,7 @@ impl DynamoStore {
         self.value_attributes(&mut item, format!("parked/{tenant}/{project}/{sequence}"), value).await?;
         let put = Put::builder().table_name(&self.table).set_item(Some(item)).build();
         items.push(TransactWriteItem::builder().put(put.map_err(|e| local("TransactWriteItems", e))?).build());
-        items.push(self.bytes_update(tenant, &changes)?);
+        items.push(self.usage_update(tenant, None, &changes)?);
         let written = self.db.transact_write_items().set_transact_items(Some(items)).send().await;
         match written {
             Ok(_) => {

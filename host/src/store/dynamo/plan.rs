@@ -7,15 +7,14 @@ use std::collections::{BTreeMap, HashMap};
 use std::sync::{Mutex, PoisonError};
 use std::time::Duration;
 
-use aws_sdk_dynamodb::types::{AttributeValue, KeysAndAttributes, Put, TransactWriteItem, Update};
+use aws_sdk_dynamodb::types::{AttributeValue, KeysAndAttributes, Put, TransactWriteItem};
 
 use super::super::StoreError;
 use super::super::runs::Counters;
 use super::batch::{Write, failed};
 use super::meter::{item_bytes, write_units};
 use super::outbox::{INLINE_BYTES, next_sequence, spill_key};
-use super::runs::usage_add;
-use super::{DynamoStore, Item, key, local, n, number_of, project_pk, remote, s, usage_key};
+use super::{DynamoStore, Item, key, local, number_of, project_pk, remote, s};
 
 /// Sends of one batch before its writes are answered with an error: conflicts with other
 /// writers, and writes answered alone, each take one.
@@ -92,15 +91,15 @@ struct UsageChange {
 
 impl DynamoStore {
     /// Writes the transactional part of a batch, sending it again without the writes answered
-    /// alone, and returns each write's result.
-    /// Held usage counters of tenants the transaction touches anyway ride along in `carry`.
+    /// alone, and returns each write's result. Held usage counters of tenants the transaction
+    /// touches anyway ride along from `carry`.
     pub(super) async fn commit(
         &self,
         writes: &[&Write],
         carry: &mut BTreeMap<String, Counters>,
-    ) -> Vec<Option<Result<(), StoreError>>> {
+    ) -> Vec<Result<(), StoreError>> {
         let mut results: Vec<Option<Result<(), StoreError>>> = writes.iter().map(|_| None).collect();
-        for attempt in 0..ATTEMPTS {
+        'attempts: for attempt in 0..ATTEMPTS {
             let open: Vec<usize> = (0..writes.len()).filter(|&i| results[i].is_none()).collect();
             let answer_open = |results: &mut Vec<Option<Result<(), StoreError>>>,
                                with: &dyn Fn() -> Result<(), StoreError>| {
@@ -113,12 +112,12 @@ impl DynamoStore {
                 Err(e) => {
                     let message = e.to_string();
                     answer_open(&mut results, &|| Err(failed("TransactWriteItems", message.clone())));
-                    return results;
+                    break 'attempts;
                 }
             };
             if plan.actions.is_empty() {
                 answer_open(&mut results, &|| Ok(()));
-                return results;
+                break 'attempts;
             }
             let sent = self.db.transact_write_items().set_transact_items(Some(plan.actions.clone())).send().await;
             let error = match sent {
@@ -128,7 +127,7 @@ impl DynamoStore {
                     }
                     self.finish(plan).await;
                     answer_open(&mut results, &|| Ok(()));
-                    return results;
+                    break 'attempts;
                 }
                 Err(e) => e,
             };
@@ -136,7 +135,7 @@ impl DynamoStore {
             let Some(reasons) = super::cancellation_reasons(&error) else {
                 let message = remote("TransactWriteItems", error).to_string();
                 answer_open(&mut results, &|| Err(failed("TransactWriteItems", message.clone())));
-                return results;
+                break 'attempts;
             };
             let mut contended = false;
             for (owner, code) in plan.owners.iter().zip(&reasons) {
@@ -150,7 +149,7 @@ impl DynamoStore {
                     (code, _) => {
                         let message = format!("{code}: the transaction was refused");
                         answer_open(&mut results, &|| Err(failed("TransactWriteItems", message.clone())));
-                        return results;
+                        break 'attempts;
                     }
                 }
             }
@@ -158,13 +157,20 @@ impl DynamoStore {
                 tokio::time::sleep(Duration::from_millis(10 << attempt.min(6))).await;
             }
         }
-        for result in results.iter_mut().filter(|r| r.is_none()) {
-            *result = Some(Err(failed(
-                "TransactWriteItems",
-                format!("the batch was refused {ATTEMPTS} times for conflicting writes; the next run tries again"),
-            )));
-        }
+        // A write still unanswered was sent every time and refused every time.
         results
+            .into_iter()
+            .map(|result| {
+                result.unwrap_or_else(|| {
+                    Err(failed(
+                        "TransactWriteItems",
+                        format!(
+                            "the batch was refused {ATTEMPTS} times for conflicting writes; the next run tries again"
+                        ),
+                    ))
+                })
+            })
+            .collect()
     }
 
     /// The transaction for the writes `open` of `writes`.
@@ -250,7 +256,7 @@ impl DynamoStore {
             }
         }
         for (tenant, change) in usage {
-            if let Some(update) = self.usage_update(&tenant, &change)? {
+            if let Some(update) = self.batch_usage_update(&tenant, &change)? {
                 // The usage item stays well under 1 KB.
                 plan.units += write_units(1, true);
                 plan.push(update, Owner::Usage);
@@ -260,30 +266,16 @@ impl DynamoStore {
     }
 
     /// One `ADD` of a batch's changes to a tenant's usage item; `None` if it changes nothing.
-    fn usage_update(&self, tenant: &str, change: &UsageChange) -> Result<Option<TransactWriteItem>, StoreError> {
-        let (mut parts, mut values) = if change.counters.runs > 0 {
-            let (expression, values) = usage_add(&change.counters);
-            (vec![expression.trim_start_matches("ADD ").to_string()], values)
-        } else {
-            (Vec::new(), HashMap::new())
-        };
-        for (figure, delta) in [("outbox_bytes", change.outbox_bytes), ("state_bytes", change.state_bytes)] {
-            if delta != 0 {
-                parts.push(format!("{figure} :{figure}"));
-                values.insert(format!(":{figure}"), n(delta));
-            }
-        }
-        if parts.is_empty() {
+    fn batch_usage_update(&self, tenant: &str, change: &UsageChange) -> Result<Option<TransactWriteItem>, StoreError> {
+        let counters = (change.counters.runs > 0).then_some(&change.counters);
+        let figures: Vec<(&str, i64)> = [("outbox_bytes", change.outbox_bytes), ("state_bytes", change.state_bytes)]
+            .into_iter()
+            .filter(|(_, delta)| *delta != 0)
+            .collect();
+        if counters.is_none() && figures.is_empty() {
             return Ok(None);
         }
-        let update = Update::builder()
-            .table_name(&self.table)
-            .set_key(Some(usage_key(tenant)))
-            .update_expression(format!("ADD {}", parts.join(", ")))
-            .set_expression_attribute_values(Some(values))
-            .build()
-            .map_err(|e| local("TransactWriteItems", e))?;
-        Ok(Some(TransactWriteItem::builder().update(update).build()))
+        self.usage_update(tenant, counters, &figures).map(Some)
     }
 
     /// The state each of `pks` holds now: as this store last wrote it, else read (in one

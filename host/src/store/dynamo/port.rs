@@ -17,7 +17,7 @@ use super::super::outbox::OutboxEntry;
 use super::super::parked::ParkedEntry;
 use super::super::runs::{Counters, RUNS_KEPT, Run};
 use super::super::{PortError, PortSummary, StoreError};
-use super::runs::{counters_of, usage_add};
+use super::runs::counters_of;
 use super::{DynamoStore, counts_key, doc, holders_key, key, n, plugin_key, remote, s, string_of, usage_key};
 
 /// The item whose presence marks an import that did not finish.
@@ -169,16 +169,7 @@ impl ImportTarget for DynamoStore {
     }
 
     async fn put_usage(&self, tenant: &str, counters: &Counters) -> Result<(), StoreError> {
-        let (expression, values) = usage_add(counters);
-        let update = self
-            .db
-            .update_item()
-            .table_name(&self.table)
-            .set_key(Some(usage_key(tenant)))
-            .update_expression(expression)
-            .set_expression_attribute_values(Some(values));
-        update.send().await.map_err(|e| remote("UpdateItem", e))?;
-        Ok(())
+        self.add_usage(tenant, counters).await
     }
 
     async fn finish(&self, derived: &Derived) -> Result<(), StoreError> {

@@ -19,21 +19,29 @@ use super::{DynamoStore, Item, doc, doc_of, key, local, n, number_of, project_pk
 /// How long a run's history record is kept before DynamoDB's TTL removes it.
 pub const RUN_TTL_SECONDS: i64 = 30 * 24 * 3600;
 
-/// The `ADD` of `counters` to a tenant's usage item: its update expression and values, for an
+/// The `ADD` to a tenant's usage item of `counters`, if given, and of the byte `figures`
+/// (`outbox_bytes`, `state_bytes`, …, each named once): its update expression and values, for an
 /// `UpdateItem` or an update inside a transaction alike.
-pub(super) fn usage_add(counters: &Counters) -> (String, HashMap<String, AttributeValue>) {
-    let expression = "ADD runs :runs, runs_failed :failed, bytes_fetched :fetched, records_delivered :records, \
-                      bytes_delivered :delivered, plugin_us :plugin";
-    let values = HashMap::from([
-        (":runs".to_string(), n(counters.runs)),
-        (":failed".to_string(), n(counters.runs_failed)),
-        (":fetched".to_string(), n(counters.bytes_fetched)),
-        (":records".to_string(), n(counters.records_delivered)),
-        (":delivered".to_string(), n(counters.bytes_delivered)),
-        // Microseconds, as an integer: repeated ADDs of decimals would drift.
-        (":plugin".to_string(), n((counters.plugin_ms * 1000.0).round() as i64)),
-    ]);
-    (expression.to_string(), values)
+pub(super) fn usage_add(
+    counters: Option<&Counters>,
+    figures: &[(&str, i64)],
+) -> (String, HashMap<String, AttributeValue>) {
+    let mut added: Vec<(&str, AttributeValue)> = Vec::new();
+    if let Some(counters) = counters {
+        added.extend([
+            ("runs", n(counters.runs)),
+            ("runs_failed", n(counters.runs_failed)),
+            ("bytes_fetched", n(counters.bytes_fetched)),
+            ("records_delivered", n(counters.records_delivered)),
+            ("bytes_delivered", n(counters.bytes_delivered)),
+            // Microseconds, as an integer: repeated ADDs of decimals would drift.
+            ("plugin_us", n((counters.plugin_ms * 1000.0).round() as i64)),
+        ]);
+    }
+    added.extend(figures.iter().map(|(figure, delta)| (*figure, n(delta))));
+    let parts: Vec<String> = added.iter().map(|(name, _)| format!("{name} :{name}")).collect();
+    let values = added.into_iter().map(|(name, value)| (format!(":{name}"), value)).collect();
+    (format!("ADD {}", parts.join(", ")), values)
 }
 
 /// The counters on a tenant's usage item (`plugin_us` back in milliseconds).
@@ -53,24 +61,20 @@ impl DynamoStore {
     /// Appends a run to its project's history and adds it to the tenant's usage, in its lane's
     /// next batch (`batch.rs`).
     pub async fn record_run(&self, tenant: &str, run: &Run, plugin_ms: f64) -> Result<(), StoreError> {
-        let write = Write::Run {
-            tenant: tenant.to_string(),
-            item: self.run_item(tenant, run)?,
-            counters: Counters::of_run(run, plugin_ms),
-        };
-        self.write(write).await
+        self.write(self.run_write(tenant, run, plugin_ms)?).await
     }
 
     /// Like [`DynamoStore::record_run`], without waiting; a failure is logged.
     pub fn record_run_later(&self, tenant: &str, run: &Run, plugin_ms: f64) {
-        match self.run_item(tenant, run) {
-            Ok(item) => self.write_later(Write::Run {
-                tenant: tenant.to_string(),
-                item,
-                counters: Counters::of_run(run, plugin_ms),
-            }),
+        match self.run_write(tenant, run, plugin_ms) {
+            Ok(write) => self.write_later(write),
             Err(e) => tracing::error!(project = %run.project_id, "cannot write the run's history: {e}"),
         }
+    }
+
+    fn run_write(&self, tenant: &str, run: &Run, plugin_ms: f64) -> Result<Write, StoreError> {
+        let item = self.run_item(tenant, run)?;
+        Ok(Write::Run { tenant: tenant.to_string(), item, counters: Counters::of_run(run, plugin_ms) })
     }
 
     /// A run's history item, which DynamoDB removes [`RUN_TTL_SECONDS`] after it is written.
