@@ -6,7 +6,7 @@ use std::time::Duration;
 
 use serde_json::json;
 use sluice_tests::fault_proxy::Fault;
-use sluice_tests::world::{Tenant, World, block_on, copies, wait_for};
+use sluice_tests::world::{FAST, Tenant, World, block_on, copies, wait_for};
 
 const PUT_RECORDS: &str = "Kinesis_20131202.PutRecords";
 
@@ -198,7 +198,12 @@ async fn kill_9_during_busy_commits_keeps_every_acknowledged_entry() {
 /// PutRecords calls when Kinesis is back, and each is committed in its turn.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_backlog_of_entries_is_delivered_in_shared_calls_after_an_outage() {
-    let world = World::start();
+    // The drainer tries every 2 s here, so that the outage can end between two of its attempts:
+    // an attempt the end cuts in two retries each entry's call on its own, as it should, and
+    // that is not what this test measures.
+    let config = FAST.replace("outbox_retry_ms = 300", "outbox_retry_ms = 2000");
+    assert_ne!(config, FAST, "FAST sets outbox_retry_ms no more");
+    let world = World::start_configured(true, &config, &[]);
     let tenant = world.tenant("acme", "111111111111").await;
     let (id, arn) = incremental(&world, &tenant, "rate(1 hour)").await;
     world.proxy.set_down("Kinesis_20131202.", true);
@@ -210,6 +215,13 @@ async fn a_backlog_of_entries_is_delivered_in_shared_calls_after_an_outage() {
     let (_, outbox) = world.call("GET", &format!("/v1/projects/{id}/outbox"), &tenant.key, None);
     assert_eq!(outbox["waiting"].as_array().unwrap().len(), 5, "{outbox}");
 
+    // A quiet moment: no call for 400 ms, so no attempt is under way and the next is over a
+    // second away.
+    wait_for(Duration::from_secs(20), "a moment without delivery attempts", || {
+        let calls = world.proxy.count(PUT_RECORDS);
+        std::thread::sleep(Duration::from_millis(400));
+        (world.proxy.count(PUT_RECORDS) == calls).then_some(())
+    });
     // The first call back is slow, so that whatever the drainer sends after it queues up.
     world.proxy.inject(PUT_RECORDS, Fault::Slow(Duration::from_millis(300)), 1);
     // Calls the outage refused count nowhere, even those still arriving as it ends.
