@@ -80,17 +80,31 @@ impl Inner {
         project_id: &str,
         current_run: Option<&str>,
     ) -> Result<Totals, Failure> {
+        self.holding_delivery_lock(tenant, project_id, self.deliver_locked(tenant, project_id, current_run)).await
+    }
+
+    /// Runs `work` while holding the project's delivery lock. A run enqueues its entry and
+    /// delivers it under one hold: were the lock taken only after the entry was written, the
+    /// drainer could deliver or park the entry in between, and the run would report success for
+    /// records that were parked.
+    pub(super) async fn holding_delivery_lock<T>(
+        &self,
+        tenant: &str,
+        project_id: &str,
+        work: impl std::future::Future<Output = T>,
+    ) -> T {
         let lock = self.delivery_locks.get(tenant, project_id);
         let result = {
             let _held = lock.lock().await;
-            self.deliver_locked(tenant, project_id, current_run).await
+            work.await
         };
         drop(lock);
         self.delivery_locks.release(tenant, project_id);
         result
     }
 
-    async fn deliver_locked(
+    /// [`Self::deliver_project`] for a caller that holds the project's delivery lock.
+    pub(super) async fn deliver_locked(
         &self,
         tenant: &str,
         project_id: &str,

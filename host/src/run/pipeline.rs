@@ -299,9 +299,13 @@ impl Inner {
             entry.payload_bytes() + entry.state.as_ref().map_or(0, |s| s.len() as u64),
         )
         .await?;
-        tally.time(Stage::Outbox, self.store.enqueue(entry)).await.map_err(Failure::host)?;
         let run_id = tally.run_id.clone();
-        let totals = tally.time(Stage::Deliver, self.deliver_project(tenant, &project.id, Some(&run_id))).await?;
+        let totals = self
+            .holding_delivery_lock(tenant, &project.id, async {
+                tally.time(Stage::Outbox, self.store.enqueue(entry)).await.map_err(Failure::host)?;
+                tally.time(Stage::Deliver, self.deliver_locked(tenant, &project.id, Some(&run_id))).await
+            })
+            .await?;
         tally.bytes_delivered += totals.bytes;
         for parked in &totals.parked {
             if parked.run_id == tally.run_id {
