@@ -354,6 +354,9 @@ async fn one_tenants_failing_secret_reads_do_not_use_up_another_tenants_retries(
     assert_eq!(aws.secret(&session_a, &secret_a.secret_arn(), None).await.unwrap(), "k-a");
 }
 
+/// How long the call others queue up behind takes.
+const SLOW_CALL: Duration = Duration::from_secs(2);
+
 /// Deliveries to one stream with one session at the same time share PutRecords calls: while the
 /// first call is slow, nineteen more deliveries queue up and go out together in the next one.
 /// Each caller is answered for its own records, and a partial failure of a shared call makes
@@ -387,7 +390,9 @@ async fn concurrent_deliveries_share_put_records_calls_and_retry_only_their_own_
         }
     };
 
-    setup.proxy.inject(PUT_RECORDS, Fault::Slow(Duration::from_millis(500)), 1);
+    // The slow call gives the other callers time to queue up behind it: long enough for a
+    // machine busy with other tests to spawn them all.
+    setup.proxy.inject(PUT_RECORDS, Fault::Slow(SLOW_CALL), 1);
     let delivered = deliver_all("a", 20, 10).await;
     assert!(delivered.iter().all(|d| (d.records, d.retried_records) == (10, 0)), "{delivered:?}");
     assert_eq!(setup.proxy.count(PUT_RECORDS), 2, "the first caller's call, then one for the other nineteen");
@@ -400,7 +405,7 @@ async fn concurrent_deliveries_share_put_records_calls_and_retry_only_their_own_
 
     // The shared call marks every other entry of all ten callers failed: 2 of each caller's 4
     // entries (positions 0 and 2), which that caller alone sends again.
-    setup.proxy.inject(PUT_RECORDS, Fault::Slow(Duration::from_millis(500)), 1);
+    setup.proxy.inject(PUT_RECORDS, Fault::Slow(SLOW_CALL), 1);
     setup.proxy.inject(PUT_RECORDS, Fault::PartialFailure, 1);
     let before = setup.proxy.count(PUT_RECORDS);
     let delivered = deliver_all("b", 11, 4).await;

@@ -10,10 +10,10 @@ use std::time::Duration;
 
 use super::Inner;
 use super::failure::Failure;
-use super::pipeline::rfc3339_ms;
+use super::pipeline::{Tally, rfc3339_ms};
 use crate::arn::StreamArn;
 use crate::aws::{AwsError, AwsErrorKind, Delivered, MAX_CALL_BYTES, MAX_CALL_RECORDS, Session};
-use crate::store::{OutboxEntry, OutboxKey, Stage};
+use crate::store::{OutboxEntry, OutboxKey, Project, Quotas, Stage};
 
 /// How often the drainer logs a project that stays undeliverable for the same reason.
 const DRAIN_LOG_EVERY: Duration = Duration::from_secs(60);
@@ -81,6 +81,105 @@ impl Inner {
         current_run: Option<&str>,
     ) -> Result<Totals, Failure> {
         self.holding_delivery_lock(tenant, project_id, self.deliver_locked(tenant, project_id, current_run)).await
+    }
+
+    /// Delivers a run's records and commits its state.
+    ///
+    /// A project with nothing waiting sends them straight to Kinesis and then commits the run's
+    /// state: a run that delivers at once writes no outbox entry, so its records never touch the
+    /// store. Otherwise, or when Kinesis does not take them, the records go in the outbox, behind
+    /// the project's older entries, and are delivered from there. Nothing is lost either way: the
+    /// state moves only once the records are in Kinesis, so a run killed before that is fetched
+    /// again from the same state. Everything happens under one hold of the project's delivery
+    /// lock, so the drainer cannot deliver or park the run's entry behind its back.
+    pub(super) async fn deliver_run(
+        &self,
+        project: &Project,
+        session: &Session,
+        quotas: &Quotas,
+        mut entry: OutboxEntry,
+        tally: &mut Tally,
+    ) -> Result<(), Failure> {
+        let (tenant, project_id) = (&project.tenant_id, &project.id);
+        let run_id = entry.run_id.clone();
+        let totals = self
+            .holding_delivery_lock(tenant, project_id, async {
+                let waiting = self.store.outbox_len_of(tenant, project_id).await.map_err(Failure::host)?;
+                if waiting == 0 {
+                    let records = std::mem::take(&mut entry.records);
+                    let stream = &project.target.stream_arn;
+                    let put = self.aws.put_records_shared(session, stream, records);
+                    let (records, result) = tally.time(Stage::Deliver, put).await;
+                    entry.records = records;
+                    match result {
+                        Ok(delivered) => {
+                            if let Some(state) = &entry.state {
+                                let commit = self.store.commit_state(tenant, project_id, state);
+                                tally.time(Stage::Deliver, commit).await.map_err(Failure::host)?;
+                            }
+                            self.metrics.delivered(delivered.records, delivered.bytes);
+                            let (records, bytes) = (delivered.records, delivered.bytes);
+                            return Ok(Totals { records, bytes, parked: Vec::new() });
+                        }
+                        // Refused for good: stored and parked at once, as from the outbox, so
+                        // that the tenant decides.
+                        Err(error) if error.kind == AwsErrorKind::Invalid => {
+                            let key = self.store_entry(project, quotas, entry.clone(), tally).await?;
+                            let parked = self.park_entry(&key, &entry, &error).await?;
+                            return Ok(Totals { parked: vec![parked], ..Totals::default() });
+                        }
+                        Err(error) => {
+                            self.store_entry(project, quotas, entry, tally).await?;
+                            return Err(Failure::new(Stage::Deliver, error.message).with_kind(error.kind));
+                        }
+                    }
+                }
+                self.store_entry(project, quotas, entry, tally).await?;
+                tally.time(Stage::Deliver, self.deliver_locked(tenant, project_id, Some(&run_id))).await
+            })
+            .await?;
+        tally.bytes_delivered += totals.bytes;
+        for parked in &totals.parked {
+            if parked.run_id == run_id {
+                return Err(Failure::tenant(
+                    Stage::Deliver,
+                    format!(
+                        "{}; nothing is lost: retry them with POST /v1/projects/{}/outbox/{}/retry or discard them \
+                         with DELETE /v1/projects/{}/outbox/{}",
+                        parked.message, project_id, parked.run_id, project_id, parked.run_id
+                    ),
+                ));
+            }
+            tally.log.host("warn", &parked.message);
+        }
+        Ok(())
+    }
+
+    /// Writes a run's records and pending state to the outbox, within the tenant's quota.
+    async fn store_entry(
+        &self,
+        project: &Project,
+        quotas: &Quotas,
+        entry: OutboxEntry,
+        tally: &mut Tally,
+    ) -> Result<OutboxKey, Failure> {
+        let adding = entry.payload_bytes() + entry.state.as_ref().map_or(0, |s| s.len() as u64);
+        self.check_outbox_bytes(project, quotas, adding).await?;
+        tally.time(Stage::Outbox, self.store.enqueue(entry)).await.map_err(Failure::host)
+    }
+
+    /// Parks an entry Kinesis refused for good, saying whose records they are and why.
+    async fn park_entry(&self, key: &OutboxKey, entry: &OutboxEntry, error: &AwsError) -> Result<Parked, Failure> {
+        let from = rfc3339_ms(jiff::Timestamp::from_millisecond(entry.scheduled_at_ms).unwrap_or_default());
+        let message = format!(
+            "kinesis refused the records of run {} from {from} for good, so they are parked: {error}",
+            entry.run_id
+        );
+        let now = rfc3339_ms(jiff::Timestamp::now());
+        self.store.park(key, entry, &error.message, &now).await.map_err(Failure::host)?;
+        self.metrics.parked();
+        tracing::warn!(project = %entry.project_id, run = %entry.run_id, "{message}");
+        Ok(Parked { run_id: entry.run_id.clone(), message })
     }
 
     /// Runs `work` while holding the project's delivery lock. A run enqueues its entry and
@@ -161,17 +260,12 @@ impl Inner {
                     }
                     Err(error) => error,
                 };
-                let from = rfc3339_ms(jiff::Timestamp::from_millisecond(entry.scheduled_at_ms).unwrap_or_default());
-                let which = format!("records of run {} from {from}", entry.run_id);
                 if error.kind == AwsErrorKind::Invalid {
-                    let message = format!("kinesis refused the {which} for good, so they are parked: {error}");
-                    let now = rfc3339_ms(jiff::Timestamp::now());
-                    self.store.park(&key, &entry, &error.message, &now).await.map_err(Failure::host)?;
-                    self.metrics.parked();
-                    tracing::warn!(project = %project_id, run = %entry.run_id, "{message}");
-                    totals.parked.push(Parked { run_id: entry.run_id.clone(), message });
+                    totals.parked.push(self.park_entry(&key, &entry, &error).await?);
                     continue;
                 }
+                let from = rfc3339_ms(jiff::Timestamp::from_millisecond(entry.scheduled_at_ms).unwrap_or_default());
+                let which = format!("records of run {} from {from}", entry.run_id);
                 // Later entries of the group are not committed before this one, even if Kinesis
                 // took their records: they go again, which at-least-once allows.
                 let message = match current_run {

@@ -2,8 +2,9 @@
 //!
 //! For every tick the scheduler fires, a run goes: assume the tenant's role → read the API key
 //! from the tenant's secret → `prepare` → fetch → `transform` → next page (up to the project's
-//! page cap) → write the records and the pending state into the durable outbox → `PutRecords` →
-//! on full acceptance, commit the state and clear the outbox entry in one transaction. The run is
+//! page cap) → `PutRecords` → on full acceptance, commit the state. Records Kinesis does not take
+//! at once, or that must wait behind older ones, go into the durable outbox with the pending state
+//! instead; the drainer delivers them, and one transaction clears an entry and commits its state. The run is
 //! then recorded in the project's history, the tenant's usage and the metrics, and the project's
 //! status follows from it (`status.rs`).
 //!

@@ -40,7 +40,7 @@ pub(super) struct Tally {
 
 impl Tally {
     /// Times one stage, adding to what earlier pages spent in it.
-    async fn time<T>(&mut self, stage: Stage, work: impl Future<Output = T>) -> T {
+    pub(super) async fn time<T>(&mut self, stage: Stage, work: impl Future<Output = T>) -> T {
         let started = Instant::now();
         let result = work.await;
         *self.stage_ms.entry(stage).or_default() += started.elapsed().as_secs_f64() * 1000.0;
@@ -293,39 +293,17 @@ impl Inner {
             state: new_state,
             records,
         };
-        self.check_outbox_bytes(
-            project,
-            &quotas,
-            entry.payload_bytes() + entry.state.as_ref().map_or(0, |s| s.len() as u64),
-        )
-        .await?;
-        let run_id = tally.run_id.clone();
-        let totals = self
-            .holding_delivery_lock(tenant, &project.id, async {
-                tally.time(Stage::Outbox, self.store.enqueue(entry)).await.map_err(Failure::host)?;
-                tally.time(Stage::Deliver, self.deliver_locked(tenant, &project.id, Some(&run_id))).await
-            })
-            .await?;
-        tally.bytes_delivered += totals.bytes;
-        for parked in &totals.parked {
-            if parked.run_id == tally.run_id {
-                return Err(Failure::tenant(
-                    Stage::Deliver,
-                    format!(
-                        "{}; nothing is lost: retry them with POST /v1/projects/{}/outbox/{}/retry or discard them \
-                         with DELETE /v1/projects/{}/outbox/{}",
-                        parked.message, project.id, parked.run_id, project.id, parked.run_id
-                    ),
-                ));
-            }
-            tally.log.host("warn", &parked.message);
-        }
-        Ok(())
+        self.deliver_run(project, &session, &quotas, entry, tally).await
     }
 
     /// Fails the run when the tenant's undelivered records, with `adding` more, would exceed its
     /// `max_outbox_bytes` quota: one tenant must not fill the disk every tenant shares.
-    async fn check_outbox_bytes(&self, project: &Project, quotas: &Quotas, adding: u64) -> Result<(), Failure> {
+    pub(super) async fn check_outbox_bytes(
+        &self,
+        project: &Project,
+        quotas: &Quotas,
+        adding: u64,
+    ) -> Result<(), Failure> {
         let waiting = self.store.disk_usage(&project.tenant_id).await.map_err(Failure::host)?.undelivered_bytes();
         // Before fetching (`adding` 0), a full quota stops the run; an entry stops it if it would
         // take the tenant over the quota.

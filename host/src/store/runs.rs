@@ -72,7 +72,8 @@ pub enum Stage {
     Fetch,
     /// The plugin's `transform` call, and the checks of what it returned.
     Transform,
-    /// Writing the run's records and pending state to the durable outbox.
+    /// Writing the run's records and pending state to the durable outbox, when Kinesis did not
+    /// take them at once or older records of the project wait there.
     Outbox,
     /// The host itself failed (its storage); nothing the tenant can fix.
     Host,
