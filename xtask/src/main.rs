@@ -191,17 +191,14 @@ fn test() -> Result<()> {
     let mut test = cargo();
     test.args(["test", "--workspace"]).env("SLUICE_PLUGINS_DIR", plugin_artifacts());
     let (passed, failed) = run_counting_tests(test)?;
-    // The end-to-end tests that exercise persistence (the outbox, kill -9, delivery and history
-    // through the real daemon; the API, tenant isolation and authorization in process) again, on
-    // the shared store: DynamoDB and S3 on moto. The store-level tests of that backend
-    // (`dynamo_store`, `shared_store`) run in the first pass. The crash loop and the busy-commits
-    // kill stay on sled: their load needs more than moto serves one request at a time (the shared
-    // store's own kill -9 test is in `shared_store`).
+    // The end-to-end tests that exercise persistence (the outbox, kill -9 and the crash loop,
+    // delivery and history through the real daemon; the API, tenant isolation and authorization in
+    // process) again, on the shared store: DynamoDB and S3 on moto. The store-level tests of that
+    // backend (`dynamo_store`, `shared_store`) run in the first pass.
     let mut shared = cargo();
     shared
-        .args(["test", "-p", "sluice-tests", "--test", "e2e", "--", "faults::", "dataplane::"])
-        .args(["api::", "authz::", "projects_api::", "plugins_api::"])
-        .args(["--skip", "faults::kill_9_during_busy_commits"])
+        .args(["test", "-p", "sluice-tests", "--test", "e2e", "--", "faults::", "dataplane::", "crash_loop::"])
+        .args(["api::", "authz::", "projects_api::", "plugins_api::", "bad_output::"])
         .env("SLUICE_PLUGINS_DIR", plugin_artifacts())
         .env("SLUICE_TEST_STORE", "dynamodb");
     let (shared_passed, shared_failed) = run_counting_tests(shared)?;
