@@ -108,6 +108,43 @@ async fn kinesis_unreachable_for_30_seconds_fills_the_outbox_which_then_drains()
     assert_eq!(project["consecutive_failures"], 0);
 }
 
+/// A run whose records Kinesis takes at once stores none of them (its history has no `outbox`
+/// stage, and the outbox stays empty); a run whose records Kinesis does not take leaves them in
+/// the outbox before it ends, and the next run starts from the state they carry.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn records_are_stored_only_when_kinesis_does_not_take_them_at_once() {
+    let world = World::start();
+    let tenant = world.tenant("acme", "111111111111").await;
+    let (id, arn) = incremental(&world, &tenant, "rate(1 hour)").await;
+    world.source.add_items(0..3);
+    let run = world.run_now(&tenant, &id, Duration::from_secs(60));
+    assert_eq!((run["outcome"].as_str(), run["records"].as_u64()), (Some("succeeded"), Some(3)), "{run}");
+    assert!(run["stage_ms"]["deliver"].is_number() && run["stage_ms"]["outbox"].is_null(), "{run}");
+    assert_eq!(copies(&tenant, &arn).await.len(), 3);
+
+    world.proxy.set_down("Kinesis_20131202.", true);
+    world.source.add_items(3..5);
+    let stuck = world.run_now(&tenant, &id, Duration::from_secs(60));
+    assert_eq!(stuck["error"]["stage"], "deliver", "{stuck}");
+    assert!(stuck["stage_ms"]["outbox"].is_number(), "{stuck}");
+    let (status, outbox) = world.call("GET", &format!("/v1/projects/{id}/outbox"), &tenant.key, None);
+    assert_eq!((status, &outbox["waiting"][0]["run_id"]), (200, &stuck["id"]), "{outbox}");
+
+    // The next run starts after the waiting records, not from the committed state, and waits
+    // behind them.
+    world.source.add_items(5..6);
+    let next = world.run_now(&tenant, &id, Duration::from_secs(60));
+    assert_eq!(next["error"]["stage"], "deliver", "{next}");
+    let last = world.source.seen().into_iter().rev().find(|s| s.path == "/items").unwrap();
+    assert_eq!(last.query.get("since").map(String::as_str), Some("2026-01-01T00:00:00.004Z"));
+    world.proxy.set_down("Kinesis_20131202.", false);
+    let counts = wait_for(Duration::from_secs(30), "the waiting records delivered", || {
+        let counts = block_on(copies(&tenant, &arn));
+        (counts.len() == 6).then_some(counts)
+    });
+    assert!(counts.values().all(|n| *n == 1), "{counts:?}");
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn kill_9_while_records_wait_for_delivery_loses_none_of_them() {
     let mut world = World::start();

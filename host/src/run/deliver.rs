@@ -85,7 +85,8 @@ impl Inner {
 
     /// Delivers a run's records and commits its state.
     ///
-    /// A project with nothing waiting sends them straight to Kinesis and then commits the run's
+    /// A project with nothing waiting (`nothing_waiting`, when the run knows it already, else
+    /// the outbox says) sends them straight to Kinesis and then commits the run's
     /// state: a run that delivers at once writes no outbox entry, so its records never touch the
     /// store. Otherwise, or when Kinesis does not take them, the records go in the outbox, behind
     /// the project's older entries, and are delivered from there. Nothing is lost either way: the
@@ -98,14 +99,16 @@ impl Inner {
         session: &Session,
         quotas: &Quotas,
         mut entry: OutboxEntry,
+        nothing_waiting: bool,
         tally: &mut Tally,
     ) -> Result<(), Failure> {
         let (tenant, project_id) = (&project.tenant_id, &project.id);
         let run_id = entry.run_id.clone();
         let totals = self
             .holding_delivery_lock(tenant, project_id, async {
-                let waiting = self.store.outbox_len_of(tenant, project_id).await.map_err(Failure::host)?;
-                if waiting == 0 {
+                let nothing_waiting =
+                    nothing_waiting || self.store.outbox_len_of(tenant, project_id).await.map_err(Failure::host)? == 0;
+                if nothing_waiting {
                     let records = std::mem::take(&mut entry.records);
                     let stream = &project.target.stream_arn;
                     let put = self.aws.put_records_shared(session, stream, records);

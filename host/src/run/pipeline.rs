@@ -164,12 +164,19 @@ impl Inner {
             .map(|t| t.quotas())
             .ok_or_else(|| Failure::host("the project's tenant is gone"))?;
         let backlog = self.store.outbox_len_of(tenant, &project.id).await.map_err(Failure::host)?;
+        // Whether the project has nothing waiting for Kinesis once older records went out: the
+        // run then starts from the committed state and may deliver its own records at once,
+        // without reading the outbox again. Nothing else adds to a project's outbox while it runs
+        // but a tenant retrying a parked entry, whose records carry no state and so may go out
+        // after this run's.
+        let mut nothing_waiting = backlog == 0;
         if backlog > 0 {
             // Older records go first; if Kinesis still refuses them, new runs may still fetch
             // until the backlog reaches its cap.
             let delivered = tally.time(Stage::Deliver, self.deliver_project(tenant, &project.id, None)).await;
             match delivered {
                 Ok(totals) => {
+                    nothing_waiting = true;
                     tally.bytes_delivered += totals.bytes;
                     for parked in &totals.parked {
                         tally.log.host("warn", &parked.message);
@@ -201,7 +208,12 @@ impl Inner {
         let plugin = tally.time(Stage::LoadPlugin, self.plugin(&project.plugin_id)).await?;
 
         let origin = project.source.url.url();
-        let mut state = self.store.next_state(tenant, &project.id).await.map_err(Failure::host)?;
+        let mut state = if nothing_waiting {
+            self.store.committed_state(tenant, &project.id).await
+        } else {
+            self.store.next_state(tenant, &project.id).await
+        }
+        .map_err(Failure::host)?;
         let settings: Vec<(String, String)> =
             project.plugin_settings.iter().map(|(k, v)| (k.clone(), v.clone())).collect();
         let poll = |state: &Option<Vec<u8>>| Poll {
@@ -293,7 +305,7 @@ impl Inner {
             state: new_state,
             records,
         };
-        self.deliver_run(project, &session, &quotas, entry, tally).await
+        self.deliver_run(project, &session, &quotas, entry, nothing_waiting, tally).await
     }
 
     /// Fails the run when the tenant's undelivered records, with `adding` more, would exceed its
