@@ -52,6 +52,8 @@ pub struct Config {
     /// Where the data lives: the embedded store in `data_dir` (default) or the shared store on
     /// DynamoDB and S3.
     pub store: StoreConfig,
+    /// Hosts of a shared store sharing its projects by leases.
+    pub cluster: crate::cluster::ClusterConfig,
 }
 
 impl Default for Config {
@@ -71,6 +73,7 @@ impl Default for Config {
             aws: AwsConfig::default(),
             run: RunConfig::default(),
             store: StoreConfig::default(),
+            cluster: crate::cluster::ClusterConfig::default(),
         }
     }
 }
@@ -191,6 +194,19 @@ impl Config {
         }
         if self.runtime.max_concurrent_calls == 0 {
             return Err(error("runtime.max_concurrent_calls", "must be at least 1"));
+        }
+        let cluster = &self.cluster;
+        if cluster.enabled && self.store.backend != BackendKind::Dynamodb {
+            return Err(error(
+                "cluster.enabled",
+                "hosts share projects through the shared store; set [store] backend = \"dynamodb\" or turn the cluster off",
+            ));
+        }
+        if !(1..=10_000).contains(&cluster.partitions) {
+            return Err(error("cluster.partitions", "must be between 1 and 10000"));
+        }
+        if cluster.lease_ms < 300 {
+            return Err(error("cluster.lease_ms", "must be at least 300; hosts renew every third of it"));
         }
         if self.store.backend == BackendKind::Dynamodb {
             for (setting, value, what) in [

@@ -13,6 +13,7 @@
 //! - [`source`]: fetching tenant sources (reqwest) behind the egress guard and body caps.
 //! - [`scheduler`]: one timer queue firing every project on its schedule, with jitter and caps.
 //! - [`run`]: the pipeline that joins them: fetch, transform, outbox, deliver, commit.
+//! - [`cluster`]: hosts of a shared store sharing its projects by leases, with fencing.
 //! - [`arn`]: parsing and checking the ARNs a project names (secret, stream, role).
 //! - [`calendar`]: EventBridge schedule expressions and time zones: parse, validate, next firing.
 //! - [`config`]: `sluice serve` settings from TOML and `SLUICE_*` variables.
@@ -28,6 +29,7 @@ pub mod arn;
 pub mod aws;
 pub mod calendar;
 pub mod cli;
+pub mod cluster;
 pub mod config;
 pub mod metrics;
 pub mod records;

@@ -12,7 +12,7 @@ use crate::api::{self, AppState};
 use crate::aws::Aws;
 use crate::config::{Config, ConfigError};
 use crate::metrics::Metrics;
-use crate::run::{DataPlane, Parts, RunConfig};
+use crate::run::{Control, DataPlane, Parts, RunConfig};
 use crate::runtime::Runtime;
 use crate::scheduler::{Clock, Scheduler};
 use crate::source::Fetcher;
@@ -20,6 +20,8 @@ use crate::store::{BackendKind, Store, StoreError};
 
 /// What the daemon is built from, besides its configuration file.
 pub struct Components<'a> {
+    /// This host's membership of a cluster (`[cluster] enabled`), if any.
+    pub cluster: Option<crate::cluster::Cluster>,
     pub store: Store,
     pub runtime: Runtime,
     pub aws: Aws,
@@ -38,6 +40,7 @@ pub struct Components<'a> {
 pub fn assemble(parts: Components<'_>) -> (AppState, DataPlane) {
     let metrics = Arc::<Metrics>::default();
     let data_plane = DataPlane::new(Parts {
+        cluster: parts.cluster,
         store: parts.store.clone(),
         runtime: parts.runtime.clone(),
         aws: parts.aws,
@@ -83,9 +86,22 @@ pub async fn run(
     };
     tracing::info!(%principal, "platform principal");
 
+    let listener = tokio::net::TcpListener::bind(config.listen)
+        .await
+        .with_context(|| format!("cannot listen on {}", config.listen))?;
+    let bound = listener.local_addr()?;
+    let cluster = config
+        .cluster
+        .enabled
+        .then(|| crate::cluster::Cluster::new(config.cluster.clone(), store.clone(), format!("http://{bound}")));
+    if let Some(cluster) = &cluster {
+        tracing::info!(host = cluster.host_id(), partitions = config.cluster.partitions, "cluster member");
+    }
+
     let mut source = config.source.clone();
     source.allow_private |= config.allow_private_sources;
     let (state, data_plane) = assemble(Components {
+        cluster,
         store: store.clone(),
         runtime,
         aws: Aws::from_env(config.aws.clone()).await,
@@ -97,16 +113,17 @@ pub async fn run(
         platform_principal_arn: &principal,
     });
     // A host with its scheduler off serves the API alone: it tells no scheduler about changes and
-    // runs nothing (see `[scheduler] enabled`).
+    // runs nothing (see `[scheduler] enabled`). In a cluster it still publishes the changes it
+    // serves to the hosts that run the projects, and holds no leases.
     let scheduling = config.scheduler.enabled;
-    let state = if scheduling { state } else { state.without_control() };
+    let state = match (scheduling, config.cluster.enabled) {
+        (true, _) => state,
+        (false, true) => state.map_control(Control::api_only),
+        (false, false) => state.without_control(),
+    };
     let ready = state.readiness();
     let app = api::app(state);
-
-    let listener = tokio::net::TcpListener::bind(config.listen)
-        .await
-        .with_context(|| format!("cannot listen on {}", config.listen))?;
-    on_bound(listener.local_addr()?);
+    on_bound(bound);
 
     // One shutdown signal, watched by the HTTP server and the data plane alike.
     let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);

@@ -138,11 +138,10 @@ async fn records_are_stored_only_when_kinesis_does_not_take_them_at_once() {
     let last = world.source.seen().into_iter().rev().find(|s| s.path == "/items").unwrap();
     assert_eq!(last.query.get("since").map(String::as_str), Some("2026-01-01T00:00:00.004Z"));
     world.proxy.set_down("Kinesis_20131202.", false);
-    let counts = wait_for(Duration::from_secs(30), "the waiting records delivered", || {
-        let counts = block_on(copies(&tenant, &arn));
-        (counts.len() == 6).then_some(counts)
+    // At least once: an attempt the outage's end cuts short is sent again.
+    wait_for(Duration::from_secs(30), "the waiting records delivered", || {
+        (block_on(copies(&tenant, &arn)).len() == 6).then_some(())
     });
-    assert!(counts.values().all(|n| *n == 1), "{counts:?}");
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

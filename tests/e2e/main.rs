@@ -8,6 +8,7 @@ mod aws;
 mod bad_output;
 mod cache;
 mod cli;
+mod cluster;
 mod crash_loop;
 mod daemon;
 mod dataplane;

@@ -250,6 +250,7 @@ impl Fleet {
         let aws = Aws::from_env(AwsConfig { put_coalesce: settings.put_coalesce, ..AwsConfig::default() }).await;
         let fetcher = Fetcher::new(SourceConfig { allow_private: true, ..SourceConfig::default() }).unwrap();
         let (state, plane) = sluice::server::assemble(sluice::server::Components {
+            cluster: None,
             store: store.clone(),
             runtime: runtime.clone(),
             aws: aws.clone(),

@@ -30,7 +30,8 @@ struct Readiness {
     store: bool,
     /// Whether the daemon accepts traffic; false once shutdown begins.
     accepting: bool,
-    /// Whether the scheduler is running; always true in a process that serves the API only.
+    /// Whether the scheduler is running and, in a cluster, the host has taken its share of the
+    /// leases or found none to take; always true in a process that serves the API only.
     scheduler: bool,
     /// Whether scheduled runs start later than `[scheduler] saturated_lag_ms` on average: the
     /// host is offered more than it can do. Its API still serves, so this alone does not make it
@@ -73,7 +74,7 @@ async fn healthz() -> axum::Json<Health> {
 async fn readyz(State(state): State<AppState>) -> (StatusCode, axum::Json<Readiness>) {
     let store_ok = state.store.tenant("readiness-probe").await.is_ok();
     let accepting = state.ready.load(Ordering::Relaxed);
-    let scheduler = state.control.as_ref().is_none_or(|control| control.scheduler_alive());
+    let scheduler = state.control.as_ref().is_none_or(|control| control.data_plane_ready());
     let saturated = state.control.as_ref().is_some_and(|control| control.scheduler_load().saturated);
     let ready = store_ok && accepting && scheduler;
     let status = if ready { StatusCode::OK } else { StatusCode::SERVICE_UNAVAILABLE };
@@ -157,6 +158,40 @@ async fn metrics(State(state): State<AppState>) -> ([(axum::http::HeaderName, &'
         "Bytes a tenant keeps in the store, by kind: committed state, outbox, parked entries, run history.",
         &rows,
     );
+    if let Some(cluster) = state.control.as_ref().and_then(|control| control.cluster()) {
+        let counters = cluster.counters();
+        let load = |counter: &std::sync::atomic::AtomicU64| counter.load(Ordering::Relaxed) as f64;
+        let rows = [
+            ("sluice_cluster_leases", "gauge", "Partition leases this host holds.", cluster.owned().len() as f64),
+            (
+                "sluice_cluster_leases_taken_total",
+                "counter",
+                "Leases this host took: free, expired or stolen.",
+                load(&counters.taken),
+            ),
+            (
+                "sluice_cluster_lease_losses_total",
+                "counter",
+                "Leases this host lost: renewal refused, or not renewed in time.",
+                load(&counters.lost),
+            ),
+            (
+                "sluice_cluster_fenced_runs_total",
+                "counter",
+                "Runs whose lease was lost while they ran; nothing of them was committed.",
+                load(&counters.fenced_runs),
+            ),
+            (
+                "sluice_cluster_handover_seconds",
+                "gauge",
+                "How long the last hand-over took, from taking partitions to scheduling their projects.",
+                load(&counters.last_handover_ms) / 1000.0,
+            ),
+        ];
+        for (name, kind, help, value) in rows {
+            body.push_str(&format!("# HELP {name} {help}\n# TYPE {name} {kind}\n{name} {value}\n"));
+        }
+    }
     if let Some(stats) = state.store.commit_stats() {
         let load = |counter: &std::sync::atomic::AtomicU64| counter.load(Ordering::Relaxed);
         let counters = [

@@ -95,6 +95,12 @@ impl AppState {
         self
     }
 
+    /// The same API with its control changed.
+    pub fn map_control(mut self, change: impl FnOnce(Control) -> Control) -> Self {
+        self.control = self.control.map(change);
+        self
+    }
+
     /// The same API without the data plane's control, for a host that runs no scheduler.
     pub fn without_control(mut self) -> Self {
         self.control = None;
@@ -104,13 +110,6 @@ impl AppState {
     /// The metrics, to share with the data plane.
     pub fn metrics(&self) -> Arc<Metrics> {
         self.metrics.clone()
-    }
-
-    /// Tells the data plane about a change, if this process runs one.
-    pub(crate) fn notify(&self, change: impl FnOnce(&Control)) {
-        if let Some(control) = &self.control {
-            change(control);
-        }
     }
 
     /// The flag `/readyz` reports; clear it to drain traffic before shutdown.

@@ -308,7 +308,9 @@ async fn remove(
     Path(id): Path<String>,
 ) -> Result<StatusCode, ApiError> {
     // Stop the schedule first so that no new run starts for a project that is going away.
-    state.notify(|control| control.project_removed(&tenant.id, &id));
+    if let Some(control) = &state.control {
+        control.project_removed(&tenant.id, &id).await;
+    }
     if state.store.delete_project(&tenant.id, &id).await? { Ok(StatusCode::NO_CONTENT) } else { Err(not_found(&id)) }
 }
 
@@ -415,7 +417,7 @@ async fn run_now(
     let control = state.control.as_ref().ok_or_else(|| {
         ApiError::Unavailable("this process runs no scheduler; send the request to a sluice serve".into())
     })?;
-    match control.run_now(&project) {
+    match control.run_now(&project).await {
         Ok(at) => Ok((
             StatusCode::ACCEPTED,
             axum::Json(RunStarted {

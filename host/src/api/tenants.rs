@@ -284,7 +284,9 @@ async fn update(
     )
 )]
 async fn remove(_: Operator, State(state): State<AppState>, Path(id): Path<String>) -> Result<StatusCode, ApiError> {
-    state.notify(|control| control.tenant_removed(&id));
+    if let Some(control) = &state.control {
+        control.tenant_removed(&id).await;
+    }
     if state.store.delete_tenant(&id).await? { Ok(StatusCode::NO_CONTENT) } else { Err(not_found(&id)) }
 }
 

@@ -329,12 +329,21 @@ impl Inner {
         };
         let mut deliveries = tokio::task::JoinSet::new();
         for (tenant, project) in projects {
+            // In a cluster, only the projects this host holds, each under its lease.
+            let fence = match &self.cluster {
+                Some(cluster) => match cluster.fence(&tenant, &project) {
+                    Some(fence) => Some(fence),
+                    None => continue,
+                },
+                None => None,
+            };
             if deliveries.len() >= DRAIN_CONCURRENCY {
                 deliveries.join_next().await;
             }
             let inner = Arc::clone(self);
             deliveries.spawn(async move {
-                let result = inner.deliver_project(&tenant, &project, None).await;
+                let delivery = Box::pin(inner.deliver_project(&tenant, &project, None));
+                let result = crate::store::fenced(fence, delivery).await;
                 inner.log_drain(tenant, project, result.err());
             });
         }

@@ -14,6 +14,8 @@
 //! - `failure.rs`: why a run failed: its stage, a message for the tenant, and who can fix it.
 //! - `status.rs`: `pending` → `active` → `failing` and back, with exponential backoff.
 //! - `control.rs`: what the API calls when projects and tenants change.
+//! - `membership.rs`: in a cluster, the rounds that keep this host's leases, the hand-over of
+//!   partitions it gains or loses, and the change feed from the other hosts' APIs.
 //! - `redact.rs`: keeps the source's API key out of failure messages that quote the source.
 //! - `log.rs`: the bounded tail of a run's plugin log lines and the host's notes, for its history.
 //!
@@ -24,6 +26,7 @@ mod control;
 mod deliver;
 mod failure;
 mod log;
+mod membership;
 mod pipeline;
 mod redact;
 mod status;
@@ -82,6 +85,8 @@ impl Default for RunConfig {
 
 /// Everything the data plane is built from.
 pub struct Parts {
+    /// This host's membership of a cluster, if hosts share the store's projects by leases.
+    pub cluster: Option<crate::cluster::Cluster>,
     pub store: Store,
     pub runtime: Runtime,
     pub aws: Aws,
@@ -98,6 +103,9 @@ pub struct DataPlane {
 }
 
 struct Inner {
+    cluster: Option<crate::cluster::Cluster>,
+    /// Runs started, for the cluster's report of this host's polls per second.
+    started_runs: std::sync::atomic::AtomicU64,
     store: Store,
     runtime: Runtime,
     aws: Aws,
@@ -117,6 +125,8 @@ impl DataPlane {
     pub fn new(parts: Parts) -> Self {
         Self {
             inner: Arc::new(Inner {
+                cluster: parts.cluster,
+                started_runs: Default::default(),
                 store: parts.store,
                 runtime: parts.runtime,
                 aws: parts.aws,
@@ -132,18 +142,21 @@ impl DataPlane {
 
     /// The handle the API uses to tell the scheduler about changes.
     pub fn control(&self) -> Control {
-        Control::new(self.inner.scheduler.clone(), self.inner.store.clone())
+        Control::clustered(self.inner.scheduler.clone(), self.inner.store.clone(), self.inner.cluster.clone())
     }
 
     /// Delivers what the outbox holds from before the start, registers every project with the
     /// scheduler, and runs projects until `shutdown` resolves; runs in progress then finish.
     pub async fn run(self, shutdown: impl std::future::Future<Output = ()> + Send) -> anyhow::Result<()> {
         let inner = self.inner.clone();
+        if let Some(cluster) = inner.cluster.clone() {
+            return inner.run_clustered(cluster, self.control(), shutdown).await;
+        }
         let startup = Duration::from_millis(inner.config.startup_delivery_ms);
         if tokio::time::timeout(startup, inner.drain_outbox()).await.is_err() {
             tracing::warn!("the outbox was not delivered within {startup:?}; starting the scheduler anyway");
         }
-        self.control().load_all().await.context("cannot register the stored projects with the scheduler")?;
+        self.control().load_all(|_| true).await.context("cannot register the stored projects with the scheduler")?;
         let drainer = tokio::spawn(inner.clone().drain_forever());
         inner.scheduler.run(inner.clone(), shutdown).await;
         drainer.abort();

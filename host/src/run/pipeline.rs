@@ -67,12 +67,35 @@ impl Inner {
         if tick.trigger != Trigger::Manual {
             self.metrics.schedule_lag(started_at.duration_since(tick.due_at).try_into().unwrap_or_default());
         }
+        // In a cluster, a run starts only under its partition's lease, and everything it writes
+        // is conditioned on that lease (`store/fence.rs`).
+        let fence = match &self.cluster {
+            Some(cluster) => match cluster.fence(&tick.key.tenant, &tick.key.project) {
+                Some(fence) => Some(fence),
+                // Not this host's (any more): the next round takes it off the schedule.
+                None => return Outcome::default(),
+            },
+            None => None,
+        };
         let Ok(Some(project)) = self.store.project(&tick.key.tenant, &tick.key.project).await else {
             // Deleted since the tick was queued; the API has already removed it from the scheduler.
             return Outcome::default();
         };
+        self.started_runs.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
         let mut tally = Tally { run_id: format!("run_{}", random_hex(8)), ..Tally::default() };
-        let result = self.execute(&project, &tick, &mut tally).await.map_err(|failure| failure.redacted(&tally.keys));
+        // Boxed: a run's future is large, and the fence's scope would otherwise hold it on the
+        // worker's stack.
+        let executed = crate::store::fenced(fence.clone(), Box::pin(self.execute(&project, &tick, &mut tally))).await;
+        if let (Some(cluster), Some(fence)) = (&self.cluster, &fence)
+            && !cluster.holds(fence)
+        {
+            // The lease was lost while the run went on: nothing it wrote was committed, and the
+            // partition's new owner runs the project; its history and status are the owner's.
+            cluster.counters().fenced_runs.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+            tracing::warn!(project = %project.id, partition = fence.partition, "a run lost its lease while it ran");
+            return Outcome::default();
+        }
+        let result = executed.map_err(|failure| failure.redacted(&tally.keys));
         let finished_at = self.scheduler.clock().now();
         let (outcome, error) = match &result {
             Ok(()) => (RunOutcome::Succeeded, None),

@@ -304,10 +304,20 @@ impl Scheduler {
     /// Refused when the project is unknown, already has a run in progress or waiting, or the driver is
     /// shutting down. Queued until the driver starts if it has not yet.
     pub fn run_now(&self, key: &ProjectKey) -> Result<Timestamp, RunNowError> {
-        let now = self.shared.clock.now();
-        let scheduled_at = self.shared.queue().run_now(key, now)?;
+        self.run_now_at(key, self.shared.clock.now())
+    }
+
+    /// Like [`Scheduler::run_now`], for a run asked for at `at` (through another host's API).
+    pub fn run_now_at(&self, key: &ProjectKey, at: Timestamp) -> Result<Timestamp, RunNowError> {
+        let scheduled_at = self.shared.queue().run_now(key, at)?;
         self.shared.changed.notify_one();
         Ok(scheduled_at)
+    }
+
+    /// Removes every project `keep` refuses (those of partitions this host no longer holds).
+    pub fn retain(&self, keep: impl Fn(&ProjectKey) -> bool) {
+        self.shared.queue().retain(keep);
+        self.shared.changed.notify_one();
     }
 
     /// The tick a project fires next if nothing changes, or `None` when it is unknown, paused or its

@@ -186,6 +186,14 @@ impl Queue {
         self.runs.release_tenant(tenant);
     }
 
+    /// See [`super::Scheduler::retain`]. It scans every project: leases change hands seldom.
+    pub(super) fn retain(&mut self, keep: impl Fn(&ProjectKey) -> bool) {
+        let keys: Vec<ProjectKey> = self.states.keys().filter(|key| !keep(key)).cloned().collect();
+        for key in &keys {
+            self.remove(key);
+        }
+    }
+
     /// See [`super::Scheduler::run_now`].
     pub(super) fn run_now(&mut self, key: &ProjectKey, now: Timestamp) -> Result<Timestamp, RunNowError> {
         if self.stopping {

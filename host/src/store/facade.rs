@@ -55,11 +55,11 @@ pub enum BackendKind {
 /// The daemon's store. Cheap to clone.
 #[derive(Clone)]
 pub struct Store {
-    backend: Backend,
+    pub(super) backend: Backend,
 }
 
 #[derive(Clone)]
-enum Backend {
+pub(super) enum Backend {
     Sled(SledStore),
     Dynamo(DynamoStore),
 }

@@ -22,12 +22,14 @@
 //! `store` knows nothing of HTTP: it takes and returns the records in [`model`].
 
 mod chunks;
+mod cluster;
 mod commit;
 mod disk;
 pub mod dynamo;
 mod export;
 mod export_sled;
 mod facade;
+mod fence;
 mod import;
 mod keys;
 pub mod model;
@@ -43,10 +45,12 @@ use std::sync::Arc;
 
 use sled::transaction::{ConflictableTransactionError, TransactionError, TransactionalTree};
 
+pub use cluster::{Change, HostRecord, Lease};
 pub use commit::{CommitOptions, CommitStats};
 pub use disk::DiskUsage;
 pub use export::{EXPORT_FORMAT, PortError, PortSummary};
 pub use facade::{BackendKind, Store, StoreConfig};
+pub use fence::{Fence, fenced};
 pub use keys::{TenantKey, constant_time_eq, hash_key, random_hex};
 pub use model::{
     ApiKeySource, Onboarding, PluginMeta, Project, ProjectStatus, QuotaOverrides, Quotas, Source, Target, Tenant,
@@ -84,6 +88,16 @@ pub enum StoreError {
     /// A call to DynamoDB or S3 failed.
     #[error("{operation} failed: {message}")]
     Remote { operation: String, message: String },
+    /// A write of work fenced by a lease (see `fence.rs`) was refused: the lease no longer names
+    /// this host at the epoch the work began under, so another host may run the project now.
+    #[error(
+        "this host no longer holds the lease of partition {partition} it ran under, so the write was refused; \
+         the partition's new owner runs the project"
+    )]
+    Fenced { partition: u32 },
+    /// An operation that needs the shared store was asked of the embedded one.
+    #[error("{0} needs the shared store: set [store] backend = \"dynamodb\"")]
+    NeedsSharedStore(&'static str),
 }
 
 impl StoreError {

@@ -33,8 +33,8 @@ use std::time::Duration;
 use aws_sdk_dynamodb::types::{PutRequest, WriteRequest};
 use tokio::sync::{mpsc, oneshot};
 
-use super::super::StoreError;
 use super::super::runs::Counters;
+use super::super::{Fence, StoreError};
 use super::meter::{item_bytes, write_units};
 use super::runs::usage_add;
 use super::{DynamoStore, Item, local, remote, usage_key};
@@ -110,6 +110,8 @@ impl Write {
 
 struct Job {
     write: Write,
+    /// The lease the work that handed the write over runs under (see `store/fence.rs`).
+    fence: Option<Fence>,
     /// `None` for a write nobody waits for; its failure is logged instead.
     reply: Option<Reply>,
 }
@@ -124,14 +126,16 @@ impl DynamoStore {
     /// Hands `write` to its lane and waits until DynamoDB has acknowledged it.
     pub(super) async fn write(&self, write: Write) -> Result<(), StoreError> {
         let (reply, answer) = oneshot::channel();
-        self.lane_of(&write).send(Job { write, reply: Some(reply) }).map_err(|_| stopped())?;
+        let fence = super::super::fence::current();
+        self.lane_of(&write).send(Job { write, fence, reply: Some(reply) }).map_err(|_| stopped())?;
         answer.await.map_err(|_| stopped())?
     }
 
     /// Hands `write` to its lane without waiting; a failure is logged.
     pub(super) fn write_later(&self, write: Write) {
         let what = write.what();
-        if self.lane_of(&write).send(Job { write, reply: None }).is_err() {
+        let fence = super::super::fence::current();
+        if self.lane_of(&write).send(Job { write, fence, reply: None }).is_err() {
             tracing::error!("cannot write {what}: {}", stopped());
         }
     }
@@ -141,7 +145,7 @@ impl DynamoStore {
         let mut answers = Vec::new();
         for lane in self.lanes() {
             let (reply, answer) = oneshot::channel();
-            lane.send(Job { write: Write::Barrier, reply: Some(reply) }).map_err(|_| stopped())?;
+            lane.send(Job { write: Write::Barrier, fence: None, reply: Some(reply) }).map_err(|_| stopped())?;
             answers.push(answer);
         }
         for answer in answers {
@@ -269,7 +273,8 @@ impl DynamoStore {
             }
         }
         if !transactional.is_empty() {
-            let writes: Vec<&Write> = transactional.iter().map(|job| &job.write).collect();
+            let writes: Vec<(&Write, Option<&Fence>)> =
+                transactional.iter().map(|job| (&job.write, job.fence.as_ref())).collect();
             let results = self.commit(&writes, &mut held.counters).await;
             for (job, result) in transactional.into_iter().zip(results) {
                 answer(job, result);

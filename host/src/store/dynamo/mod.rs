@@ -39,6 +39,7 @@
 
 mod batch;
 mod catalog;
+mod cluster;
 mod meter;
 mod outbox;
 mod plan;

@@ -379,6 +379,10 @@ impl DynamoStore {
         let put = Put::builder().table_name(&self.table).set_item(Some(item)).build();
         items.push(TransactWriteItem::builder().put(put.map_err(|e| local("TransactWriteItems", e))?).build());
         items.push(self.usage_update(tenant, None, &changes)?);
+        let fence = super::super::fence::current();
+        if let Some(fence) = &fence {
+            items.push(self.fence_check(fence)?);
+        }
         let written = self.db.transact_write_items().set_transact_items(Some(items)).send().await;
         match written {
             Ok(_) => {
@@ -390,6 +394,12 @@ impl DynamoStore {
             }
             // Gone meanwhile: another delivery of the same entry settled it first.
             Err(e) if super::cancelled_conditions(&e).is_some_and(|failed| failed.first() == Some(&true)) => Ok(()),
+            Err(e)
+                if fence.is_some()
+                    && super::cancelled_conditions(&e).is_some_and(|failed| failed.last() == Some(&true)) =>
+            {
+                Err(StoreError::Fenced { partition: fence.map_or(0, |f| f.partition) })
+            }
             Err(e) => Err(remote("TransactWriteItems", e)),
         }
     }

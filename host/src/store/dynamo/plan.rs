@@ -9,8 +9,8 @@ use std::time::Duration;
 
 use aws_sdk_dynamodb::types::{AttributeValue, KeysAndAttributes, Put, TransactWriteItem};
 
-use super::super::StoreError;
 use super::super::runs::Counters;
+use super::super::{Fence, StoreError};
 use super::batch::{Write, failed};
 use super::meter::{item_bytes, write_units};
 use super::outbox::{INLINE_BYTES, next_sequence, spill_key};
@@ -62,6 +62,8 @@ enum Owner {
     Write(usize),
     State(String),
     Usage,
+    /// The check that a lease still names the host at the epoch its writes ran under.
+    Fence(u32),
 }
 
 /// One send of a batch's transaction.
@@ -95,10 +97,22 @@ impl DynamoStore {
     /// touches anyway ride along from `carry`.
     pub(super) async fn commit(
         &self,
-        writes: &[&Write],
+        writes: &[(&Write, Option<&Fence>)],
         carry: &mut BTreeMap<String, Counters>,
     ) -> Vec<Result<(), StoreError>> {
         let mut results: Vec<Option<Result<(), StoreError>>> = writes.iter().map(|_| None).collect();
+        // A write fenced by an older epoch of a partition than another write of the batch ran
+        // under a lease this host has lost since: refused without asking.
+        for (i, (_, fence)) in writes.iter().enumerate() {
+            if let Some(fence) = fence
+                && writes.iter().any(|(_, other)| {
+                    other.is_some_and(|other| other.partition == fence.partition && other.epoch > fence.epoch)
+                })
+            {
+                results[i] = Some(Err(StoreError::Fenced { partition: fence.partition }));
+            }
+        }
+        let writes_only: Vec<&Write> = writes.iter().map(|(write, _)| *write).collect();
         'attempts: for attempt in 0..ATTEMPTS {
             let open: Vec<usize> = (0..writes.len()).filter(|&i| results[i].is_none()).collect();
             let answer_open = |results: &mut Vec<Option<Result<(), StoreError>>>,
@@ -107,7 +121,11 @@ impl DynamoStore {
                     results[i] = Some(with());
                 }
             };
-            let plan = match self.plan(writes, &open, carry).await {
+            let plan = self
+                .plan(&writes_only, &open, carry)
+                .await
+                .and_then(|mut plan| self.fence_checks(writes, &open, &mut plan).map(|()| plan));
+            let plan = match plan {
                 Ok(plan) => plan,
                 Err(e) => {
                     let message = e.to_string();
@@ -142,6 +160,13 @@ impl DynamoStore {
                 match (code.as_str(), owner) {
                     ("ConditionalCheckFailed", Owner::Write(i)) => results[*i] = Some(Ok(())),
                     ("ConditionalCheckFailed", Owner::State(pk)) => self.states.forget(pk),
+                    ("ConditionalCheckFailed", Owner::Fence(partition)) => {
+                        for &i in &open {
+                            if writes[i].1.is_some_and(|fence| fence.partition == *partition) {
+                                results[i] = Some(Err(StoreError::Fenced { partition: *partition }));
+                            }
+                        }
+                    }
                     ("None" | "", _) => {}
                     ("TransactionConflict" | "ThrottlingError" | "ProvisionedThroughputExceeded", _) => {
                         contended = true
@@ -263,6 +288,27 @@ impl DynamoStore {
             }
         }
         Ok(plan)
+    }
+
+    /// One `ConditionCheck` per lease the open writes ran under: the transaction goes in only while
+    /// each lease still names its writer at that epoch.
+    fn fence_checks(
+        &self,
+        writes: &[(&Write, Option<&Fence>)],
+        open: &[usize],
+        plan: &mut Plan,
+    ) -> Result<(), StoreError> {
+        let mut fences: BTreeMap<u32, &Fence> = BTreeMap::new();
+        for &i in open {
+            if let Some(fence) = writes[i].1 {
+                fences.insert(fence.partition, fence);
+            }
+        }
+        for (partition, fence) in fences {
+            // A condition check reads the item: one read unit, no write units.
+            plan.push(self.fence_check(fence)?, Owner::Fence(partition));
+        }
+        Ok(())
     }
 
     /// One `ADD` of a batch's changes to a tenant's usage item; `None` if it changes nothing.

@@ -1,0 +1,148 @@
+//! Hosts sharing one store by leases (`[cluster] enabled`): three real `sluice serve` processes on
+//! moto's DynamoDB share the partitions evenly, a `kill -9`ed host's projects run again on the
+//! others within two lease periods, a project is never run twice for one scheduled time, and a
+//! host stopped with SIGTERM hands its leases over at once.
+
+use std::collections::BTreeMap;
+use std::time::{Duration, Instant};
+
+use serde_json::{Value, json};
+use sluice_tests::world::{FAST, Tenant, World, wait_for};
+use sluice_tests::{Daemon, PLATFORM_PRINCIPAL, http_text};
+
+const PARTITIONS: u32 = 32;
+/// The lease period of these tests: hosts renew every second.
+const LEASE_MS: u64 = 3_000;
+const PROJECTS: usize = 24;
+
+fn config() -> String {
+    format!(
+        "{FAST}\n[store]\nbackend = \"dynamodb\"\ntable = \"sluice\"\nbucket = \"sluice-store\"\ncreate_table = true\n\
+         [cluster]\nenabled = true\npartitions = {PARTITIONS}\nlease_ms = {LEASE_MS}\n"
+    )
+}
+
+/// Another host of the world's cluster, in a data directory of its own.
+fn host(world: &World) -> (Daemon, tempfile::TempDir) {
+    let dir = tempfile::tempdir().unwrap();
+    let env = [
+        ("AWS_ENDPOINT_URL", world.proxy.endpoint.clone()),
+        ("SLUICE_ALLOW_PRIVATE_SOURCES", "true".to_string()),
+        ("SLUICE_PLATFORM_PRINCIPAL_ARN", PLATFORM_PRINCIPAL.to_string()),
+    ];
+    (Daemon::start_configured(dir.path(), &env, &config()), dir)
+}
+
+/// A metric of one host, 0 when it is not rendered.
+fn metric(daemon: &Daemon, series: &str) -> f64 {
+    let (_, text) = http_text(daemon.addr, "/metrics");
+    text.lines()
+        .find_map(|line| line.strip_prefix(series).and_then(|rest| rest.strip_prefix(' ')))
+        .and_then(|v| v.trim().parse().ok())
+        .unwrap_or(0.0)
+}
+
+fn leases(daemons: &[&Daemon]) -> Vec<u32> {
+    daemons.iter().map(|d| metric(d, "sluice_cluster_leases") as u32).collect()
+}
+
+/// Each project's runs, newest first.
+fn runs_of(world: &World, tenant: &Tenant, ids: &[String]) -> BTreeMap<String, Vec<Value>> {
+    ids.iter().map(|id| (id.clone(), world.runs(tenant, id))).collect()
+}
+
+/// No two runs of a project for the same scheduled time, on whichever hosts they ran.
+fn assert_each_time_ran_once(runs: &BTreeMap<String, Vec<Value>>) {
+    for (id, runs) in runs {
+        let mut times: Vec<&str> = runs.iter().filter_map(|r| r["scheduled_at"].as_str()).collect();
+        let all = times.len();
+        times.sort_unstable();
+        times.dedup();
+        assert_eq!(times.len(), all, "project {id} ran twice for one scheduled time: {runs:?}");
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn three_hosts_share_the_partitions_and_a_killed_hosts_projects_run_on_the_others() {
+    let world = World::start_configured(true, &config(), &[]);
+    world.proxy.one_at_a_time();
+    let (second, _second_dir) = host(&world);
+    let (third, _third_dir) = host(&world);
+    let balanced = |daemons: &[&Daemon]| {
+        let held = leases(daemons);
+        let (min, max) = (held.iter().min().copied(), held.iter().max().copied());
+        (held.iter().sum::<u32>() == PARTITIONS && max.zip(min).is_some_and(|(max, min)| max - min <= 1))
+            .then_some(held)
+    };
+    let held = wait_for(Duration::from_secs(60), "the partitions balanced over three hosts", || {
+        balanced(&[world.daemon(), &second, &third])
+    });
+    eprintln!("leases held: {held:?}");
+    // Each host is ready once it holds its share or finds none left to take.
+    wait_for(Duration::from_secs(30), "every host to be ready", || {
+        [world.daemon(), &second, &third]
+            .iter()
+            .all(|daemon| daemon.call("GET", "/readyz", None, None).0 == 200)
+            .then_some(())
+    });
+
+    // Projects created through one host run on whichever host holds their partition.
+    let tenant = world.tenant("acme", "111111111111").await;
+    let arn = tenant.aws.stream("events").await;
+    let ids: Vec<String> = (0..PROJECTS)
+        .map(|_| {
+            let project = world.project(&tenant, "passthrough", "/plain", &arn, json!({"schedule": "rate(2 seconds)"}));
+            project["id"].as_str().unwrap().to_string()
+        })
+        .collect();
+    wait_for(Duration::from_secs(60), "every project to have run", || {
+        ids.iter().all(|id| !world.runs(&tenant, id).is_empty()).then_some(())
+    });
+
+    // A host killed: the others take its leases within two lease periods, and its projects run
+    // again there.
+    let lost = metric(&second, "sluice_cluster_leases") as u32;
+    assert!(lost > 0, "the second host held leases");
+    second.kill();
+    let killed_at = Instant::now();
+    wait_for(Duration::from_secs(30), "the two hosts left to hold every partition", || {
+        (leases(&[world.daemon(), &third]).iter().sum::<u32>() == PARTITIONS).then_some(())
+    });
+    let taken_after = killed_at.elapsed();
+    let since = jiff::Timestamp::now();
+    wait_for(Duration::from_secs(30), "every project to run again after the kill", || {
+        ids.iter()
+            .all(|id| {
+                world.runs(&tenant, id).iter().any(|run| {
+                    run["started_at"]
+                        .as_str()
+                        .and_then(|t| t.parse::<jiff::Timestamp>().ok())
+                        .is_some_and(|t| t > since)
+                })
+            })
+            .then_some(())
+    });
+    eprintln!(
+        "the killed host's {lost} leases were taken {taken_after:?} after the kill (lease period {LEASE_MS} ms); \
+         every project ran again {:?} after it",
+        killed_at.elapsed()
+    );
+    assert!(taken_after < Duration::from_millis(2 * LEASE_MS) + Duration::from_secs(3), "{taken_after:?}");
+    let fenced: f64 = [world.daemon(), &third].iter().map(|d| metric(d, "sluice_cluster_fenced_runs_total")).sum();
+    let losses: Vec<f64> =
+        [world.daemon(), &third].iter().map(|d| metric(d, "sluice_cluster_lease_losses_total")).collect();
+    eprintln!("runs that lost their lease while they ran: {fenced}; leases lost by the hosts left: {losses:?}");
+    assert_each_time_ran_once(&runs_of(&world, &tenant, &ids));
+    let failed: Vec<Value> =
+        runs_of(&world, &tenant, &ids).into_values().flatten().filter(|run| run["outcome"] == "failed").collect();
+    assert!(failed.is_empty(), "{failed:?}");
+
+    // A host stopped with SIGTERM gives its leases up at once; the last host takes them all.
+    let mut third = third;
+    assert_eq!(third.terminate(), Some(0), "{}", third.log());
+    assert!(third.log().contains("left the cluster"), "{}", third.log());
+    wait_for(Duration::from_secs(30), "the last host to hold every partition", || {
+        (metric(world.daemon(), "sluice_cluster_leases") as u32 == PARTITIONS).then_some(())
+    });
+    assert_each_time_ran_once(&runs_of(&world, &tenant, &ids));
+}
