@@ -176,6 +176,10 @@ async fn items(
     Query(query): Query<HashMap<String, String>>,
     headers: HeaderMap,
 ) -> Response {
+    // `delay_ms` makes a slow source, so that runs are in flight when a test stops a host.
+    if let Some(ms) = query.get("delay_ms").and_then(|ms| ms.parse().ok()) {
+        tokio::time::sleep(std::time::Duration::from_millis(ms)).await;
+    }
     let mut inner = inner.lock().unwrap_or_else(|e| e.into_inner());
     if let Some(refused) = admit(&mut inner, "/items", &query, &headers) {
         return refused;

@@ -404,3 +404,50 @@ async fn run_history_and_usage_add_up_across_hosts() {
     assert_eq!((usage.runs, usage.runs_failed, usage.records_delivered, usage.bytes_fetched), (6, 2, 8, 60));
     assert!((usage.plugin_ms - 7.5).abs() < 1e-9, "{}", usage.plugin_ms);
 }
+
+/// Fencing: a host's writes under a lease another host has taken since are refused, whichever
+/// way they reach the table (an entry, a delivery with its state, a state alone, a parking), and
+/// the new owner's go in; the old owner cannot renew the lease either.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn writes_under_a_lease_another_host_took_are_refused() {
+    use sluice::store::{Fence, StoreError, fenced};
+    let shared = Shared::start().await;
+    let (a, b) = (shared.host(), shared.host());
+    let (tenant, _) = a.create_tenant("acme", Tier::Standard).await.unwrap();
+    let t = tenant.id.as_str();
+    a.create_project(project(t, "prj_1", "sha256:00"), 10).await.unwrap();
+    let partition = sluice::cluster::partition_of(t, "prj_1", 4);
+    let leases = a.leases(4).await.unwrap();
+    assert!(leases.iter().all(|l| l.owner.is_empty() && l.epoch == 0), "{leases:?}");
+    let free = leases.iter().find(|l| l.partition == partition).unwrap();
+    let held = a.take_lease(free, "host-a").await.unwrap().expect("a free lease is taken");
+    assert!(b.take_lease(free, "host-b").await.unwrap().is_none(), "a lease changed since it was read is not taken");
+    let fence_a = Some(Fence { partition, owner: "host-a".into(), epoch: held.epoch });
+
+    // Under its lease, host A writes as usual.
+    let first = entry(t, "prj_1", "run_1", b"cursor=1", &[10]);
+    let key = fenced(fence_a.clone(), a.enqueue(&first)).await.unwrap();
+    fenced(fence_a.clone(), a.commit_state(t, "prj_1", b"cursor=0")).await.unwrap();
+    assert!(a.renew_lease(&held).await.unwrap());
+
+    // Host B takes the lease (as it would once it saw it stand still): A's writes are refused.
+    let seen = b.leases(4).await.unwrap().into_iter().find(|l| l.partition == partition).unwrap();
+    let taken = b.take_lease(&seen, "host-b").await.unwrap().expect("the lease as seen is taken");
+    assert_eq!(taken.epoch, held.epoch + 1);
+    let fenced_off =
+        |result: Result<(), StoreError>| matches!(result, Err(StoreError::Fenced { partition: p }) if p == partition);
+    let second = entry(t, "prj_1", "run_2", b"cursor=2", &[10]);
+    assert!(matches!(fenced(fence_a.clone(), a.enqueue(&second)).await, Err(StoreError::Fenced { .. })));
+    assert!(fenced_off(fenced(fence_a.clone(), a.commit_state(t, "prj_1", b"cursor=9")).await));
+    assert!(fenced_off(fenced(fence_a.clone(), a.complete_delivery(&key, &first)).await));
+    assert!(fenced_off(fenced(fence_a.clone(), a.park(&key, &first, "refused", "2026-01-01T00:00:00Z")).await));
+    assert!(!a.renew_lease(&held).await.unwrap(), "the old owner cannot renew");
+    assert_eq!(a.committed_state(t, "prj_1").await.unwrap().as_deref(), Some(&b"cursor=0"[..]));
+    assert_eq!(b.outbox_keys_of(t, "prj_1").await.unwrap(), vec![key.clone()], "only the entry written in time");
+
+    // The new owner settles the entry A left, under its own lease.
+    let fence_b = Some(Fence { partition, owner: "host-b".into(), epoch: taken.epoch });
+    fenced(fence_b, b.complete_delivery(&key, &first)).await.unwrap();
+    assert_eq!(b.committed_state(t, "prj_1").await.unwrap().as_deref(), Some(&b"cursor=1"[..]));
+    assert!(b.outbox_keys_of(t, "prj_1").await.unwrap().is_empty());
+}

@@ -168,11 +168,14 @@ impl Control {
     }
 
     async fn tenant_changed_here(&self, tenant: &Tenant) {
-        self.scheduler.remove_tenant(&tenant.id);
-        if tenant.status == TenantStatus::Active {
-            for project in self.store.projects(&tenant.id).await.unwrap_or_default() {
-                self.project_changed_here(&project).await;
-            }
+        if tenant.status != TenantStatus::Active {
+            self.scheduler.remove_tenant(&tenant.id);
+            return;
+        }
+        // Projects the scheduler knows stay registered (an upsert of a known project owes it no
+        // catch-up run: the history a catch-up is decided from may lag the last run by a second).
+        for project in self.store.projects(&tenant.id).await.unwrap_or_default() {
+            self.project_changed_here(&project).await;
         }
     }
 

@@ -109,6 +109,7 @@ impl Inner {
                 let nothing_waiting =
                     nothing_waiting || self.store.outbox_len_of(tenant, project_id).await.map_err(Failure::host)? == 0;
                 if nothing_waiting {
+                    self.check_lease()?;
                     let records = std::mem::take(&mut entry.records);
                     let stream = &project.target.stream_arn;
                     let put = self.aws.put_records_shared(session, stream, records);
@@ -156,6 +157,21 @@ impl Inner {
             tally.log.host("warn", &parked.message);
         }
         Ok(())
+    }
+
+    /// Fails the work this belongs to if it runs under a lease this host no longer holds: a host
+    /// that stalled past its lease sends nothing more to Kinesis for the partition's projects,
+    /// whose new owner runs them now. (Its writes would be refused anyway; this spares the
+    /// stream the records.)
+    fn check_lease(&self) -> Result<(), Failure> {
+        match (&self.cluster, crate::store::current_fence()) {
+            (Some(cluster), Some(fence)) if !cluster.holds(&fence) => Err(Failure::host(format!(
+                "this host lost the lease of partition {} while the work went on; the partition's new owner \
+                 runs the project",
+                fence.partition
+            ))),
+            _ => Ok(()),
+        }
     }
 
     /// Writes a run's records and pending state to the outbox, within the tenant's quota.
@@ -251,6 +267,7 @@ impl Inner {
             if group.is_empty() {
                 return Ok(totals);
             }
+            self.check_lease()?;
             let results = self.put_group(&session, &project.target.stream_arn, &mut group).await;
             for ((key, entry), result) in group.into_iter().zip(results) {
                 let error = match result {

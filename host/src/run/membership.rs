@@ -13,6 +13,12 @@ use super::{Control, Inner};
 use crate::cluster::Cluster;
 use crate::store::fenced;
 
+/// How long a host waits after taking partitions before it reads their projects' history to
+/// schedule them: the previous owner's last runs reach the history up to a second after they end
+/// (the shared store holds history that long to batch it), and a catch-up run decided from a
+/// history without them would run a scheduled time again.
+const HISTORY_SETTLE: Duration = Duration::from_millis(1_500);
+
 /// How often a host reads the change feed.
 const FEED_EVERY: Duration = Duration::from_secs(1);
 
@@ -94,6 +100,7 @@ impl Inner {
             }
             Err(e) => tracing::warn!("cannot read the outbox at a hand-over: {e}"),
         }
+        tokio::time::sleep(HISTORY_SETTLE.saturating_sub(started.elapsed())).await;
         match control.load_all(|project| ours(&project.tenant_id, &project.id)).await {
             Ok(loaded) => {
                 let ms = started.elapsed().as_millis() as u64;

@@ -82,6 +82,13 @@ impl Inner {
             return Outcome::default();
         };
         self.started_runs.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        tracing::debug!(
+            project = %project.id,
+            scheduled_at = %tick.scheduled_at,
+            trigger = ?tick.trigger,
+            fence = ?fence.as_ref().map(|f| (&f.owner, f.partition, f.epoch)),
+            "run starts"
+        );
         let mut tally = Tally { run_id: format!("run_{}", random_hex(8)), ..Tally::default() };
         // Boxed: a run's future is large, and the fence's scope would otherwise hold it on the
         // worker's stack.
@@ -144,6 +151,11 @@ impl Inner {
     pub(super) fn record_skipped(&self, tick: Tick, streak: u32) {
         self.metrics.run(tick.trigger.as_str(), "skipped");
         if streak > 1 {
+            return;
+        }
+        // A host that stalled past its lease finds its last run still going when it wakes: the
+        // project's history is its new owner's to write.
+        if self.cluster.as_ref().is_some_and(|cluster| !cluster.owns(&tick.key.tenant, &tick.key.project)) {
             return;
         }
         let now = rfc3339_ms(self.scheduler.clock().now());

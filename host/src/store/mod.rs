@@ -50,6 +50,7 @@ pub use commit::{CommitOptions, CommitStats};
 pub use disk::DiskUsage;
 pub use export::{EXPORT_FORMAT, PortError, PortSummary};
 pub use facade::{BackendKind, Store, StoreConfig};
+pub(crate) use fence::current as current_fence;
 pub use fence::{Fence, fenced};
 pub use keys::{TenantKey, constant_time_eq, hash_key, random_hex};
 pub use model::{

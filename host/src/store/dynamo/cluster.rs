@@ -58,7 +58,7 @@ fn is_condition_failure<E: aws_sdk_dynamodb::error::ProvideErrorMetadata>(error:
 }
 
 impl DynamoStore {
-    pub(crate) async fn leases(&self, partitions: u32) -> Result<Vec<Lease>, StoreError> {
+    pub async fn leases(&self, partitions: u32) -> Result<Vec<Lease>, StoreError> {
         let mut leases: Vec<Lease> = Vec::with_capacity(partitions as usize);
         for item in self.query("leases", "").await? {
             let lease = lease_of(&item)?;
@@ -121,7 +121,7 @@ impl DynamoStore {
         }
     }
 
-    pub(crate) async fn renew_lease(&self, lease: &Lease) -> Result<bool, StoreError> {
+    pub async fn renew_lease(&self, lease: &Lease) -> Result<bool, StoreError> {
         self.update_lease(
             lease.partition,
             "SET #heartbeat = #heartbeat + :one",
@@ -131,7 +131,7 @@ impl DynamoStore {
         .await
     }
 
-    pub(crate) async fn take_lease(&self, seen: &Lease, host: &str) -> Result<Option<Lease>, StoreError> {
+    pub async fn take_lease(&self, seen: &Lease, host: &str) -> Result<Option<Lease>, StoreError> {
         let taken = self
             .update_lease(
                 seen.partition,
@@ -154,7 +154,7 @@ impl DynamoStore {
         }))
     }
 
-    pub(crate) async fn release_lease(&self, lease: &Lease) -> Result<bool, StoreError> {
+    pub async fn release_lease(&self, lease: &Lease) -> Result<bool, StoreError> {
         // A new epoch: whatever the releasing host still had in flight is fenced off too.
         self.update_lease(
             lease.partition,
@@ -171,7 +171,7 @@ impl DynamoStore {
         .await
     }
 
-    pub(crate) async fn put_host(&self, host: &HostRecord) -> Result<(), StoreError> {
+    pub async fn put_host(&self, host: &HostRecord) -> Result<(), StoreError> {
         let mut item = key("hosts", &host.id);
         item.insert("doc".into(), doc(host)?);
         item.insert("expires_at".into(), n(jiff::Timestamp::now().as_second() + HOST_TTL_SECONDS));
@@ -185,11 +185,11 @@ impl DynamoStore {
         Ok(())
     }
 
-    pub(crate) async fn hosts(&self) -> Result<Vec<HostRecord>, StoreError> {
+    pub async fn hosts(&self) -> Result<Vec<HostRecord>, StoreError> {
         self.query("hosts", "").await?.iter().map(doc_of).collect()
     }
 
-    pub(crate) async fn remove_host(&self, id: &str) -> Result<(), StoreError> {
+    pub async fn remove_host(&self, id: &str) -> Result<(), StoreError> {
         self.db
             .delete_item()
             .table_name(&self.table)
@@ -200,7 +200,7 @@ impl DynamoStore {
         Ok(())
     }
 
-    pub(crate) async fn publish_change(&self, change: &Change) -> Result<(), StoreError> {
+    pub async fn publish_change(&self, change: &Change) -> Result<(), StoreError> {
         let mut item = key("changes", format!("{:013}#{}", change.at_ms.max(0), change.id));
         item.insert("doc".into(), doc(change)?);
         item.insert("expires_at".into(), n(jiff::Timestamp::now().as_second() + CHANGE_TTL_SECONDS));
@@ -214,7 +214,7 @@ impl DynamoStore {
         Ok(())
     }
 
-    pub(crate) async fn changes_since(&self, since_ms: i64) -> Result<Vec<Change>, StoreError> {
+    pub async fn changes_since(&self, since_ms: i64) -> Result<Vec<Change>, StoreError> {
         let mut pages = self
             .db
             .query()
