@@ -251,6 +251,36 @@ async fn busy_loops_in_parallel_do_not_stall_a_healthy_call() {
     );
 }
 
+/// Two busy loops on one plugin thread take turns on it, and each still runs until it has used its
+/// whole CPU-time deadline: a busy thread makes calls slower, not failed. Counted in wall-clock
+/// time, as it once was, both would have ended at their deadline having used half of it.
+#[tokio::test]
+async fn calls_sharing_a_plugin_thread_each_use_their_whole_cpu_time() {
+    let runtime =
+        Runtime::new(RuntimeConfig { threads: 1, max_concurrent_calls: 4, ..RuntimeConfig::default() }).unwrap();
+    let plugin = load(&runtime, "hostile");
+    let limits = Limits { deadline_ms: 300, wall_deadline_ms: FAR_BACKSTOP_MS, ..Limits::default() };
+    let started = Instant::now();
+    let calls: Vec<_> = (0..2)
+        .map(|_| {
+            let (runtime, plugin, limits) = (runtime.clone(), plugin.clone(), limits.clone());
+            tokio::spawn(async move {
+                runtime.transform(&plugin, &limits, &poll(&[("mode", "busy-loop")]), &response("")).await
+            })
+        })
+        .collect();
+    for call in calls {
+        let report = call.await.unwrap();
+        assert_eq!(report.result.unwrap_err(), CallError::Deadline { clock: Clock::Cpu, limit: limits.deadline() });
+        let cpu = report.cpu_time;
+        assert!(cpu >= limits.deadline(), "interrupted early, after {cpu:?} of CPU time");
+        assert!(cpu < limits.deadline() + CONTAINMENT_SLACK, "ran for {cpu:?} of CPU time");
+    }
+    // One thread ran both calls' CPU time, so at least the sum of it passed.
+    let elapsed = started.elapsed();
+    assert!(elapsed >= 2 * limits.deadline(), "two calls of 300 ms of CPU time each on one thread took {elapsed:?}");
+}
+
 #[tokio::test]
 async fn a_hostile_prepare_is_contained_too() {
     let runtime = shared_runtime();
