@@ -160,12 +160,23 @@ async fn noisy_plugins_fail_and_back_off_while_the_others_keep_their_schedule() 
     // tenant holds at most 8 runs at once, so even a memory bomb in every run stays far below 1 GiB.
     assert!(peak < 1024, "daemon peak RSS {peak} MiB");
 
+    // A spinning run ends once it has used its 2 s of CPU time, which a machine whose cores other
+    // processes keep busy gives the plugin threads slowly (up to the 10 s wall-clock backstop), so
+    // a busy-loop project may need longer than the window for the three failures in a row that
+    // turn it `failing`. Bounded by three runs at the backstop, with room to spare.
+    wait_for(Duration::from_secs(60), "every noisy project to turn failing", || {
+        noisy.iter().all(|(tenant, id, ..)| world.show(tenant, id)["status"] == "failing").then_some(())
+    });
+
     // The noisy projects failed in the transform with the limit they broke, turned `failing`, and
     // backed off: without backoff each would have run about once a second.
     for (tenant, id, mode, want) in &noisy {
         let runs = runs_between(&world, &[(*tenant, id.clone())], noisy_from, noisy_to);
         let ran: Vec<&Value> = runs.iter().filter(|run| run["outcome"] != "skipped").collect();
         assert!(!ran.is_empty(), "{mode}: no run");
+        let messages: std::collections::BTreeSet<&str> =
+            ran.iter().filter_map(|run| run["error"]["message"].as_str()).collect();
+        eprintln!("{mode}: {} runs in the window, failing with {messages:?}", ran.len());
         for run in &ran {
             assert_eq!(run["outcome"], "failed", "{mode}: {run}");
             assert_eq!(run["error"]["stage"], "transform", "{mode}: {run}");
