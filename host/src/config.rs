@@ -180,6 +180,12 @@ impl Config {
         if limits.deadline_ms == 0 {
             return Err(error("runtime.limits.deadline_ms", "must be at least 1"));
         }
+        if limits.wall_deadline_ms.is_some_and(|wall| wall < limits.deadline_ms) {
+            return Err(error(
+                "runtime.limits.wall_deadline_ms",
+                "is less than runtime.limits.deadline_ms, so no call could use its CPU time; raise this or lower that",
+            ));
+        }
         if limits.memory_bytes > self.runtime.max_memory_bytes {
             return Err(error(
                 "runtime.limits.memory_bytes",
@@ -270,5 +276,18 @@ mod tests {
         let config = Config::load(Some(&path), env(&[TOKEN])).unwrap();
         assert_eq!(config.listen.port(), 9000);
         assert_eq!(config.runtime.limits.deadline_ms, 500);
+        assert_eq!(config.runtime.limits.wall_deadline(), Duration::from_millis(2_500));
+    }
+
+    #[test]
+    fn a_wall_clock_backstop_below_the_cpu_deadline_is_refused() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("sluice.toml");
+        std::fs::write(&path, "[runtime.limits]\ndeadline_ms = 2000\nwall_deadline_ms = 1000\n").unwrap();
+        let e = Config::load(Some(&path), env(&[TOKEN])).unwrap_err();
+        assert_eq!(e.setting, "runtime.limits.wall_deadline_ms");
+        std::fs::write(&path, "[runtime.limits]\ndeadline_ms = 2000\nwall_deadline_ms = 30000\n").unwrap();
+        let config = Config::load(Some(&path), env(&[TOKEN])).unwrap();
+        assert_eq!(config.runtime.limits.wall_deadline(), Duration::from_secs(30));
     }
 }

@@ -1,28 +1,36 @@
-//! Hostile plugins are contained with the right typed error, within their deadline plus 100 ms,
-//! and the engine stays healthy for the next call.
+//! Hostile plugins are contained with the right typed error, within their CPU-time deadline plus
+//! 100 ms of CPU time or their wall-clock backstop plus 100 ms, and the engine stays healthy for
+//! the next call. Bounds are on CPU time where the deadline counts it: a loaded machine gives the
+//! plugin threads (nice 19) the CPU late, which makes a call slower, not its CPU time larger.
 
 use std::time::{Duration, Instant};
 
-use sluice::runtime::{CallError, Limits, LoadError, Output, Runtime};
+use sluice::runtime::{CallError, Clock, Limits, LoadError, Output, Runtime, RuntimeConfig};
 use sluice_tests::{load, plugin_bytes, poll, response, shared_runtime};
 
-/// How far past its deadline a contained call may end.
+/// How far past its deadline a contained call may end, on the deadline's clock.
 const CONTAINMENT_SLACK: Duration = Duration::from_millis(100);
 
+/// A wall-clock backstop far past every CPU-time deadline here, for the tests whose calls must end
+/// on CPU time: a loaded machine gives the plugin threads the CPU late, which may make such a test
+/// slower but must not end its calls on the other clock.
+const FAR_BACKSTOP_MS: Option<u64> = Some(60_000);
+
+/// What a call returned, the wall-clock time it took and the CPU time it used.
 async fn run_mode(
     runtime: &Runtime,
     limits: &Limits,
     settings: &[(&str, &str)],
-) -> (Result<Output, CallError>, Duration) {
+) -> (Result<Output, CallError>, Duration, Duration) {
     let plugin = load(runtime, "hostile");
     let started = Instant::now();
     let report = runtime.transform(&plugin, limits, &poll(settings), &response("ping")).await;
-    (report.result, started.elapsed())
+    (report.result, started.elapsed(), report.cpu_time)
 }
 
 /// A healthy call on the same runtime right after a hostile one succeeds.
 async fn assert_healthy_after(runtime: &Runtime) {
-    let (result, _) = run_mode(runtime, &Limits::default(), &[("mode", "echo")]).await;
+    let (result, ..) = run_mode(runtime, &Limits::default(), &[("mode", "echo")]).await;
     let output = result.expect("a healthy call right after a hostile one succeeds");
     assert_eq!(output.records.len(), 1);
     assert_eq!(output.records[0].data, b"ping");
@@ -31,11 +39,11 @@ async fn assert_healthy_after(runtime: &Runtime) {
 #[tokio::test]
 async fn busy_loop_is_interrupted_at_its_deadline() {
     let runtime = shared_runtime();
-    let limits = Limits::default();
-    let (result, elapsed) = run_mode(runtime, &limits, &[("mode", "busy-loop")]).await;
-    assert_eq!(result.unwrap_err(), CallError::Deadline { limit: limits.deadline() });
-    assert!(elapsed >= limits.deadline(), "interrupted early, after {elapsed:?}");
-    assert!(elapsed < limits.deadline() + CONTAINMENT_SLACK, "took {elapsed:?}");
+    let limits = Limits { wall_deadline_ms: FAR_BACKSTOP_MS, ..Limits::default() };
+    let (result, _, cpu) = run_mode(runtime, &limits, &[("mode", "busy-loop")]).await;
+    assert_eq!(result.unwrap_err(), CallError::Deadline { clock: Clock::Cpu, limit: limits.deadline() });
+    assert!(cpu >= limits.deadline(), "interrupted early, after {cpu:?} of CPU time");
+    assert!(cpu < limits.deadline() + CONTAINMENT_SLACK, "ran for {cpu:?} of CPU time");
     assert_healthy_after(runtime).await;
 }
 
@@ -43,27 +51,27 @@ async fn busy_loop_is_interrupted_at_its_deadline() {
 async fn memory_bomb_is_refused_at_the_memory_cap() {
     let runtime = shared_runtime();
     let limits = Limits::default();
-    let (result, elapsed) = run_mode(runtime, &limits, &[("mode", "memory-bomb")]).await;
+    let (result, _, cpu) = run_mode(runtime, &limits, &[("mode", "memory-bomb")]).await;
     let error = result.unwrap_err();
     assert_eq!(error, CallError::Memory { limit_bytes: 64 << 20 });
     assert_eq!(error.to_string(), "plugin tried to grow memory past 64 MiB");
-    assert!(elapsed < limits.deadline() + CONTAINMENT_SLACK, "took {elapsed:?}");
+    assert!(cpu < limits.deadline() + CONTAINMENT_SLACK, "ran for {cpu:?} of CPU time");
     assert_healthy_after(runtime).await;
 }
 
 #[tokio::test]
 async fn deep_recursion_is_a_stack_overflow() {
     let runtime = shared_runtime();
-    let (result, elapsed) = run_mode(runtime, &Limits::default(), &[("mode", "deep-recursion")]).await;
+    let (result, _, cpu) = run_mode(runtime, &Limits::default(), &[("mode", "deep-recursion")]).await;
     assert_eq!(result.unwrap_err(), CallError::StackOverflow);
-    assert!(elapsed < Limits::default().deadline() + CONTAINMENT_SLACK, "took {elapsed:?}");
+    assert!(cpu < Limits::default().deadline() + CONTAINMENT_SLACK, "ran for {cpu:?} of CPU time");
     assert_healthy_after(runtime).await;
 }
 
 #[tokio::test]
 async fn panic_is_a_trap_carrying_the_panic_message() {
     let runtime = shared_runtime();
-    let (result, _) = run_mode(runtime, &Limits::default(), &[("mode", "panic")]).await;
+    let (result, ..) = run_mode(runtime, &Limits::default(), &[("mode", "panic")]).await;
     match result.unwrap_err() {
         CallError::Trap { message } => assert!(message.contains("fixture panicked on purpose"), "{message}"),
         other => panic!("expected a trap, got {other:?}"),
@@ -74,7 +82,7 @@ async fn panic_is_a_trap_carrying_the_panic_message() {
 #[tokio::test]
 async fn unreachable_is_a_trap() {
     let runtime = shared_runtime();
-    let (result, _) = run_mode(runtime, &Limits::default(), &[("mode", "trap")]).await;
+    let (result, ..) = run_mode(runtime, &Limits::default(), &[("mode", "trap")]).await;
     match result.unwrap_err() {
         CallError::Trap { message } => assert!(message.contains("unreachable"), "{message}"),
         other => panic!("expected a trap, got {other:?}"),
@@ -85,7 +93,7 @@ async fn unreachable_is_a_trap() {
 #[tokio::test]
 async fn hundred_megabyte_output_cannot_be_built_within_the_memory_cap() {
     let runtime = shared_runtime();
-    let (result, _) = run_mode(runtime, &Limits::default(), &[("mode", "big-output")]).await;
+    let (result, ..) = run_mode(runtime, &Limits::default(), &[("mode", "big-output")]).await;
     assert_eq!(result.unwrap_err(), CallError::Memory { limit_bytes: 64 << 20 });
     assert_healthy_after(runtime).await;
 }
@@ -95,7 +103,7 @@ async fn output_past_the_output_cap_is_refused() {
     let runtime = shared_runtime();
     // With room to build it, a 20 MB output meets the 16 MiB output cap instead.
     let limits = Limits { memory_bytes: 256 << 20, ..Limits::default() };
-    let (result, _) = run_mode(runtime, &limits, &[("mode", "big-output"), ("output_mb", "20")]).await;
+    let (result, ..) = run_mode(runtime, &limits, &[("mode", "big-output"), ("output_mb", "20")]).await;
     let error = result.unwrap_err();
     assert_eq!(error, CallError::OutputTooLarge { limit_bytes: 16 << 20 });
     assert_eq!(error.to_string(), "plugin output exceeded 16 MiB");
@@ -108,21 +116,21 @@ async fn a_million_records_are_refused() {
     // Given the memory to build them, a million records run into the output cap while the host
     // lifts them, before the host allocates for all of them.
     let limits = Limits { memory_bytes: 256 << 20, ..Limits::default() };
-    let (result, elapsed) = run_mode(runtime, &limits, &[("mode", "many-records")]).await;
+    let (result, _, cpu) = run_mode(runtime, &limits, &[("mode", "many-records")]).await;
     assert_eq!(result.unwrap_err(), CallError::OutputTooLarge { limit_bytes: 16 << 20 });
-    assert!(elapsed < limits.deadline() + CONTAINMENT_SLACK, "took {elapsed:?}");
+    assert!(cpu < limits.deadline() + CONTAINMENT_SLACK, "ran for {cpu:?} of CPU time");
     assert_healthy_after(runtime).await;
 }
 
 #[tokio::test]
 async fn records_past_the_record_cap_are_refused() {
     let runtime = shared_runtime();
-    let (result, _) = run_mode(runtime, &Limits::default(), &[("mode", "many-records"), ("records", "10001")]).await;
+    let (result, ..) = run_mode(runtime, &Limits::default(), &[("mode", "many-records"), ("records", "10001")]).await;
     let error = result.unwrap_err();
     assert_eq!(error, CallError::TooManyRecords { count: 10_001, limit: 10_000 });
     assert_eq!(error.to_string(), "plugin returned 10001 records, more than the limit of 10000 per call");
     // Exactly at the cap is fine.
-    let (result, _) = run_mode(runtime, &Limits::default(), &[("mode", "many-records"), ("records", "10000")]).await;
+    let (result, ..) = run_mode(runtime, &Limits::default(), &[("mode", "many-records"), ("records", "10000")]).await;
     assert_eq!(result.unwrap().records.len(), 10_000);
 }
 
@@ -133,7 +141,7 @@ async fn sandbox_grants_no_files_env_or_sockets() {
     let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
     listener.set_nonblocking(true).unwrap();
     let address = listener.local_addr().unwrap().to_string();
-    let (result, _) = run_mode(runtime, &Limits::default(), &[("mode", "sandbox-probe"), ("connect", &address)]).await;
+    let (result, ..) = run_mode(runtime, &Limits::default(), &[("mode", "sandbox-probe"), ("connect", &address)]).await;
     let output = result.expect("probing the sandbox does not trap");
     let probe = |key: &str| {
         let record = output.records.iter().find(|r| r.partition_key == key).unwrap_or_else(|| panic!("no {key} probe"));
@@ -150,8 +158,8 @@ async fn sandbox_grants_no_files_env_or_sockets() {
 async fn log_spam_is_bounded_and_does_not_fail_the_call() {
     let runtime = shared_runtime();
     let plugin = load(runtime, "hostile");
-    // A million host calls take about a second on an idle machine; this test is about how much
-    // log is kept, so the deadline is raised well past that to stay clear of CI load.
+    // A million host calls take about a second of CPU time; this test is about how much log is
+    // kept, so the deadline is raised well past that to stay clear of slow machines.
     let limits = Limits { deadline_ms: 20_000, ..Limits::default() };
     let report = runtime.transform(&plugin, &limits, &poll(&[("mode", "log-spam")]), &response("")).await;
     let output = report.result.expect("log spam is dropped, not fatal");
@@ -192,7 +200,7 @@ fn bytes_that_are_not_a_component_are_refused_at_load() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn busy_loops_in_parallel_do_not_stall_a_healthy_call() {
-    let runtime = Runtime::new(sluice::runtime::RuntimeConfig::default()).unwrap();
+    let runtime = Runtime::new(RuntimeConfig { threads: 2, ..RuntimeConfig::default() }).unwrap();
     let plugin = load(&runtime, "hostile");
     let echo = poll(&[("mode", "echo")]);
     let healthy = |runtime: Runtime, plugin: sluice::runtime::Plugin, echo: sluice::runtime::Poll| async move {
@@ -207,63 +215,110 @@ async fn busy_loops_in_parallel_do_not_stall_a_healthy_call() {
         alone = alone.min(healthy(runtime.clone(), plugin.clone(), echo.clone()).await);
     }
 
+    // Each busy loop runs until it has used 250 ms of CPU time: 2 s in all on the two plugin
+    // threads, so the first ends after some 1 s, later on a loaded machine, but always after
+    // hundreds of time slices, where a healthy call needs a few.
     let busy: Vec<_> = (0..8)
         .map(|_| {
             let (runtime, plugin) = (runtime.clone(), plugin.clone());
             tokio::spawn(async move {
-                let limits = Limits::default();
-                runtime.transform(&plugin, &limits, &poll(&[("mode", "busy-loop")]), &response("")).await.result
+                let limits = Limits { deadline_ms: 250, wall_deadline_ms: FAR_BACKSTOP_MS, ..Limits::default() };
+                let busy = poll(&[("mode", "busy-loop")]);
+                let result = runtime.transform(&plugin, &limits, &busy, &response("")).await.result;
+                (result, Instant::now())
             })
         })
         .collect();
     // Let the busy loops occupy both executor threads first.
     tokio::time::sleep(Duration::from_millis(200)).await;
     let crowded = tokio::spawn(healthy(runtime.clone(), plugin.clone(), echo.clone())).await.unwrap();
+    let healthy_ended = Instant::now();
+    let mut first_busy_end = None::<Instant>;
     for task in busy {
-        assert!(matches!(task.await.unwrap(), Err(CallError::Deadline { .. })));
+        let (result, ended) = task.await.unwrap();
+        assert!(matches!(result, Err(CallError::Deadline { clock: Clock::Cpu, .. })), "{result:?}");
+        first_busy_end = Some(first_busy_end.map_or(ended, |first| first.min(ended)));
     }
+    // The healthy call took its turns between the busy loops' time slices instead of waiting for
+    // one of them to end. Its wall-clock time is not compared with its time alone: on a machine
+    // whose cores other processes keep busy, the plugin threads get the CPU late, and that delay,
+    // not the busy loops, is then most of it.
+    let first_busy_end = first_busy_end.expect("eight busy loops ran");
+    eprintln!("a healthy call took {crowded:?} beside 8 busy loops, {alone:?} alone");
     assert!(
-        crowded < alone + Duration::from_millis(100),
-        "a healthy call took {crowded:?} beside 8 busy loops, {alone:?} alone"
+        healthy_ended < first_busy_end,
+        "a healthy call beside 8 busy loops took {crowded:?} ({alone:?} alone) and ended after the first of them"
     );
+}
+
+/// Two busy loops on one plugin thread take turns on it, and each still runs until it has used its
+/// whole CPU-time deadline: a busy thread makes calls slower, not failed. Counted in wall-clock
+/// time, as it once was, both would have ended at their deadline having used half of it.
+#[tokio::test]
+async fn calls_sharing_a_plugin_thread_each_use_their_whole_cpu_time() {
+    let runtime =
+        Runtime::new(RuntimeConfig { threads: 1, max_concurrent_calls: 4, ..RuntimeConfig::default() }).unwrap();
+    let plugin = load(&runtime, "hostile");
+    let limits = Limits { deadline_ms: 300, wall_deadline_ms: FAR_BACKSTOP_MS, ..Limits::default() };
+    let started = Instant::now();
+    let calls: Vec<_> = (0..2)
+        .map(|_| {
+            let (runtime, plugin, limits) = (runtime.clone(), plugin.clone(), limits.clone());
+            tokio::spawn(async move {
+                runtime.transform(&plugin, &limits, &poll(&[("mode", "busy-loop")]), &response("")).await
+            })
+        })
+        .collect();
+    for call in calls {
+        let report = call.await.unwrap();
+        assert_eq!(report.result.unwrap_err(), CallError::Deadline { clock: Clock::Cpu, limit: limits.deadline() });
+        let cpu = report.cpu_time;
+        assert!(cpu >= limits.deadline(), "interrupted early, after {cpu:?} of CPU time");
+        assert!(cpu < limits.deadline() + CONTAINMENT_SLACK, "ran for {cpu:?} of CPU time");
+    }
+    // One thread ran both calls' CPU time, so at least the sum of it passed.
+    let elapsed = started.elapsed();
+    assert!(elapsed >= 2 * limits.deadline(), "two calls of 300 ms of CPU time each on one thread took {elapsed:?}");
 }
 
 #[tokio::test]
 async fn a_hostile_prepare_is_contained_too() {
     let runtime = shared_runtime();
     let plugin = load(runtime, "hostile");
-    let limits = Limits { deadline_ms: 300, ..Limits::default() };
+    let limits = Limits { deadline_ms: 300, wall_deadline_ms: FAR_BACKSTOP_MS, ..Limits::default() };
     let request =
         sluice::runtime::Request { method: "GET".into(), url: "http://api.test/".into(), headers: vec![], body: None };
-    let started = Instant::now();
     let report =
         runtime.prepare(&plugin, &limits, &poll(&[("mode", "busy-loop"), ("phase", "prepare")]), &request).await;
-    assert_eq!(report.result.unwrap_err(), CallError::Deadline { limit: limits.deadline() });
-    assert!(started.elapsed() < limits.deadline() + CONTAINMENT_SLACK);
+    assert_eq!(report.result.unwrap_err(), CallError::Deadline { clock: Clock::Cpu, limit: limits.deadline() });
+    assert!(report.cpu_time < limits.deadline() + CONTAINMENT_SLACK, "ran for {:?} of CPU time", report.cpu_time);
     let report =
         runtime.prepare(&plugin, &limits, &poll(&[("mode", "memory-bomb"), ("phase", "prepare")]), &request).await;
     assert_eq!(report.result.unwrap_err(), CallError::Memory { limit_bytes: 64 << 20 });
     assert_healthy_after(runtime).await;
 }
 
+/// A guest sleeping inside WASI uses no CPU time, so its CPU-time deadline never passes; the
+/// wall-clock backstop, five times that deadline unless set, cuts it off.
 #[tokio::test]
-async fn a_plugin_sleeping_inside_wasi_is_cut_off_at_its_deadline() {
+async fn a_plugin_sleeping_inside_wasi_is_cut_off_at_its_wall_clock_backstop() {
     let runtime = shared_runtime();
     let limits = Limits { deadline_ms: 300, ..Limits::default() };
-    let (result, elapsed) = run_mode(runtime, &limits, &[("mode", "sleep")]).await;
-    assert_eq!(result.unwrap_err(), CallError::Deadline { limit: limits.deadline() });
-    assert!(elapsed >= limits.deadline(), "cut off early, after {elapsed:?}");
-    assert!(elapsed < limits.deadline() + CONTAINMENT_SLACK, "took {elapsed:?}");
+    assert_eq!(limits.wall_deadline(), Duration::from_millis(1_500));
+    let (result, elapsed, cpu) = run_mode(runtime, &limits, &[("mode", "sleep")]).await;
+    let error = result.unwrap_err();
+    assert_eq!(error, CallError::Deadline { clock: Clock::Wall, limit: limits.wall_deadline() });
+    assert_eq!(error.to_string(), "plugin exceeded its wall-clock backstop of 1500 ms");
+    assert!(elapsed >= limits.wall_deadline(), "cut off early, after {elapsed:?}");
+    assert!(elapsed < limits.wall_deadline() + CONTAINMENT_SLACK, "took {elapsed:?}");
+    assert!(cpu < limits.deadline(), "a sleeping guest used {cpu:?} of CPU time");
     assert_healthy_after(runtime).await;
 }
 
 /// A runtime whose calls may each grow to 64 MiB, and all of them together to `budget_mib`.
 fn budgeted_runtime(budget_mib: u64) -> Runtime {
-    let config = sluice::runtime::RuntimeConfig {
-        max_memory_bytes: 64 << 20,
-        memory_budget_bytes: budget_mib << 20,
-        ..sluice::runtime::RuntimeConfig::default()
-    };
+    let config =
+        RuntimeConfig { max_memory_bytes: 64 << 20, memory_budget_bytes: budget_mib << 20, ..RuntimeConfig::default() };
     Runtime::new(config).unwrap()
 }
 
@@ -271,10 +326,9 @@ fn budgeted_runtime(budget_mib: u64) -> Runtime {
 async fn memory_bombs_side_by_side_stay_within_the_memory_budget() {
     let runtime = budgeted_runtime(96);
     let plugin = load(&runtime, "hostile");
-    // A bomb meets its limit within milliseconds. The long deadline is slack for a busy machine
-    // (plugin threads run at the lowest priority); bombs waiting for each other would still
-    // show, as deadlines instead of memory errors.
-    let limits = Limits { deadline_ms: 10_000, ..Limits::default() };
+    // A bomb meets its limit within milliseconds of CPU time. Bombs waiting for each other would
+    // use none, and show as the wall-clock backstop instead of memory errors.
+    let limits = Limits::default();
     let bombs: Vec<_> = (0..4)
         .map(|_| {
             let (runtime, plugin, limits) = (runtime.clone(), plugin.clone(), limits.clone());
@@ -300,7 +354,7 @@ async fn memory_bombs_side_by_side_stay_within_the_memory_budget() {
 
     // With the others' memory given back, a bomb alone grows to its own cap: nothing of theirs
     // is still counted against the budget, and its growth is counted as it goes.
-    let (alone, _) = run_mode(&runtime, &limits, &[("mode", "memory-bomb")]).await;
+    let (alone, ..) = run_mode(&runtime, &limits, &[("mode", "memory-bomb")]).await;
     assert_eq!(alone.unwrap_err(), CallError::Memory { limit_bytes: 64 << 20 });
     let peak = runtime.memory_peak_bytes();
     assert!(peak >= 60 << 20, "a bomb's growth to its cap was counted: peak {peak} bytes");
@@ -328,16 +382,26 @@ async fn growth_past_the_memory_budget_is_refused_at_once_with_an_error_naming_i
     assert!(runtime.memory_in_use_bytes() >= 40 << 20, "the first hog holds its memory");
 
     // A second hog fits its own cap but not the budget beside the first, which holds its memory
-    // until its 2 s deadline: the second starts, and its growth is refused without waiting.
-    let (result, elapsed) = run_mode(&runtime, &Limits::default(), &[("mode", "memory-hog"), ("hog_mb", "40")]).await;
+    // until it has used its 2 s of CPU time: the second starts, and its growth is refused without
+    // waiting.
+    let (result, elapsed, _) =
+        run_mode(&runtime, &Limits::default(), &[("mode", "memory-hog"), ("hog_mb", "40")]).await;
     let error = result.unwrap_err();
     assert_eq!(error, CallError::MemoryBudget { budget_bytes: 64 << 20 });
     assert_eq!(
         error.to_string(),
         "plugin could not get memory: the host's plugin memory budget of 64 MiB was in use by other calls"
     );
-    assert!(elapsed < Duration::from_secs(1), "refused at once, not at a deadline: took {elapsed:?}");
-    assert_eq!(first.await.unwrap().unwrap_err(), CallError::Deadline { limit: Limits::default().deadline() });
+    // Refused at once, not after waiting for the first hog's memory: the first still holds it. The
+    // wall-clock time is printed, not bounded: a loaded machine gives the plugin threads the CPU
+    // late, and the second hog needs some to allocate its first 40 MiB.
+    eprintln!("the second hog was refused after {elapsed:?}");
+    let held = runtime.memory_in_use_bytes();
+    assert!(held >= 40 << 20, "the second hog ended when the first held {held} bytes, so it waited for them");
+    // The first ends at a deadline: its CPU time, or the backstop on a machine loaded enough to
+    // give the plugin threads less than a fifth of a core.
+    let first = first.await.unwrap().unwrap_err();
+    assert!(matches!(first, CallError::Deadline { .. }), "the first hog ended with {first:?}");
     assert_eq!(runtime.memory_in_use_bytes(), 0, "both hogs gave their memory back");
     assert_healthy_after(&runtime).await;
 }

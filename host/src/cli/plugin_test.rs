@@ -41,9 +41,13 @@ pub struct Args {
     /// The tenant id the plugin sees.
     #[arg(long, default_value = "local-tenant")]
     tenant_id: String,
-    /// The call's wall-clock deadline in milliseconds.
+    /// The CPU time the call may use, in milliseconds.
     #[arg(long, default_value_t = Limits::default().deadline_ms)]
     deadline_ms: u64,
+    /// The wall-clock time the call may take, waiting included, in milliseconds (default: five
+    /// times `--deadline-ms`).
+    #[arg(long, value_name = "MS")]
+    wall_deadline_ms: Option<u64>,
     /// The call's memory cap in MiB.
     #[arg(long, default_value_t = Limits::default().memory_bytes >> 20)]
     memory_mib: u64,
@@ -88,7 +92,12 @@ async fn run_inner(args: Args) -> Result<ExitCode, ExitCode> {
     let body = read(&args.response, "response file")?;
     let state = args.state.as_deref().map(|p| read(p, "state file")).transpose()?;
 
-    let limits = Limits { deadline_ms: args.deadline_ms, memory_bytes: args.memory_mib << 20, ..Limits::default() };
+    let limits = Limits {
+        deadline_ms: args.deadline_ms,
+        wall_deadline_ms: args.wall_deadline_ms,
+        memory_bytes: args.memory_mib << 20,
+        ..Limits::default()
+    };
     let config =
         RuntimeConfig { max_concurrent_calls: 2, max_memory_bytes: limits.memory_bytes, ..RuntimeConfig::default() };
     let runtime = Runtime::new(config).map_err(|e| {
@@ -168,6 +177,7 @@ fn finish(args: &Args, report: &Value, ok: bool) -> Result<ExitCode, ExitCode> {
 fn call_json<T>(report: &CallReport<T>, value: fn(&T) -> Value) -> Value {
     let mut out = json!({
         "duration_ms": report.duration.as_secs_f64() * 1e3,
+        "cpu_ms": report.cpu_time.as_secs_f64() * 1e3,
         "logs": report.logs,
     });
     match &report.result {
@@ -218,12 +228,13 @@ fn output_json(output: &Output) -> Value {
 
 fn print_call<T>(name: &str, report: &CallReport<T>, print: fn(&T)) {
     let ms = report.duration.as_secs_f64() * 1e3;
+    let cpu_ms = report.cpu_time.as_secs_f64() * 1e3;
     match &report.result {
         Ok(value) => {
-            println!("{name:<10} ok in {ms:.2} ms");
+            println!("{name:<10} ok in {ms:.2} ms ({cpu_ms:.2} ms of CPU)");
             print(value);
         }
-        Err(error) => println!("{name:<10} failed after {ms:.2} ms: {error}"),
+        Err(error) => println!("{name:<10} failed after {ms:.2} ms ({cpu_ms:.2} ms of CPU): {error}"),
     }
     print_logs(&report.logs);
 }

@@ -9,7 +9,8 @@
 //! Only a call's first memory, at instantiation, waits for the budget: a call that holds nothing
 //! yet blocks no one while it waits. Growth of a running call that does not fit is refused at
 //! once, since two calls each holding part of the budget and waiting for the rest would wait for
-//! each other until their deadlines.
+//! each other until their wall-clock backstops (waiting uses no CPU time, so only the backstop
+//! would end it).
 
 use std::sync::Arc;
 use std::sync::atomic::{AtomicUsize, Ordering};
@@ -57,8 +58,8 @@ impl Budget {
 pub(crate) struct Share {
     budget: Arc<Budget>,
     pages: usize,
-    /// Set while the call waits for other calls to return memory, so that a call whose deadline
-    /// passes meanwhile is reported as starved rather than as slow.
+    /// Set while the call waits for other calls to return memory, so that a call whose wall-clock
+    /// backstop passes meanwhile is reported as starved rather than as slow.
     pub(crate) waiting: bool,
 }
 

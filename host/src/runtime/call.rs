@@ -6,7 +6,8 @@ use std::time::{Duration, Instant};
 use wasmtime::{Store, Trap, UpdateDeadline};
 
 use super::bindings::{GuestError, Output, Poll, Record, Request, Response};
-use super::error::CallError;
+use super::cpu::{CpuMeter, Metered};
+use super::error::{CallError, Clock};
 use super::limits::Limits;
 use super::logs::Logs;
 use super::state::State;
@@ -21,6 +22,9 @@ pub struct CallReport<T> {
     pub logs: Logs,
     /// Wall-clock time from the start of instantiation to the end of the call.
     pub duration: Duration,
+    /// CPU time the plugin threads spent on the call, instantiation included: what its deadline
+    /// counts. Less than `duration` by the time the call waited or other work held its thread.
+    pub cpu_time: Duration,
 }
 
 /// The export to call, with its arguments. Owned, because the call runs on the runtime's own
@@ -35,11 +39,6 @@ pub(crate) enum Returned {
     Request(Request),
     Output(Output),
 }
-
-/// Extra time past the deadline before the call's future is dropped. Epoch interruption ends
-/// running wasm at the deadline; this backstop ends a guest that waits inside a WASI call (a
-/// sleep, say), where epochs cannot reach it.
-const BACKSTOP_GRACE: Duration = Duration::from_millis(50);
 
 /// Lifting a record costs its host-side struct besides its bytes; budget for that so that the
 /// byte cap, not the struct overhead, is what a plugin runs into.
@@ -64,6 +63,7 @@ pub(crate) async fn call(
             result: Err(CallError::Host(format!("the plugin call's task failed: {error}"))),
             logs: Logs::default(),
             duration: Duration::ZERO,
+            cpu_time: Duration::ZERO,
         },
     }
 }
@@ -78,17 +78,20 @@ async fn call_here(
     // Waiting for a free instance slot does not count against the plugin's deadline.
     let _slot = runtime.acquire_slot().await;
     let started = Instant::now();
-    let deadline = started + limits.deadline();
+    let meter = CpuMeter::new();
 
     let mut store = Store::new(runtime.engine(), State::new(&limits, runtime.budget()));
     store.limiter_async(|state| &mut state.memory);
     let fuel = limits.output_bytes + u64::from(limits.output_records) * RECORD_OVERHEAD_BYTES + (64 << 10);
     store.set_hostcall_fuel(usize::try_from(fuel).unwrap_or(usize::MAX));
-    // Check the clock at every epoch tick: interrupt past the deadline, otherwise yield so that
-    // other calls on the same executor thread get their turn.
+    // Check the call's CPU time at every epoch tick: interrupt once it has used its deadline,
+    // otherwise yield so that other calls on the same executor thread get their turn. The time
+    // the call spends yielded, waiting or preempted by other processes does not count, so a busy
+    // host makes a call slower, not failed.
     store.set_epoch_deadline(1);
+    let (cpu_deadline, spent) = (limits.deadline(), meter.clone());
     store.epoch_deadline_callback(move |_| {
-        if Instant::now() >= deadline { Ok(UpdateDeadline::Interrupt) } else { Ok(UpdateDeadline::Yield(1)) }
+        if spent.spent() >= cpu_deadline { Ok(UpdateDeadline::Interrupt) } else { Ok(UpdateDeadline::Yield(1)) }
     });
 
     let run = async {
@@ -102,9 +105,15 @@ async fn call_here(
             }
         }
     };
-    let outcome: Result<wasmtime::Result<Result<Returned, GuestError>>, _> =
-        tokio::time::timeout(limits.deadline() + BACKSTOP_GRACE, run).await;
+    // The wall-clock backstop ends what the CPU deadline cannot see: a guest waiting inside a
+    // WASI call (a sleep, say), where it uses no CPU time and epochs cannot reach it, or a call
+    // waiting for the memory budget.
+    let outcome: Result<wasmtime::Result<Result<Returned, GuestError>>, _> = {
+        let run = std::pin::pin!(run);
+        tokio::time::timeout(limits.wall_deadline(), Metered::new(run, meter.clone())).await
+    };
     let duration = started.elapsed();
+    let cpu_time = meter.spent();
     let memory_refused = store.data().memory.refused;
     let starved = store.data().memory.starved;
     let waited_out = store.data().memory.share.waiting;
@@ -112,14 +121,14 @@ async fn call_here(
 
     let result = match outcome {
         Err(_elapsed) if waited_out => Err(CallError::MemoryBudget { budget_bytes: runtime.memory_budget_bytes() }),
-        Err(_elapsed) => Err(CallError::Deadline { limit: limits.deadline() }),
+        Err(_elapsed) => Err(CallError::Deadline { clock: Clock::Wall, limit: limits.wall_deadline() }),
         Ok(Err(_)) if starved => Err(CallError::MemoryBudget { budget_bytes: runtime.memory_budget_bytes() }),
         Ok(Err(error)) => Err(classify(&error, memory_refused, &limits, &logs)),
         Ok(Ok(Err(GuestError::Rejected(message)))) => Err(CallError::Rejected(message)),
         Ok(Ok(Err(GuestError::Retry(message)))) => Err(CallError::Retry(message)),
         Ok(Ok(Ok(returned))) => check_output(returned, &limits),
     };
-    CallReport { result, logs, duration }
+    CallReport { result, logs, duration, cpu_time }
 }
 
 /// Names the limit or trap behind a failed call.
@@ -128,7 +137,7 @@ fn classify(error: &wasmtime::Error, memory_refused: bool, limits: &Limits, logs
         return CallError::Memory { limit_bytes: limits.memory_bytes };
     }
     match error.downcast_ref::<Trap>() {
-        Some(Trap::Interrupt) => return CallError::Deadline { limit: limits.deadline() },
+        Some(Trap::Interrupt) => return CallError::Deadline { clock: Clock::Cpu, limit: limits.deadline() },
         Some(Trap::StackOverflow) => return CallError::StackOverflow,
         Some(trap) => {
             let message = match logs.stderr_summary() {

@@ -12,9 +12,9 @@ use super::RuntimeConfig;
 use super::bindings::Transformer;
 use super::state::State;
 
-/// How often the epoch advances. Every running call checks its deadline and yields to other
-/// calls at each tick, so this bounds both deadline overshoot and how long one call can hold an
-/// executor thread.
+/// How often the epoch advances. Every running call checks its CPU time against its deadline and
+/// yields to other calls at each tick, so this bounds both deadline overshoot (in CPU time, at
+/// most one tick's worth) and how long one call can hold an executor thread.
 pub(crate) const EPOCH_TICK: Duration = Duration::from_millis(2);
 
 /// The largest native stack wasm frames may use; deeper recursion traps as a stack overflow.

@@ -38,10 +38,12 @@ pub enum CallError {
     /// The plugin reported a transient problem.
     #[error("plugin asked to retry later: {0}")]
     Retry(String),
-    /// The call ran past its wall-clock deadline.
-    #[error("plugin exceeded its {} deadline", human_duration(*.limit))]
+    /// The call used its CPU time, or ran past its wall-clock backstop.
+    #[error("{}", deadline_message(*.clock, *.limit))]
     Deadline {
-        /// The deadline that was exceeded.
+        /// Which of the two deadlines passed.
+        clock: Clock,
+        /// The deadline that passed, on that clock.
         limit: Duration,
     },
     /// The plugin tried to grow its linear memory past the cap.
@@ -51,8 +53,8 @@ pub enum CallError {
         limit_bytes: u64,
     },
     /// The plugin could not get memory within its cap because other calls held the host's
-    /// plugin memory budget: refused growth, or a deadline that passed while the call waited to
-    /// start. Not the plugin's fault; a later run may well succeed.
+    /// plugin memory budget: refused growth, or a wall-clock backstop that passed while the call
+    /// waited to start. Not the plugin's fault; a later run may well succeed.
     #[error(
         "plugin could not get memory: the host's plugin memory budget of {} was in use by other calls",
         human_bytes(*.budget_bytes)
@@ -89,6 +91,22 @@ pub enum CallError {
     Host(String),
 }
 
+/// The clock a call's deadline is counted on.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Clock {
+    /// The CPU time the call's thread spent running it (`Limits::deadline_ms`).
+    Cpu,
+    /// The time that passed since the call started, waiting included (`Limits::wall_deadline_ms`).
+    Wall,
+}
+
+fn deadline_message(clock: Clock, limit: Duration) -> String {
+    match clock {
+        Clock::Cpu => format!("plugin used its {} of CPU time", human_duration(limit)),
+        Clock::Wall => format!("plugin exceeded its wall-clock backstop of {}", human_duration(limit)),
+    }
+}
+
 impl CallError {
     /// A short, stable name for the kind of failure, for run history and metrics.
     pub fn kind(&self) -> &'static str {
@@ -104,5 +122,19 @@ impl CallError {
             CallError::Trap { .. } => "trap",
             CallError::Host(_) => "host",
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_deadline_says_which_clock_ran_out() {
+        let cpu = CallError::Deadline { clock: Clock::Cpu, limit: Duration::from_secs(2) };
+        assert_eq!(cpu.to_string(), "plugin used its 2 s of CPU time");
+        let wall = CallError::Deadline { clock: Clock::Wall, limit: Duration::from_secs(10) };
+        assert_eq!(wall.to_string(), "plugin exceeded its wall-clock backstop of 10 s");
+        assert_eq!((cpu.kind(), wall.kind()), ("deadline", "deadline"));
     }
 }

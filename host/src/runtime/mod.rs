@@ -13,6 +13,7 @@ pub mod bindings;
 mod budget;
 mod call;
 mod capture;
+mod cpu;
 mod engine;
 mod error;
 mod limits;
@@ -29,8 +30,8 @@ use tokio::sync::{Semaphore, SemaphorePermit};
 
 pub use bindings::{GuestError, Level, Output, Poll, Record, Request, Response};
 pub use call::CallReport;
-pub use error::{CallError, LoadError};
-pub use limits::{Limits, human_bytes, human_duration};
+pub use error::{CallError, Clock, LoadError};
+pub use limits::{Limits, WALL_DEADLINE_FACTOR, human_bytes, human_duration};
 pub use load::plugin_id;
 pub use logs::{LogLevel, LogLine, LogSource, Logs};
 pub use state::State;
@@ -49,9 +50,10 @@ pub struct RuntimeConfig {
     /// The largest linear memory any call may be given, in bytes.
     pub max_memory_bytes: u64,
     /// The linear memory all calls together may hold, in bytes. A call's first memory waits for
-    /// room, and fails only if its deadline passes first; growth of a running call that does not
-    /// fit fails at once, because two calls each waiting for the other's memory would otherwise
-    /// hold it until their deadlines. At least `max_memory_bytes`, so that any one call can
+    /// room, and fails only if its wall-clock backstop (`limits.wall_deadline_ms`) passes first:
+    /// waiting uses no CPU time; growth of a running call that does not fit fails at once,
+    /// because two calls each waiting for the other's memory would otherwise hold it until their
+    /// backstops. At least `max_memory_bytes`, so that any one call can
     /// always run.
     pub memory_budget_bytes: u64,
     /// Threads that run plugin code, apart from the threads that schedule runs, fetch sources and
@@ -130,7 +132,9 @@ struct Pool(Option<tokio::runtime::Runtime>);
 /// The nice value of the plugin threads. The kernel then gives the threads that schedule runs,
 /// fetch and serve the API the CPU first whenever they have work, and plugins the rest: a tenant
 /// whose plugins spin until their deadline delays other tenants' plugin calls (which share these
-/// threads fairly), but not their schedule.
+/// threads fairly), but not their schedule. A call's deadline counts the CPU time it got, not the
+/// time it waited for it, so on a host whose cores other processes keep busy plugins are slower
+/// but do not fail for it, up to their wall-clock backstop.
 const PLUGIN_NICE: i32 = 19;
 
 fn lower_priority() {
@@ -165,7 +169,7 @@ impl Pool {
 impl Drop for Pool {
     fn drop(&mut self) {
         // The last clone of a `Runtime` may be dropped inside an async task, where a blocking
-        // shutdown would panic; calls still running end at their deadline on their own.
+        // shutdown would panic; calls still running end at their deadlines on their own.
         if let Some(runtime) = self.0.take() {
             runtime.shutdown_background();
         }
@@ -328,5 +332,5 @@ fn map_report<T>(report: CallReport<Returned>, pick: impl FnOnce(Returned) -> Op
     let result = report.result.and_then(|returned| {
         pick(returned).ok_or_else(|| CallError::Host("export returned a value of the wrong kind".into()))
     });
-    CallReport { result, logs: report.logs, duration: report.duration }
+    CallReport { result, logs: report.logs, duration: report.duration, cpu_time: report.cpu_time }
 }
