@@ -8,7 +8,7 @@ use std::time::{Duration, Instant};
 
 use serde_json::{Value, json};
 use sluice_tests::world::{FAST, Tenant, World, block_on, wait_for};
-use sluice_tests::{Daemon, PLATFORM_PRINCIPAL, http_text};
+use sluice_tests::{ADMIN_TOKEN, Daemon, PLATFORM_PRINCIPAL, http_text};
 
 const PARTITIONS: u32 = 32;
 /// The lease period of these tests: hosts renew every second.
@@ -88,6 +88,15 @@ async fn three_hosts_share_the_partitions_and_a_killed_hosts_projects_run_on_the
             .then_some(())
     });
 
+    // Any host shows the operator the whole cluster.
+    let (status, view) = second.call("GET", "/v1/cluster", Some(ADMIN_TOKEN), None);
+    assert_eq!(status, 200, "{view}");
+    let hosts = view["hosts"].as_array().unwrap();
+    assert_eq!(hosts.len(), 3, "{view}");
+    assert!(hosts.iter().all(|h| h["alive"] == true), "{view}");
+    let held: u64 = hosts.iter().map(|h| h["leases"].as_u64().unwrap()).sum();
+    assert_eq!((held, view["leases"].as_array().map(Vec::len)), (u64::from(PARTITIONS), Some(PARTITIONS as usize)));
+
     // Projects created through one host run on whichever host holds their partition.
     let tenant = world.tenant("acme", "111111111111").await;
     let arn = tenant.aws.stream("events").await;
@@ -105,12 +114,17 @@ async fn three_hosts_share_the_partitions_and_a_killed_hosts_projects_run_on_the
     // again there.
     let lost = metric(&second, "sluice_cluster_leases") as u32;
     assert!(lost > 0, "the second host held leases");
+    let (_, view) = second.call("GET", "/v1/cluster", Some(ADMIN_TOKEN), None);
+    let second_id = view["this_host"].as_str().unwrap().to_string();
     second.kill();
     let killed_at = Instant::now();
     wait_for(Duration::from_secs(30), "the two hosts left to hold every partition", || {
         (leases(&[world.daemon(), &third]).iter().sum::<u32>() == PARTITIONS).then_some(())
     });
     let taken_after = killed_at.elapsed();
+    let (_, view) = world.call("GET", "/v1/cluster", ADMIN_TOKEN, None);
+    let killed = view["hosts"].as_array().unwrap().iter().find(|h| h["id"] == second_id.as_str()).cloned();
+    assert_eq!(killed.map(|h| (h["alive"].clone(), h["leases"].clone())), Some((json!(false), json!(0))), "{view}");
     let since = jiff::Timestamp::now();
     wait_for(Duration::from_secs(30), "every project to run again after the kill", || {
         ids.iter()

@@ -10,6 +10,7 @@
 //! every change.
 
 mod auth;
+mod cluster;
 mod error;
 mod extract;
 mod health;
@@ -125,6 +126,7 @@ pub fn app(state: AppState) -> Router {
     let limits = state.limits;
     let (router, doc) = OpenApiRouter::with_openapi(openapi::base())
         .merge(tenants::routes())
+        .merge(cluster::routes())
         .merge(plugins::routes())
         .merge(projects::routes())
         .merge(outbox::routes())

@@ -89,6 +89,7 @@ pub enum OperatorErrors {
         (name = "plugins", description = "Tenants upload WebAssembly components and try them on sample responses."),
         (name = "projects", description = "Tenants configure what is polled, how often, and where records go."),
         (name = "operations", description = "Probes, metrics and this document, for machines; no credentials."),
+        (name = "cluster", description = "The operator sees the hosts that share the store's projects, and their leases."),
     ),
     components(schemas(super::error::ErrorBody))
 )]
