@@ -13,7 +13,7 @@ use sluice::store::{OutboxEntry, Run, RunError, RunLogLine, RunLogSource, RunOut
 use sluice_tests::{ADMIN_TOKEN, RawResponse, TestApi, plugin_bytes};
 
 /// The API's surface, pinned: adding or removing a route is a deliberate change to this list.
-const OPERATIONS: [(&str, &str); 29] = [
+const OPERATIONS: [(&str, &str); 30] = [
     ("get", "/healthz"),
     ("get", "/readyz"),
     ("get", "/metrics"),
@@ -21,6 +21,7 @@ const OPERATIONS: [(&str, &str); 29] = [
     ("post", "/v1/tenants"),
     ("get", "/v1/tenants"),
     ("get", "/v1/tenants/{id}"),
+    ("get", "/v1/cluster"),
     ("patch", "/v1/tenants/{id}"),
     ("delete", "/v1/tenants/{id}"),
     ("post", "/v1/tenants/{id}/keys"),
@@ -355,6 +356,7 @@ async fn real_requests_and_responses_fit_the_documented_schemas() {
     let key = Some(api_key.as_str());
     let one = format!("/v1/tenants/{tenant_id}");
     r.call("GET", "/v1/tenants", "/v1/tenants", admin, None).await;
+    r.call("GET", "/v1/cluster", "/v1/cluster", admin, None).await;
     r.call("GET", "/v1/tenants/{id}", &one, admin, None).await;
     let quotas = json!({"quotas": {"max_projects": 10}, "status": "active"});
     r.call("PATCH", "/v1/tenants/{id}", &one, admin, Some(quotas)).await;
