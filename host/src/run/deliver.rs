@@ -9,7 +9,7 @@ use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use super::Inner;
-use super::failure::Failure;
+use super::failure::{Failure, FailureKind};
 use super::pipeline::{Tally, rfc3339_ms};
 use crate::arn::StreamArn;
 use crate::aws::{AwsError, AwsErrorKind, Delivered, MAX_CALL_BYTES, MAX_CALL_RECORDS, Session};
@@ -169,7 +169,8 @@ impl Inner {
                 "this host lost the lease of partition {} while the work went on; the partition's new owner \
                  runs the project",
                 fence.partition
-            ))),
+            ))
+            .with_kind(FailureKind::Fenced)),
             _ => Ok(()),
         }
     }

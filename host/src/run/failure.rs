@@ -4,7 +4,7 @@ use std::time::Duration;
 
 use crate::aws::AwsErrorKind;
 use crate::runtime::LoadError;
-use crate::store::Stage;
+use crate::store::{Stage, StoreError};
 
 /// Who can fix a failure.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -17,6 +17,9 @@ pub(super) enum FailureKind {
     Denied,
     /// The host itself failed (storage); the tenant cannot fix it.
     Host,
+    /// The host lost the lease the run began under (in a cluster): the store refused its
+    /// writes, and the partition's new owner runs the project.
+    Fenced,
 }
 
 impl From<AwsErrorKind> for FailureKind {
@@ -50,10 +53,14 @@ impl Failure {
         Self::new(stage, message).with_kind(FailureKind::Tenant)
     }
 
-    /// A failure of the host's own storage.
-    pub fn host(error: impl std::fmt::Display) -> Self {
-        Self::new(Stage::Host, format!("internal error, not caused by the project: {error}"))
-            .with_kind(FailureKind::Host)
+    /// A failure of the host's own storage, or a write its lease no longer allows.
+    pub fn host(error: impl std::fmt::Display + 'static) -> Self {
+        let fenced = matches!((&error as &dyn std::any::Any).downcast_ref(), Some(StoreError::Fenced { .. }));
+        Self::new(Stage::Host, format!("internal error, not caused by the project: {error}")).with_kind(if fenced {
+            FailureKind::Fenced
+        } else {
+            FailureKind::Host
+        })
     }
 
     pub fn with_kind(mut self, kind: impl Into<FailureKind>) -> Self {

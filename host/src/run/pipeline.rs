@@ -93,8 +93,9 @@ impl Inner {
         // Boxed: a run's future is large, and the fence's scope would otherwise hold it on the
         // worker's stack.
         let executed = crate::store::fenced(fence.clone(), Box::pin(self.execute(&project, &tick, &mut tally))).await;
+        let refused = matches!(&executed, Err(failure) if failure.kind == FailureKind::Fenced);
         if let (Some(cluster), Some(fence)) = (&self.cluster, &fence)
-            && !cluster.holds(fence)
+            && (refused || !cluster.holds(fence))
         {
             // The lease was lost while the run went on: nothing it wrote was committed, and the
             // partition's new owner runs the project; its history and status are the owner's.

@@ -172,9 +172,19 @@ impl DynamoStore {
     }
 
     pub async fn put_host(&self, host: &HostRecord) -> Result<(), StoreError> {
-        let mut item = key("hosts", &host.id);
-        item.insert("doc".into(), doc(host)?);
-        item.insert("expires_at".into(), n(jiff::Timestamp::now().as_second() + HOST_TTL_SECONDS));
+        self.put_expiring(key("hosts", &host.id), host, HOST_TTL_SECONDS).await
+    }
+
+    /// Puts `record` as the `doc` of the item under `item`'s key, for DynamoDB to remove
+    /// `ttl_seconds` from now.
+    async fn put_expiring(
+        &self,
+        mut item: Item,
+        record: &impl serde::Serialize,
+        ttl_seconds: i64,
+    ) -> Result<(), StoreError> {
+        item.insert("doc".into(), doc(record)?);
+        item.insert("expires_at".into(), n(jiff::Timestamp::now().as_second() + ttl_seconds));
         self.db
             .put_item()
             .table_name(&self.table)
@@ -201,17 +211,8 @@ impl DynamoStore {
     }
 
     pub async fn publish_change(&self, change: &Change) -> Result<(), StoreError> {
-        let mut item = key("changes", format!("{:013}#{}", change.at_ms.max(0), change.id));
-        item.insert("doc".into(), doc(change)?);
-        item.insert("expires_at".into(), n(jiff::Timestamp::now().as_second() + CHANGE_TTL_SECONDS));
-        self.db
-            .put_item()
-            .table_name(&self.table)
-            .set_item(Some(item))
-            .send()
-            .await
-            .map_err(|e| remote("PutItem", e))?;
-        Ok(())
+        let item = key("changes", format!("{:013}#{}", change.at_ms.max(0), change.id));
+        self.put_expiring(item, change, CHANGE_TTL_SECONDS).await
     }
 
     pub async fn changes_since(&self, since_ms: i64) -> Result<Vec<Change>, StoreError> {
