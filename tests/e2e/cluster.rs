@@ -46,6 +46,35 @@ fn leases(daemons: &[&Daemon]) -> Vec<u32> {
     daemons.iter().map(|d| metric(d, "sluice_cluster_leases") as u32).collect()
 }
 
+/// `count` projects of the `incremental` plugin on `path` at `rate(2 seconds)`, each with a stream
+/// of its own to read back, once each has run; their ids and streams.
+async fn incremental_projects(world: &World, tenant: &Tenant, count: usize, path: &str) -> (Vec<String>, Vec<String>) {
+    let (mut ids, mut streams) = (Vec::new(), Vec::new());
+    for n in 0..count {
+        let arn = tenant.aws.stream(&format!("events-{n}")).await;
+        let project = world.project(tenant, "incremental", path, &arn, json!({"schedule": "rate(2 seconds)"}));
+        ids.push(project["id"].as_str().unwrap().to_string());
+        streams.push(arn);
+    }
+    wait_for(Duration::from_secs(60), "every project to have run", || {
+        ids.iter().all(|id| !world.runs(tenant, id).is_empty()).then_some(())
+    });
+    (ids, streams)
+}
+
+/// Waits until each stream holds `items` distinct items (by id).
+fn wait_for_every_item(tenant: &Tenant, streams: &[String], items: usize) {
+    for arn in streams {
+        wait_for(Duration::from_secs(60), "every item in every project's stream", || {
+            let ids: std::collections::BTreeSet<String> = block_on(tenant.aws.read(arn))
+                .into_iter()
+                .filter_map(|(_, data)| serde_json::from_str::<Value>(&data).ok()?["id"].as_str().map(String::from))
+                .collect();
+            (ids.len() == items).then_some(())
+        });
+    }
+}
+
 /// Each project's runs, newest first.
 fn runs_of(world: &World, tenant: &Tenant, ids: &[String]) -> BTreeMap<String, Vec<Value>> {
     ids.iter().map(|id| (id.clone(), world.runs(tenant, id))).collect()
@@ -178,20 +207,8 @@ async fn a_host_stalled_past_its_lease_commits_nothing_when_it_wakes() {
     });
     let tenant = world.tenant("acme", "111111111111").await;
     world.source.add_items(0..20);
-    // A slow source keeps runs in flight, so that the stop catches some of them; each project
-    // has a stream of its own, to be read back.
-    let mut ids = Vec::new();
-    let mut streams = Vec::new();
-    for n in 0..12 {
-        let arn = tenant.aws.stream(&format!("events-{n}")).await;
-        let extra = json!({"schedule": "rate(2 seconds)"});
-        let project = world.project(&tenant, "incremental", "/items?delay_ms=700", &arn, extra);
-        ids.push(project["id"].as_str().unwrap().to_string());
-        streams.push(arn);
-    }
-    wait_for(Duration::from_secs(60), "every project to have run", || {
-        ids.iter().all(|id| !world.runs(&tenant, id).is_empty()).then_some(())
-    });
+    // A slow source keeps runs in flight, so that the stop catches some of them.
+    let (ids, streams) = incremental_projects(&world, &tenant, 12, "/items?delay_ms=700").await;
 
     let pid = stalled.child.id().to_string();
     assert!(std::process::Command::new("kill").args(["-STOP", &pid]).status().unwrap().success());
@@ -207,15 +224,7 @@ async fn a_host_stalled_past_its_lease_commits_nothing_when_it_wakes() {
     let fenced = metric(&stalled, "sluice_cluster_fenced_runs_total");
     eprintln!("runs of the stalled host that lost their lease while they ran: {fenced}");
     world.source.add_items(30..40);
-    for arn in &streams {
-        wait_for(Duration::from_secs(60), "every item in every project's stream", || {
-            let ids: std::collections::BTreeSet<String> = block_on(tenant.aws.read(arn))
-                .into_iter()
-                .filter_map(|(_, data)| serde_json::from_str::<Value>(&data).ok()?["id"].as_str().map(String::from))
-                .collect();
-            (ids.len() == 40).then_some(())
-        });
-    }
+    wait_for_every_item(&tenant, &streams, 40);
     assert_each_time_ran_once(&runs_of(&world, &tenant, &ids));
 }
 
@@ -232,18 +241,8 @@ async fn a_rolling_restart_of_every_host_loses_no_record() {
     let mut others = [(second, second_dir), (third, third_dir)];
     let tenant = world.tenant("acme", "111111111111").await;
     world.source.add_items(0..10);
-    let mut ids = Vec::new();
-    let mut streams = Vec::new();
-    for n in 0..9 {
-        let arn = tenant.aws.stream(&format!("events-{n}")).await;
-        let project = world.project(&tenant, "incremental", "/items", &arn, json!({"schedule": "rate(2 seconds)"}));
-        ids.push(project["id"].as_str().unwrap().to_string());
-        streams.push(arn);
-    }
+    let (ids, streams) = incremental_projects(&world, &tenant, 9, "/items").await;
     let all_hold = |daemons: &[&Daemon]| leases(daemons).iter().sum::<u32>() == PARTITIONS;
-    wait_for(Duration::from_secs(60), "every project to have run", || {
-        ids.iter().all(|id| !world.runs(&tenant, id).is_empty()).then_some(())
-    });
     let rolled_from = jiff::Timestamp::now();
     let env = [
         ("AWS_ENDPOINT_URL", world.proxy.endpoint.clone()),
@@ -277,15 +276,7 @@ async fn a_rolling_restart_of_every_host_loses_no_record() {
             (held.iter().sum::<u32>() == PARTITIONS && held.iter().all(|n| *n > 0)).then_some(())
         });
     }
-    for arn in &streams {
-        wait_for(Duration::from_secs(60), "every item in every project's stream", || {
-            let ids: std::collections::BTreeSet<String> = block_on(tenant.aws.read(arn))
-                .into_iter()
-                .filter_map(|(_, data)| serde_json::from_str::<Value>(&data).ok()?["id"].as_str().map(String::from))
-                .collect();
-            (ids.len() == next_item as usize).then_some(())
-        });
-    }
+    wait_for_every_item(&tenant, &streams, next_item as usize);
     let runs = runs_of(&world, &tenant, &ids);
     assert_each_time_ran_once(&runs);
     let mut lags: Vec<i64> = runs

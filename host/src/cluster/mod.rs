@@ -209,17 +209,20 @@ impl Cluster {
     }
 
     /// Which hosts this host counts as alive (itself included).
-    pub fn alive(&self, hosts: &[HostRecord]) -> Vec<String> {
+    pub fn alive(&self, hosts: &[HostRecord]) -> BTreeSet<String> {
+        self.alive_in(&self.state(), hosts, Instant::now())
+    }
+
+    /// The hosts alive by this host's observation in `state`: itself, and those whose heartbeat
+    /// it has seen move within a lease period (or has not watched yet, as a host serving only
+    /// the API has not).
+    fn alive_in(&self, state: &State, hosts: &[HostRecord], now: Instant) -> BTreeSet<String> {
         let period = Duration::from_millis(self.inner.config.lease_ms);
-        let state = self.state();
-        let now = Instant::now();
         hosts
             .iter()
-            .filter(|host| {
-                host.id == self.inner.host_id
-                    || state.hosts_seen.get(&host.id).is_none_or(|(_, since)| now.duration_since(*since) < period)
-            })
+            .filter(|host| state.hosts_seen.get(&host.id).is_none_or(|(_, since)| now.duration_since(*since) < period))
             .map(|host| host.id.clone())
+            .chain(std::iter::once(self.inner.host_id.clone()))
             .collect()
     }
 
@@ -312,15 +315,7 @@ impl Cluster {
                     *entry = (host.heartbeat, now);
                 }
             }
-            let alive: BTreeSet<String> = hosts
-                .iter()
-                .filter(|h| {
-                    h.id == self.inner.host_id
-                        || state.hosts_seen.get(&h.id).is_some_and(|(_, since)| now.duration_since(*since) < period)
-                })
-                .map(|h| h.id.clone())
-                .chain(std::iter::once(self.inner.host_id.clone()))
-                .collect();
+            let alive = self.alive_in(&state, &hosts, now);
             let mut takeable = Vec::new();
             let mut by_owner: BTreeMap<String, Vec<Lease>> = BTreeMap::new();
             for lease in &leases {

@@ -13,10 +13,11 @@ use super::{Control, Inner};
 use crate::cluster::Cluster;
 use crate::store::fenced;
 
-/// How long a host waits after taking partitions before it reads their projects' history to
-/// schedule them: the previous owner's last runs reach the history up to a second after they end
-/// (the shared store holds history that long to batch it), and a catch-up run decided from a
-/// history without them would run a scheduled time again.
+/// How long a host waits after taking partitions, beyond a round, before it reads their
+/// projects' history to schedule them. A previous owner that lost a lease to a steal notices at
+/// its next round and starts no run after that; its last runs reach the history up to a second
+/// after they end (the shared store holds history that long to batch it). A catch-up run decided
+/// from a history without them would run a scheduled time again.
 const HISTORY_SETTLE: Duration = Duration::from_millis(1_500);
 
 /// How often a host reads the change feed.
@@ -59,7 +60,10 @@ impl Inner {
                         self.scheduler.retain(|key| cluster.owns(&key.tenant, &key.project));
                     }
                     if !moves.gained.is_empty() {
-                        self.take_over(&cluster, &control, moves.gained.iter().copied().collect()).await;
+                        // Beside the rounds, which must go on renewing every lease meanwhile.
+                        let (inner, cluster, control) = (self.clone(), cluster.clone(), control.clone());
+                        let gained = moves.gained.iter().copied().collect();
+                        tokio::spawn(async move { inner.take_over(&cluster, &control, gained).await });
                     }
                 }
                 Err(e) => {
@@ -100,8 +104,13 @@ impl Inner {
             }
             Err(e) => tracing::warn!("cannot read the outbox at a hand-over: {e}"),
         }
-        tokio::time::sleep(HISTORY_SETTLE.saturating_sub(started.elapsed())).await;
-        match control.load_all(|project| ours(&project.tenant_id, &project.id)).await {
+        let settle = cluster.round_period() + HISTORY_SETTLE;
+        tokio::time::sleep(settle.saturating_sub(started.elapsed())).await;
+        // A partition lost again meanwhile stays off the schedule.
+        let wanted = |project: &crate::store::Project| {
+            ours(&project.tenant_id, &project.id) && cluster.owns(&project.tenant_id, &project.id)
+        };
+        match control.load_all(wanted).await {
             Ok(loaded) => {
                 let ms = started.elapsed().as_millis() as u64;
                 cluster.counters().last_handover_ms.store(ms, Ordering::Relaxed);
