@@ -405,3 +405,53 @@ async fn growth_past_the_memory_budget_is_refused_at_once_with_an_error_naming_i
     assert_eq!(runtime.memory_in_use_bytes(), 0, "both hogs gave their memory back");
     assert_healthy_after(&runtime).await;
 }
+
+/// One tenant's calls together hold at most its share of the budget: its second hog is refused
+/// at once with an error naming the share, while another tenant's hog, beside them, gets all the
+/// memory it asks for.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_tenant_past_its_share_of_plugin_memory_is_refused_and_others_are_not() {
+    let runtime = budgeted_runtime(160);
+    let plugin = load(&runtime, "hostile");
+    let hog = poll(&[("mode", "memory-hog"), ("hog_mb", "40")]);
+    let acme = runtime.sharing("acme", 48 << 20);
+    let spawn_hog = |runtime: Runtime| {
+        let (plugin, hog) = (plugin.clone(), hog.clone());
+        tokio::spawn(async move { runtime.transform(&plugin, &Limits::default(), &hog, &response("")).await.result })
+    };
+    let first = spawn_hog(acme.clone());
+    // Bounded: the hog holds its 40 MiB within a few milliseconds of starting.
+    for _ in 0..200 {
+        if runtime.owner_memory_in_use_bytes("acme") >= 40 << 20 {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+    assert!(runtime.owner_memory_in_use_bytes("acme") >= 40 << 20, "the first hog holds its memory");
+
+    // The host has 120 MiB free, but acme's share only 8: its second hog is refused without waiting.
+    let second = acme.transform(&plugin, &Limits::default(), &hog, &response("")).await.result.unwrap_err();
+    assert_eq!(second, CallError::MemoryShare { share_bytes: 48 << 20 });
+    let message = second.to_string();
+    assert!(message.contains("the tenant's share of plugin memory, 48 MiB"), "{message}");
+    assert!(message.contains("max_plugin_memory_bytes"), "the message says what to raise: {message}");
+    assert!(runtime.owner_memory_in_use_bytes("acme") >= 40 << 20, "refused at once, while the first held its share");
+
+    // Another tenant's hog, beside acme's, gets its 40 MiB and spins until its deadline.
+    let other = spawn_hog(runtime.sharing("globex", 48 << 20));
+    for _ in 0..200 {
+        if runtime.owner_memory_in_use_bytes("globex") >= 40 << 20 {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+    let held = runtime.owner_memory_in_use_bytes("globex");
+    assert!(held >= 40 << 20, "the other tenant's hog holds {held} bytes beside acme's");
+    for hog in [first, other] {
+        let error = hog.await.unwrap().unwrap_err();
+        assert!(matches!(error, CallError::Deadline { .. }), "a hog with its memory ended with {error:?}");
+    }
+    assert_eq!(runtime.memory_in_use_bytes(), 0, "every call gave its memory back");
+    assert_eq!(runtime.owner_memory_in_use_bytes("acme"), 0);
+    assert_healthy_after(&runtime).await;
+}

@@ -12,6 +12,7 @@ use std::time::{Duration, Instant};
 
 use jiff::Timestamp;
 use serde_json::{Value, json};
+use sluice_tests::ADMIN_TOKEN;
 use sluice_tests::world::{Tenant, World, wait_for};
 
 /// Well-behaved tenants, and projects per well-behaved tenant.
@@ -193,4 +194,53 @@ async fn noisy_plugins_fail_and_back_off_while_the_others_keep_their_schedule() 
             assert!(per_s < 0.8, "{mode}: {} runs in {noisy_elapsed:?}, so it did not back off", ran.len());
         }
     }
+}
+
+/// A tenant whose plugin memory quota is below what its projects take at once: the run past its
+/// share fails naming the share and the quota to raise, while another tenant's hog, at the same
+/// moment on the same host, gets all the memory it asks for.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_tenant_past_its_share_of_plugin_memory_fails_naming_it_and_others_run() {
+    let world = World::start();
+    let acme = world.tenant("acme", "111111111111").await;
+    let quotas = json!({"quotas": {"max_plugin_memory_bytes": 48 << 20}});
+    let (status, body) = world.call("PATCH", &format!("/v1/tenants/{}", acme.id), ADMIN_TOKEN, Some(quotas));
+    assert_eq!((status, &body["quotas"]["max_plugin_memory_bytes"]), (200, &json!(48 << 20)), "{body}");
+    let globex = world.tenant("globex", "222222222222").await;
+    let hog = json!({"plugin_settings": {"mode": "memory-hog", "hog_mb": "40"}});
+    let mut hogs = Vec::new();
+    for (tenant, stream) in [(&acme, "first"), (&acme, "second"), (&globex, "events")] {
+        let arn = tenant.aws.stream(stream).await;
+        let project = world.project(tenant, "hostile", "/plain", &arn, hog.clone());
+        hogs.push((tenant, project["id"].as_str().unwrap().to_string()));
+    }
+    // Each hog holds its 40 MiB until it has used its 2 s of CPU time, so the three, started
+    // together, overlap.
+    let started: Vec<String> = hogs
+        .iter()
+        .map(|(tenant, id)| {
+            let (status, body) = world.call("POST", &format!("/v1/projects/{id}/run"), &tenant.key, None);
+            assert_eq!(status, 202, "{body}");
+            body["scheduled_at"].as_str().unwrap().to_string()
+        })
+        .collect();
+    let runs: Vec<Value> = hogs
+        .iter()
+        .zip(&started)
+        .map(|((tenant, id), at)| {
+            wait_for(Duration::from_secs(60), "the hog's run", || {
+                world.runs(tenant, id).into_iter().find(|run| run["scheduled_at"] == at.as_str())
+            })
+        })
+        .collect();
+    let message = |run: &Value| run["error"]["message"].as_str().unwrap_or_default().to_string();
+    let share = "the tenant's share of plugin memory, 48 MiB, was in use by its other calls";
+    let deadline = "plugin used its 2 s of CPU time";
+    let (acme_runs, globex_run) = (&runs[..2], &runs[2]);
+    let short: Vec<&Value> = acme_runs.iter().filter(|run| message(run).contains(share)).collect();
+    assert_eq!(short.len(), 1, "exactly one of acme's overlapping hogs is past its share: {acme_runs:?}");
+    assert_eq!(short[0]["error"]["stage"], "transform", "{}", short[0]);
+    assert!(message(short[0]).contains("max_plugin_memory_bytes"), "{}", short[0]);
+    assert!(acme_runs.iter().any(|run| broke(&message(run), deadline)), "the other held its memory: {acme_runs:?}");
+    assert!(broke(&message(globex_run), deadline), "globex's hog got its memory beside acme's: {globex_run}");
 }

@@ -464,7 +464,9 @@ async fn test(
         body: request.response.body.into_bytes("response.body")?,
     };
     let limits = state.runtime.default_limits().clone();
-    let report = state.runtime.transform(&plugin, &limits, &poll, &response).await;
+    // A dry run's memory counts against the tenant's share like a run's.
+    let runtime = state.runtime.sharing(&tenant.id, tenant.quotas().max_plugin_memory_bytes);
+    let report = runtime.transform(&plugin, &limits, &poll, &response).await;
     let duration_ms = report.duration.as_secs_f64() * 1e3;
     let logs = report.logs.lines;
     Ok(axum::Json(match report.result {

@@ -124,6 +124,7 @@ fn check_quotas(quotas: &QuotaOverrides) -> Result<(), ApiError> {
         ("max_plugin_bytes", quotas.max_plugin_bytes),
         ("max_state_bytes", quotas.max_state_bytes),
         ("max_outbox_bytes", quotas.max_outbox_bytes),
+        ("max_plugin_memory_bytes", quotas.max_plugin_memory_bytes),
     ];
     for (field, value) in sizes {
         if value.is_some_and(|v| v > i64::MAX as u64) {

@@ -266,6 +266,8 @@ impl Inner {
             body: None,
         };
         let limits = self.runtime.default_limits().clone();
+        // The tenant's calls hold at most its share of the plugin memory budget.
+        let runtime = self.runtime.sharing(tenant, quotas.max_plugin_memory_bytes);
         let mut check = OutputCheck::new(RunLimits {
             max_state_bytes: quotas.max_state_bytes,
             max_records: self.config.max_run_records,
@@ -277,14 +279,14 @@ impl Inner {
         while let Some(next) = request.take() {
             tally.pages += 1;
             // `prepare` shapes every page's request, as the contract says, seeing the newest state.
-            let report = tally.time(Stage::Prepare, self.runtime.prepare(&plugin, &limits, &poll(&state), &next)).await;
+            let report = tally.time(Stage::Prepare, runtime.prepare(&plugin, &limits, &poll(&state), &next)).await;
             tally.plugin_time += report.duration;
             tally.log.plugin(&report.logs);
             let current = report.result.map_err(|e| plugin_failure(Stage::Prepare, e))?;
             let fetched = self.fetch_page(project, &session, origin, &current, &mut api_key, tally).await?;
             let response = Response { status: fetched.status, headers: fetched.headers, body: fetched.body };
             let report =
-                tally.time(Stage::Transform, self.runtime.transform(&plugin, &limits, &poll(&state), &response)).await;
+                tally.time(Stage::Transform, runtime.transform(&plugin, &limits, &poll(&state), &response)).await;
             tally.plugin_time += report.duration;
             tally.log.plugin(&report.logs);
             let output = report.result.map_err(|e| plugin_failure(Stage::Transform, e))?;
@@ -520,6 +522,8 @@ fn plugin_failure(stage: Stage, error: CallError) -> Failure {
         CallError::Retry(message) => Failure::new(stage, format!("the plugin asked to retry later: {message}")),
         // Other tenants' calls held the host's memory: nothing for this tenant to fix.
         starved @ CallError::MemoryBudget { .. } => Failure::new(stage, format!("the plugin could not run: {starved}")),
+        // The tenant's own calls held its share: its fleet, its fix.
+        short @ CallError::MemoryShare { .. } => Failure::tenant(stage, format!("the plugin could not run: {short}")),
         other => Failure::tenant(stage, format!("the plugin failed: {other}")),
     }
 }

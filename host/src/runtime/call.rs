@@ -6,6 +6,7 @@ use std::time::{Duration, Instant};
 use wasmtime::{Store, Trap, UpdateDeadline};
 
 use super::bindings::{GuestError, Output, Poll, Record, Request, Response};
+use super::budget::Bound;
 use super::cpu::{CpuMeter, Metered};
 use super::error::{CallError, Clock};
 use super::limits::Limits;
@@ -80,7 +81,7 @@ async fn call_here(
     let started = Instant::now();
     let meter = CpuMeter::new();
 
-    let mut store = Store::new(runtime.engine(), State::new(&limits, runtime.budget()));
+    let mut store = Store::new(runtime.engine(), State::new(&limits, runtime.budget(), runtime.owner_share()));
     store.limiter_async(|state| &mut state.memory);
     let fuel = limits.output_bytes + u64::from(limits.output_records) * RECORD_OVERHEAD_BYTES + (64 << 10);
     store.set_hostcall_fuel(usize::try_from(fuel).unwrap_or(usize::MAX));
@@ -119,11 +120,19 @@ async fn call_here(
     let waited_out = store.data().memory.share.waiting;
     let logs = store.data_mut().take_logs();
 
+    let short_of = |bound| match bound {
+        Bound::Host => CallError::MemoryBudget { budget_bytes: runtime.memory_budget_bytes() },
+        Bound::Owner => CallError::MemoryShare { share_bytes: runtime.owner_share_bytes() },
+    };
     let result = match outcome {
-        Err(_elapsed) if waited_out => Err(CallError::MemoryBudget { budget_bytes: runtime.memory_budget_bytes() }),
-        Err(_elapsed) => Err(CallError::Deadline { clock: Clock::Wall, limit: limits.wall_deadline() }),
-        Ok(Err(_)) if starved => Err(CallError::MemoryBudget { budget_bytes: runtime.memory_budget_bytes() }),
-        Ok(Err(error)) => Err(classify(&error, memory_refused, &limits, &logs)),
+        Err(_elapsed) => Err(match waited_out {
+            Some(bound) => short_of(bound),
+            None => CallError::Deadline { clock: Clock::Wall, limit: limits.wall_deadline() },
+        }),
+        Ok(Err(error)) => Err(match starved {
+            Some(bound) => short_of(bound),
+            None => classify(&error, memory_refused, &limits, &logs),
+        }),
         Ok(Ok(Err(GuestError::Rejected(message)))) => Err(CallError::Rejected(message)),
         Ok(Ok(Err(GuestError::Retry(message)))) => Err(CallError::Retry(message)),
         Ok(Ok(Ok(returned))) => check_output(returned, &limits),

@@ -63,6 +63,20 @@ pub enum CallError {
         /// The host-wide budget in bytes.
         budget_bytes: u64,
     },
+    /// The plugin could not get memory within its cap because its owner's other calls (the
+    /// tenant's other projects) held the owner's share of the budget: refused growth, or a
+    /// wall-clock backstop that passed while the call waited to start. The tenant's own doing,
+    /// which no other tenant's calls can cause.
+    #[error(
+        "plugin could not get memory: the tenant's share of plugin memory, {}, was in use by its other calls; \
+         run fewer of its projects at the same moment, use plugins that need less memory, or ask the operator \
+         to raise the tenant's max_plugin_memory_bytes quota",
+        human_bytes(*.share_bytes)
+    )]
+    MemoryShare {
+        /// The owner's share in bytes.
+        share_bytes: u64,
+    },
     /// The plugin's result was larger than the output cap.
     #[error("plugin output exceeded {}", human_bytes(*.limit_bytes))]
     OutputTooLarge {
@@ -116,6 +130,7 @@ impl CallError {
             CallError::Deadline { .. } => "deadline",
             CallError::Memory { .. } => "memory",
             CallError::MemoryBudget { .. } => "memory_budget",
+            CallError::MemoryShare { .. } => "memory_share",
             CallError::OutputTooLarge { .. } => "output_too_large",
             CallError::TooManyRecords { .. } => "too_many_records",
             CallError::StackOverflow => "stack_overflow",

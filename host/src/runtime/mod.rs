@@ -111,6 +111,9 @@ impl std::fmt::Debug for Plugin {
 #[derive(Clone)]
 pub struct Runtime {
     inner: Arc<Inner>,
+    /// The share of the memory budget that this handle's calls also count against; see
+    /// [`Runtime::sharing`].
+    owner: Option<Arc<budget::Budget>>,
 }
 
 struct Inner {
@@ -121,6 +124,8 @@ struct Inner {
     linker: wasmtime::component::Linker<State>,
     slots: Semaphore,
     budget: Arc<budget::Budget>,
+    /// Each owner's share of `budget`, by owner; see [`Runtime::sharing`].
+    shares: Mutex<HashMap<String, Arc<budget::Budget>>>,
     config: RuntimeConfig,
     pool: Pool,
     _ticker: Ticker,
@@ -189,8 +194,9 @@ impl Runtime {
         let slots = Semaphore::new(config.max_concurrent_calls as usize);
         let budget = budget::Budget::new(config.memory_budget_bytes);
         let pool = Pool::start(config.threads)?;
-        let loaded = Mutex::default();
-        Ok(Self { inner: Arc::new(Inner { loaded, engine, linker, slots, budget, config, pool, _ticker: ticker }) })
+        let (loaded, shares) = (Mutex::default(), Mutex::default());
+        let inner = Inner { loaded, engine, linker, slots, budget, shares, config, pool, _ticker: ticker };
+        Ok(Self { inner: Arc::new(inner), owner: None })
     }
 
     /// The limits every call gets unless the caller passes others.
@@ -297,6 +303,41 @@ impl Runtime {
 
     pub(crate) fn budget(&self) -> Arc<budget::Budget> {
         self.inner.budget.clone()
+    }
+
+    /// This runtime, with the memory of the calls made through it also counted against `owner`'s
+    /// share of the budget, `share_bytes` (at most the whole budget): however much of the budget
+    /// is free, one owner's calls together hold no more than its share, so that a fleet of one
+    /// owner's hostile plugins cannot keep every other owner's calls from starting. The run
+    /// pipeline's owners are tenants. A share whose size changes takes effect for calls that
+    /// start after the change; calls already running give their memory back to the old one.
+    pub fn sharing(&self, owner: &str, share_bytes: u64) -> Runtime {
+        let bytes = budget::Budget::whole_pages(share_bytes.min(self.memory_budget_bytes()));
+        let mut shares = self.inner.shares.lock().unwrap_or_else(|e| e.into_inner());
+        let share = match shares.get(owner) {
+            Some(share) if share.total_bytes() == bytes => share.clone(),
+            _ => {
+                let share = budget::Budget::new(bytes);
+                shares.insert(owner.to_string(), share.clone());
+                share
+            }
+        };
+        Runtime { inner: self.inner.clone(), owner: Some(share) }
+    }
+
+    /// Linear memory that `owner`'s calls hold now, in bytes; 0 for an owner that made none.
+    pub fn owner_memory_in_use_bytes(&self, owner: &str) -> u64 {
+        let shares = self.inner.shares.lock().unwrap_or_else(|e| e.into_inner());
+        shares.get(owner).map_or(0, |share| share.in_use_bytes())
+    }
+
+    pub(crate) fn owner_share(&self) -> Option<Arc<budget::Budget>> {
+        self.owner.clone()
+    }
+
+    /// The size of this handle's owner share in bytes, or the whole budget without an owner.
+    pub(crate) fn owner_share_bytes(&self) -> u64 {
+        self.owner.as_ref().map_or_else(|| self.memory_budget_bytes(), |share| share.total_bytes())
     }
 
     pub(crate) fn engine(&self) -> &wasmtime::Engine {

@@ -7,7 +7,7 @@ use wasmtime::component::ResourceTable;
 use wasmtime_wasi::{WasiCtx, WasiCtxView, WasiView};
 
 use super::bindings::{Level, sluice};
-use super::budget::{Budget, Share};
+use super::budget::{Bound, Budget, Share};
 use super::capture::Capture;
 use super::limits::Limits;
 use super::logs::{LogBuffer, LogSource, Logs};
@@ -23,7 +23,7 @@ pub struct State {
 }
 
 impl State {
-    pub(crate) fn new(limits: &Limits, budget: Arc<Budget>) -> Self {
+    pub(crate) fn new(limits: &Limits, budget: Arc<Budget>, owner: Option<Arc<Budget>>) -> Self {
         let stdout = Capture::new(limits.stdio_bytes as usize);
         let stderr = Capture::new(limits.stdio_bytes as usize);
         // Nothing is granted: no preopened directories, no environment, no arguments, and the
@@ -36,8 +36,8 @@ impl State {
             memory: MemoryCap {
                 limit_bytes: limits.memory_bytes,
                 refused: false,
-                starved: false,
-                share: Share::new(budget),
+                starved: None,
+                share: Share::new(budget, owner),
             },
             log: LogBuffer::new(limits),
             stdout,
@@ -76,8 +76,9 @@ impl sluice::plugin::types::Host for State {}
 pub(crate) struct MemoryCap {
     limit_bytes: u64,
     pub(crate) refused: bool,
-    /// Set when growth within the cap was refused because other calls held the budget.
-    pub(crate) starved: bool,
+    /// Set when growth within the cap was refused because other calls held the budget, or the
+    /// owner's other calls held its share.
+    pub(crate) starved: Option<Bound>,
     pub(crate) share: Share,
 }
 
@@ -97,8 +98,8 @@ impl ResourceLimiterAsync for MemoryCap {
             return Ok(false);
         }
         // Only the first memory, at instantiation, may wait (see `budget.rs`).
-        if !self.share.grow_to(desired, current == 0).await {
-            self.starved = true;
+        if let Err(bound) = self.share.grow_to(desired, current == 0).await {
+            self.starved = Some(bound);
             return Ok(false);
         }
         Ok(true)

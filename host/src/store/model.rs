@@ -30,6 +30,7 @@ impl Tier {
                 max_plugin_bytes: 32 * MIB,
                 max_state_bytes: 64 * KIB,
                 max_outbox_bytes: 64 * MIB,
+                max_plugin_memory_bytes: 128 * MIB,
             },
             Tier::Standard => Quotas {
                 max_projects: 100,
@@ -38,6 +39,7 @@ impl Tier {
                 max_plugin_bytes: 32 * MIB,
                 max_state_bytes: 256 * KIB,
                 max_outbox_bytes: 1024 * MIB,
+                max_plugin_memory_bytes: 256 * MIB,
             },
             Tier::Premium => Quotas {
                 max_projects: 10_000,
@@ -46,6 +48,7 @@ impl Tier {
                 max_plugin_bytes: 64 * MIB,
                 max_state_bytes: MIB,
                 max_outbox_bytes: 8192 * MIB,
+                max_plugin_memory_bytes: 512 * MIB,
             },
         }
     }
@@ -80,6 +83,11 @@ pub struct Quotas {
     /// have waiting for Kinesis (64 MiB, 1 GiB and 8 GiB by tier). While the outbox holds more, new
     /// runs do not fetch; parked entries count too.
     pub max_outbox_bytes: u64,
+    /// The most plugin linear memory the tenant's calls (runs and dry runs) may hold at once, in
+    /// bytes (128 MiB, 256 MiB and 512 MiB by tier), out of the host's
+    /// `runtime.memory_budget_bytes`, which bounds it. A call that would take the tenant past it
+    /// fails naming this quota; other tenants' calls are unaffected.
+    pub max_plugin_memory_bytes: u64,
 }
 
 /// Per-tenant overrides of the tier's quotas; an absent field keeps the tier's value.
@@ -104,6 +112,9 @@ pub struct QuotaOverrides {
     #[serde(default, skip_serializing_if = "Option::is_none")]
     #[schema(maximum = 9223372036854775807_i64)]
     pub max_outbox_bytes: Option<u64>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schema(maximum = 9223372036854775807_i64)]
+    pub max_plugin_memory_bytes: Option<u64>,
 }
 
 impl QuotaOverrides {
@@ -117,6 +128,7 @@ impl QuotaOverrides {
             max_plugin_bytes: self.max_plugin_bytes.unwrap_or(base.max_plugin_bytes),
             max_state_bytes: self.max_state_bytes.unwrap_or(base.max_state_bytes),
             max_outbox_bytes: self.max_outbox_bytes.unwrap_or(base.max_outbox_bytes),
+            max_plugin_memory_bytes: self.max_plugin_memory_bytes.unwrap_or(base.max_plugin_memory_bytes),
         }
     }
 }
