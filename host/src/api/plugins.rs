@@ -83,11 +83,15 @@ fn human(bytes: u64) -> String {
 /// Upload a plugin
 ///
 /// The body is the WebAssembly component's bytes, sent as `application/wasm` (or
-/// `application/octet-stream`), and `?name=` names it. The component is compiled and checked at
-/// once: it must export the `sluice:plugin` `transformer` world and import only its `host`
-/// interface and WASI 0.2 (which grants nothing). The plugin's id is its content hash, so uploading the same bytes again answers 200 with the record
-/// already stored. The body limit is the daemon's `max_plugin_bytes` (32 MiB unless the operator
-/// changed it), and the tenant's `max_plugin_bytes` quota may be lower. Tenant key only.
+/// `application/octet-stream`), and `?name=` names it. The component is compiled and checked before
+/// the answer: it must export the `sluice:plugin` `transformer` world and import only its `host`
+/// interface and WASI 0.2 (which grants nothing). The plugin's id is its content hash, so uploading
+/// the same bytes again answers 200 with the record already stored. Uploads compile one at a time
+/// per host, at the lowest CPU priority so that runs keep their schedule: a Rust plugin compiles in
+/// well under a second, an 18 MiB Python one in some seconds on two cores, and an upload queued
+/// behind others answers when its own turn is done. The body limit is the daemon's
+/// `max_plugin_bytes` (32 MiB unless the operator changed it), and the tenant's `max_plugin_bytes`
+/// quota may be lower. Tenant key only.
 #[utoipa::path(
     post,
     path = "/v1/plugins",

@@ -33,6 +33,12 @@ pub(crate) fn load(runtime: &Runtime, wasm: &[u8]) -> Result<Plugin, LoadError> 
     Ok(Plugin { id: Arc::from(id), size_bytes: wasm.len() as u64, pre })
 }
 
+/// Whether the on-disk cache holds the compiled form of `wasm`, so that loading it only reads.
+pub(crate) fn is_cached(runtime: &Runtime, wasm: &[u8]) -> bool {
+    let Some(dir) = &runtime.config().cache_dir else { return false };
+    cache_path(runtime.engine(), dir, &plugin_id(wasm)).exists()
+}
+
 /// Cache entries are named by content hash and engine compatibility: a host built with another
 /// wasmtime or other settings never reads an artifact it cannot run.
 fn cache_path(engine: &Engine, dir: &Path, id: &str) -> PathBuf {

@@ -60,6 +60,11 @@ pub struct RuntimeConfig {
     /// serve the API, so that plugins spinning until their deadline delay only other plugin calls.
     /// 0 means one per CPU core.
     pub threads: usize,
+    /// Plugins that may compile at once; further uploads (and first loads of plugins missing
+    /// from the cache) wait their turn. A compile runs at the lowest CPU priority and uses every
+    /// core the runs leave idle, so more than one at a time only makes each take longer, and
+    /// uploads of large components never take the CPU from runs.
+    pub max_concurrent_compiles: u32,
     /// The default limits for every call.
     pub limits: Limits,
     /// Where compiled plugins are cached, so that a restart does not recompile them. `None`
@@ -74,6 +79,7 @@ impl Default for RuntimeConfig {
             max_memory_bytes: 256 << 20,
             memory_budget_bytes: 1 << 30,
             threads: 0,
+            max_concurrent_compiles: 1,
             limits: Limits::default(),
             cache_dir: None,
         }
@@ -123,6 +129,8 @@ struct Inner {
     engine: wasmtime::Engine,
     linker: wasmtime::component::Linker<State>,
     slots: Semaphore,
+    /// Turns to compile; see `RuntimeConfig::max_concurrent_compiles`.
+    compiles: Semaphore,
     budget: Arc<budget::Budget>,
     /// Each owner's share of `budget`, by owner; see [`Runtime::sharing`].
     shares: Mutex<HashMap<String, Arc<budget::Budget>>>,
@@ -151,6 +159,20 @@ fn lower_priority() {
         if result != 0 {
             tracing::warn!("cannot lower a plugin thread's priority: {}", std::io::Error::last_os_error());
         }
+    }
+}
+
+/// Starts rayon's global pool, where wasmtime compiles a component's functions in parallel, with
+/// its threads at the plugin threads' priority: compiling an 18 MiB component takes seconds of
+/// every core, and at normal priority it would take them from the runs. A pool started before
+/// (by an earlier runtime in the same process) is kept as it is.
+fn low_priority_compile_threads() {
+    let started = rayon::ThreadPoolBuilder::new()
+        .thread_name(|i| format!("sluice-compile-{i}"))
+        .start_handler(|_| lower_priority())
+        .build_global();
+    if started.is_ok() {
+        tracing::debug!("compile threads started at nice {PLUGIN_NICE}");
     }
 }
 
@@ -192,10 +214,12 @@ impl Runtime {
                 .map_err(|e| anyhow::anyhow!("cannot create the plugin cache directory {}: {e}", dir.display()))?;
         }
         let slots = Semaphore::new(config.max_concurrent_calls as usize);
+        let compiles = Semaphore::new(config.max_concurrent_compiles.max(1) as usize);
+        low_priority_compile_threads();
         let budget = budget::Budget::new(config.memory_budget_bytes);
         let pool = Pool::start(config.threads)?;
         let (loaded, shares) = (Mutex::default(), Mutex::default());
-        let inner = Inner { loaded, engine, linker, slots, budget, shares, config, pool, _ticker: ticker };
+        let inner = Inner { loaded, engine, linker, slots, compiles, budget, shares, config, pool, _ticker: ticker };
         Ok(Self { inner: Arc::new(inner), owner: None })
     }
 
@@ -212,12 +236,25 @@ impl Runtime {
         load::load(self, wasm)
     }
 
-    /// [`Runtime::load`] on a blocking thread, so that compiling never holds an async worker.
+    /// [`Runtime::load`] on a thread of its own at the lowest CPU priority, so that compiling
+    /// never holds an async worker nor takes the CPU from runs. A plugin the on-disk cache holds
+    /// loads at once; one that must compile waits for its turn
+    /// (`RuntimeConfig::max_concurrent_compiles`) first.
     pub async fn compile(&self, wasm: Vec<u8>) -> Result<Plugin, LoadError> {
-        let runtime = self.clone();
-        tokio::task::spawn_blocking(move || runtime.load(&wasm))
-            .await
-            .map_err(|e| LoadError::Host(format!("the compilation task failed: {e}")))?
+        let _turn = match load::is_cached(self, &wasm) {
+            true => None,
+            // The semaphore is never closed, so acquiring only fails if that invariant breaks.
+            false => Some(self.inner.compiles.acquire().await.map_err(|e| LoadError::Host(e.to_string()))?),
+        };
+        let (runtime, (done, result)) = (self.clone(), tokio::sync::oneshot::channel());
+        std::thread::Builder::new()
+            .name("sluice-compile".into())
+            .spawn(move || {
+                lower_priority();
+                let _ = done.send(runtime.load(&wasm));
+            })
+            .map_err(|e| LoadError::Host(format!("cannot start a compile thread: {e}")))?;
+        result.await.map_err(|_| LoadError::Host("the compile thread ended without a result".into()))?
     }
 
     /// Keeps a compiled plugin for [`Runtime::get_or_load`].
