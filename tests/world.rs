@@ -139,9 +139,14 @@ impl World {
         }
     }
 
-    /// Uploads an example plugin for a tenant; returns its id.
+    /// Uploads an example plugin for a tenant under its own name; returns its id.
     pub fn upload(&self, tenant: &Tenant, plugin: &str) -> String {
-        let path = format!("/v1/plugins?name={plugin}");
+        self.upload_as(tenant, plugin, plugin)
+    }
+
+    /// Uploads an example plugin for a tenant as a version of the plugin `name`; returns its id.
+    pub fn upload_as(&self, tenant: &Tenant, plugin: &str, name: &str) -> String {
+        let path = format!("/v1/plugins?name={name}");
         let (status, body) = http_call_raw(
             self.daemon().addr,
             "POST",

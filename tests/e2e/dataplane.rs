@@ -276,3 +276,60 @@ async fn a_run_longer_than_its_interval_records_its_streak_of_skipped_ticks_once
     let message = skipped[0]["error"]["message"].as_str().unwrap();
     assert!(message.contains("ticks after it until that run ends"), "{message}");
 }
+
+/// A project that names a plugin follows its newest version: an upload under the name moves it,
+/// its runs record the version they used, a PATCH of `plugin_id` pins one version (switching
+/// back), and a PATCH of `plugin` follows the name again.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_project_follows_the_newest_version_of_a_plugin_name_until_pinned() {
+    let world = World::start();
+    let tenant = world.tenant("acme", "111111111111").await;
+    world.source.add_items(0..3);
+    let arn = tenant.aws.stream("events").await;
+    let minute = Duration::from_secs(60);
+    let v1 = world.upload_as(&tenant, "passthrough", "shaper");
+    let settings = json!({"array_path": "items", "partition_key_field": "id"});
+    let extra = json!({"plugin_id": null, "plugin": "shaper", "plugin_settings": settings});
+    let project = world.project(&tenant, "passthrough", "/items", &arn, extra);
+    let id = project["id"].as_str().unwrap();
+    assert_eq!((&project["plugin"], &project["plugin_id"]), (&json!("shaper"), &json!(v1)), "{project}");
+    let first = world.run_now(&tenant, id, minute);
+    assert_eq!((first["records"].as_u64(), &first["plugin_id"]), (Some(1), &json!(v1)), "passthrough: {first}");
+
+    // A new version under the name: the project moves to it, and its next run splits.
+    let v2 = world.upload_as(&tenant, "json-split", "shaper");
+    assert_eq!(world.show(&tenant, id)["plugin_id"], v2.as_str());
+    let second = world.run_now(&tenant, id, minute);
+    assert_eq!((second["records"].as_u64(), &second["plugin_id"]), (Some(3), &json!(v2)), "json-split: {second}");
+    assert_eq!(stream(&tenant, &arn).await.len(), 4);
+    let runs = world.runs(&tenant, id);
+    let used: Vec<&str> = runs.iter().map(|run| run["plugin_id"].as_str().unwrap()).collect();
+    assert_eq!(used, [v2.as_str(), v1.as_str()], "each run names its version, newest first");
+    let (status, versions) = world.call("GET", "/v1/plugins?name=shaper", &tenant.key, None);
+    let listed: Vec<&str> = versions["plugins"].as_array().unwrap().iter().map(|p| p["id"].as_str().unwrap()).collect();
+    assert_eq!((status, listed), (200, vec![v2.as_str(), v1.as_str()]), "{versions}");
+
+    // Switching back is one PATCH, which pins: a later upload under the name leaves it alone.
+    let (status, pinned) =
+        world.call("PATCH", &format!("/v1/projects/{id}"), &tenant.key, Some(json!({"plugin_id": v1})));
+    assert_eq!((status, &pinned["plugin_id"], pinned.get("plugin")), (200, &json!(v1), None), "{pinned}");
+    let v3 = world.upload_as(&tenant, "incremental", "shaper");
+    assert_eq!(world.show(&tenant, id)["plugin_id"], v1.as_str(), "a pinned project stays on its version");
+    let (status, following) =
+        world.call("PATCH", &format!("/v1/projects/{id}"), &tenant.key, Some(json!({"plugin": "shaper"})));
+    assert_eq!((status, &following["plugin_id"]), (200, &json!(v3)), "{following}");
+
+    // Both at once, or a name with no version, say what to send instead.
+    let both = json!({"plugin": "shaper", "plugin_id": v1});
+    let (status, body) = world.call("PATCH", &format!("/v1/projects/{id}"), &tenant.key, Some(both));
+    assert_eq!(status, 400, "{body}");
+    assert!(body["error"]["message"].as_str().unwrap().contains("not both"), "{body}");
+    let (status, body) =
+        world.call("PATCH", &format!("/v1/projects/{id}"), &tenant.key, Some(json!({"plugin": "nothing-here"})));
+    assert_eq!(status, 400, "{body}");
+    assert!(body["error"]["message"].as_str().unwrap().contains("no plugin named \"nothing-here\""), "{body}");
+    // Another tenant's upload under the same name moves nothing of acme's.
+    let other = world.tenant("other", "222222222222").await;
+    world.upload_as(&other, "raw-output", "shaper");
+    assert_eq!(world.show(&tenant, id)["plugin_id"], v3.as_str());
+}

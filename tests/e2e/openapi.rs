@@ -405,6 +405,7 @@ async fn real_requests_and_responses_fit_the_documented_schemas() {
     let at = "2026-01-01T00:00:00Z".to_string();
     let run = Run {
         id: "run_0000000000000001".into(),
+        plugin_id: None,
         project_id: project_id.clone(),
         trigger: Trigger::Schedule,
         scheduled_at: at.clone(),

@@ -222,6 +222,7 @@ fn run(project: &str, n: i64, outcome: sluice::store::RunOutcome) -> sluice::sto
     let at = jiff::Timestamp::from_second(1_767_225_600 + n).unwrap().to_string();
     sluice::store::Run {
         id: format!("run_{n:016x}"),
+        plugin_id: None,
         project_id: project.into(),
         trigger: sluice::store::Trigger::Schedule,
         scheduled_at: at.clone(),

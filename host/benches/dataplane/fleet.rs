@@ -102,6 +102,7 @@ pub fn project(tenant: &Tenant, plugin_id: &str, source_url: &str, n: usize, tru
             api_key: None,
         },
         plugin_id: plugin_id.into(),
+        plugin: None,
         plugin_settings: BTreeMap::new(),
         target: Target {
             stream_arn: sluice::arn::StreamArn::parse(STREAM_ARN).unwrap(),

@@ -34,6 +34,7 @@ pub async fn store_run(store: &Store, project: &Project, body: &[u8]) {
     let ms = |t: Timestamp| t.round(jiff::Unit::Millisecond).unwrap_or(t).to_string();
     let run = sluice::store::Run {
         id: run_id,
+        plugin_id: None,
         project_id: id.clone(),
         trigger: Trigger::Schedule,
         scheduled_at: ms(started),

@@ -20,7 +20,7 @@ use super::extract::{Json, Path, Query, RawBody};
 use super::openapi::{INTERNAL, TOO_LARGE, TenantErrors, UNAUTHORIZED};
 use crate::records::OutputCheck;
 use crate::runtime::{self, CallError, LogLine, Plugin, Poll, Response, plugin_id};
-use crate::store::{CreatePlugin, DeletePlugin, PluginMeta, now_rfc3339};
+use crate::store::{CreatePlugin, DeletePlugin, PluginMeta, Tenant};
 
 /// The JSON routes. Each `routes!` call holds the handlers of one path: `OpenApiRouter` registers
 /// every handler of a call on every path in it.
@@ -151,16 +151,25 @@ async fn upload(
     }
     let id = plugin_id(&body);
     if let Some(existing) = state.store.plugin(&tenant.id, &id).await? {
+        follow(&state, &tenant, &existing.name).await?;
         return Ok((StatusCode::OK, axum::Json(existing)));
     }
     let plugin = state.runtime.compile(body.to_vec()).await?;
-    let meta = PluginMeta { id: id.clone(), name, size_bytes: body.len() as u64, created_at: now_rfc3339() };
+    // In milliseconds: the newest version of a name is the one uploaded last, and versions are
+    // often uploaded within a second of each other.
+    let now = jiff::Timestamp::now();
+    let created_at = now.round(jiff::Unit::Millisecond).unwrap_or(now).to_string();
+    let meta = PluginMeta { id: id.clone(), name, size_bytes: body.len() as u64, created_at };
     match state.store.create_plugin(&tenant.id, meta, &body, quotas.max_plugins).await? {
         CreatePlugin::Created(meta) => {
             state.runtime.keep(plugin);
+            follow(&state, &tenant, &meta.name).await?;
             Ok((StatusCode::CREATED, axum::Json(meta)))
         }
-        CreatePlugin::Exists(meta) => Ok((StatusCode::OK, axum::Json(meta))),
+        CreatePlugin::Exists(meta) => {
+            follow(&state, &tenant, &meta.name).await?;
+            Ok((StatusCode::OK, axum::Json(meta)))
+        }
         CreatePlugin::QuotaExceeded => Err(ApiError::quota_exceeded(format!(
             "this tenant already has its max_plugins quota of {} plugins; delete one or ask the operator to raise the quota",
             quotas.max_plugins
@@ -177,19 +186,97 @@ async fn loaded(state: &AppState, id: &str) -> Result<Plugin, ApiError> {
         .ok_or_else(|| not_found(id))
 }
 
+#[derive(Debug, Deserialize, IntoParams)]
+#[serde(deny_unknown_fields)]
+#[into_params(parameter_in = Query)]
+struct ListQuery {
+    /// Only the versions uploaded under this name.
+    #[param(
+        value_type = Option<String>,
+        min_length = 1,
+        max_length = 100,
+        pattern = r"^[A-Za-z0-9._-]+$",
+        example = "json-split"
+    )]
+    name: Option<String>,
+}
+
 /// List plugins
 ///
-/// The calling tenant's plugins. Tenant key only.
+/// The calling tenant's plugins, newest first; with `?name=`, the versions uploaded under that
+/// name, the newest (the one projects following the name run) first. Tenant key only.
 #[utoipa::path(
     get,
     path = "/v1/plugins",
     operation_id = "list_plugins",
     tag = "plugins",
     security(("tenant_key" = [])),
-    responses((status = 200, description = "The tenant's plugins", body = PluginList), TenantErrors)
+    params(ListQuery),
+    responses(
+        (status = 200, description = "The tenant's plugins, newest first", body = PluginList),
+        (
+            status = 400,
+            description = "`name` is not a valid plugin name, or the query string has an unknown or malformed \
+                parameter (`invalid_request`)",
+            body = ErrorBody
+        ),
+        TenantErrors
+    )
 )]
-async fn list(Caller(tenant): Caller, State(state): State<AppState>) -> Result<axum::Json<PluginList>, ApiError> {
-    Ok(axum::Json(PluginList { plugins: state.store.plugins(&tenant.id).await? }))
+async fn list(
+    Caller(tenant): Caller,
+    State(state): State<AppState>,
+    Query(query): Query<ListQuery>,
+) -> Result<axum::Json<PluginList>, ApiError> {
+    let name = query.name.as_deref().map(|name| check_name(Some(name))).transpose()?;
+    let mut plugins = state.store.plugins(&tenant.id).await?;
+    if let Some(name) = &name {
+        plugins.retain(|plugin| &plugin.name == name);
+    }
+    plugins.sort_by_key(|plugin| std::cmp::Reverse(created(plugin)));
+    Ok(axum::Json(PluginList { plugins }))
+}
+
+/// When a plugin was uploaded, as an instant: the stored RFC 3339 text does not sort as a string,
+/// since it drops trailing zeros of the fraction.
+fn created(plugin: &PluginMeta) -> jiff::Timestamp {
+    plugin.created_at.parse().unwrap_or_default()
+}
+
+/// The newest version of the tenant's plugin `name`, if it has one.
+pub(super) async fn newest(state: &AppState, tenant: &str, name: &str) -> Result<Option<PluginMeta>, ApiError> {
+    let plugins = state.store.plugins(tenant).await?;
+    Ok(plugins.into_iter().filter(|plugin| plugin.name == name).max_by_key(created))
+}
+
+/// Moves the tenant's projects that follow the name `name` onto its newest version; returns how
+/// many moved. Run after every upload under the name, the repeated ones too, so that an upload
+/// answered with an error after its plugin was stored is completed by sending it again.
+async fn follow(state: &AppState, tenant: &Tenant, name: &str) -> Result<usize, ApiError> {
+    let Some(newest) = newest(state, &tenant.id, name).await? else { return Ok(0) };
+    let mut moved = 0;
+    for project in state.store.projects(&tenant.id).await? {
+        if project.plugin.as_deref() != Some(name) || project.plugin_id == newest.id {
+            continue;
+        }
+        let saved = super::projects::save(state, tenant, &project.id, |project| {
+            // The project may have been pinned or pointed elsewhere meanwhile.
+            if project.plugin.as_deref() == Some(name) {
+                project.plugin_id = newest.id.clone();
+            }
+        })
+        .await;
+        match saved {
+            Ok(_) => moved += 1,
+            // Deleted meanwhile: nothing to move.
+            Err(ApiError::NotFound(_)) => {}
+            Err(error) => return Err(error),
+        }
+    }
+    if moved > 0 {
+        tracing::info!(tenant = %tenant.id, plugin = %newest.id, name, moved, "projects follow a new version");
+    }
+    Ok(moved)
 }
 
 /// Show a plugin

@@ -26,8 +26,15 @@ pub struct ProjectInput {
     #[schema(value_type = String, default = "UTC", examples("Europe/Berlin"))]
     pub timezone: Timezone,
     pub source: Source,
-    /// The id of one of the tenant's plugins.
-    pub plugin_id: String,
+    /// The id of one of the tenant's plugins: the project runs this version until it is changed.
+    /// Give this or `plugin`.
+    #[serde(default)]
+    pub plugin_id: Option<String>,
+    /// The name of one of the tenant's plugins: the project runs the newest version uploaded
+    /// under it, and moves to each version uploaded under it later. Give this or `plugin_id`.
+    #[serde(default)]
+    #[schema(min_length = 1, max_length = 100, examples("json-split"))]
+    pub plugin: Option<String>,
     /// Settings the plugin reads: at most 100, names up to 100 characters, values up to 4096 bytes.
     #[serde(default)]
     pub plugin_settings: BTreeMap<String, String>,
@@ -70,7 +77,11 @@ pub struct ProjectPatch {
     #[schema(value_type = Option<String>)]
     pub timezone: Option<Timezone>,
     pub source: Option<Source>,
+    /// Pins one version: the project stops following a name.
     pub plugin_id: Option<String>,
+    /// Follows a name's newest version from now on, in place of a pinned id.
+    #[schema(min_length = 1, max_length = 100)]
+    pub plugin: Option<String>,
     pub plugin_settings: Option<BTreeMap<String, String>>,
     pub target: Option<Target>,
     #[schema(minimum = 1, maximum = 100)]
@@ -87,7 +98,11 @@ impl ProjectPatch {
         input.schedule = self.schedule.unwrap_or(input.schedule);
         input.timezone = self.timezone.unwrap_or(input.timezone);
         input.source = self.source.unwrap_or(input.source);
-        input.plugin_id = self.plugin_id.unwrap_or(input.plugin_id);
+        // One of the two replaces whatever the project had; both at once fail validation.
+        if self.plugin_id.is_some() || self.plugin.is_some() {
+            input.plugin_id = self.plugin_id;
+            input.plugin = self.plugin;
+        }
         input.plugin_settings = self.plugin_settings.unwrap_or(input.plugin_settings);
         input.target = self.target.unwrap_or(input.target);
         input.max_pages = self.max_pages.unwrap_or(input.max_pages);
@@ -106,8 +121,8 @@ const RESERVED_HEADERS: [&str; 5] = ["host", "content-length", "transfer-encodin
 impl ProjectInput {
     /// Checks what deserializing could not (quotas, plugins, settings, headers) and normalizes the
     /// method. The schedule, time zone, URL and ARNs were parsed as the body was read.
-    /// `plugin_exists` says whether the tenant has the plugin `plugin_id` names.
-    pub fn validate(mut self, quotas: &Quotas, plugin_exists: bool) -> Result<Self, ApiError> {
+    /// The plugin is checked apart, against the store.
+    pub fn validate(mut self, quotas: &Quotas) -> Result<Self, ApiError> {
         check_text("name", &self.name, 100)?;
         if let Some(interval) = self.schedule.min_interval()
             && interval.as_secs() < quotas.min_interval_seconds
@@ -125,12 +140,6 @@ impl ProjectInput {
             )));
         }
         self.source = check_source(self.source)?;
-        if !plugin_exists {
-            return Err(invalid(format!(
-                "`plugin_id`: no plugin with id {}; upload it with POST /v1/plugins and use the id it returns",
-                self.plugin_id
-            )));
-        }
         if self.plugin_settings.len() > 100 {
             return Err(invalid("`plugin_settings` has more than 100 entries; keep settings small"));
         }

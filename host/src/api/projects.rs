@@ -73,7 +73,9 @@ fn input_of(project: &Project) -> ProjectInput {
         schedule: project.schedule.clone(),
         timezone: project.timezone.clone(),
         source: project.source.clone(),
-        plugin_id: project.plugin_id.clone(),
+        // A project that follows a name keeps following it through a patch of other fields.
+        plugin_id: project.plugin.is_none().then(|| project.plugin_id.clone()),
+        plugin: project.plugin.clone(),
         plugin_settings: project.plugin_settings.clone(),
         target: project.target.clone(),
         max_pages: project.max_pages,
@@ -89,9 +91,40 @@ fn external_id(tenant: &Tenant, trust: Trust) -> String {
     }
 }
 
-async fn validate(state: &AppState, tenant: &Tenant, input: ProjectInput) -> Result<ProjectInput, ApiError> {
-    let exists = state.store.plugin(&tenant.id, &input.plugin_id).await?.is_some();
-    input.validate(&tenant.quotas(), exists)
+/// Validates the input, and resolves its plugin to the id runs use: the pinned `plugin_id`, or
+/// the newest version of the name `plugin`.
+async fn validate(state: &AppState, tenant: &Tenant, input: ProjectInput) -> Result<(ProjectInput, String), ApiError> {
+    let plugin_id = match (&input.plugin_id, &input.plugin) {
+        (Some(_), Some(_)) => {
+            return Err(ApiError::invalid(
+                "give `plugin` (a name: the project follows its newest version) or `plugin_id` (one version, \
+                 pinned), not both",
+            ));
+        }
+        (None, None) => {
+            return Err(ApiError::invalid(
+                "give the project a plugin: `plugin` with the name of one of your plugins (the project follows \
+                 its newest version), or `plugin_id` with the id of one version",
+            ));
+        }
+        (Some(id), None) => {
+            if state.store.plugin(&tenant.id, id).await?.is_none() {
+                return Err(ApiError::invalid(format!(
+                    "`plugin_id`: no plugin with id {id}; upload it with POST /v1/plugins and use the id it returns"
+                )));
+            }
+            id.clone()
+        }
+        (None, Some(name)) => {
+            super::plugins::newest(state, &tenant.id, name).await?.map(|p| p.id).ok_or_else(|| {
+                ApiError::invalid(format!(
+                    "`plugin`: no plugin named {name:?}; upload one with POST /v1/plugins?name=NAME, or list your \
+                 plugins' names with GET /v1/plugins"
+                ))
+            })?
+        }
+    };
+    Ok((input.validate(&tenant.quotas())?, plugin_id))
 }
 
 /// Create a project
@@ -120,7 +153,7 @@ async fn create(
     State(state): State<AppState>,
     Json(input): Json<ProjectInput>,
 ) -> Result<(StatusCode, axum::Json<Project>), ApiError> {
-    let input = validate(&state, &tenant, input).await?;
+    let (input, plugin_id) = validate(&state, &tenant, input).await?;
     let now = now_rfc3339();
     let project = Project {
         id: format!("prj_{}", random_hex(8)),
@@ -129,7 +162,8 @@ async fn create(
         schedule: input.schedule,
         timezone: input.timezone,
         source: input.source,
-        plugin_id: input.plugin_id,
+        plugin_id,
+        plugin: input.plugin,
         plugin_settings: input.plugin_settings,
         target: input.target,
         max_pages: input.max_pages,
@@ -209,7 +243,7 @@ async fn show(
 /// Applies a change to the stored project atomically, so that what the data plane wrote in the
 /// meantime (its status, failure count and backoff) is kept rather than overwritten by an older
 /// copy.
-async fn save(
+pub(super) async fn save(
     state: &AppState,
     tenant: &Tenant,
     id: &str,
@@ -260,7 +294,7 @@ async fn update(
     Json(patch): Json<ProjectPatch>,
 ) -> Result<axum::Json<Project>, ApiError> {
     let project = find(&state, &tenant, &id).await?;
-    let input = validate(&state, &tenant, patch.apply(input_of(&project))).await?;
+    let (input, plugin_id) = validate(&state, &tenant, patch.apply(input_of(&project))).await?;
     // Drawn once, outside the change, which the store may apply more than once.
     let new_external_id = (input.trust != project.trust).then(|| external_id(&tenant, input.trust));
     save(&state, &tenant, &id, |project| {
@@ -278,7 +312,8 @@ async fn update(
         project.schedule = input.schedule.clone();
         project.timezone = input.timezone.clone();
         project.source = input.source.clone();
-        project.plugin_id = input.plugin_id.clone();
+        project.plugin_id = plugin_id.clone();
+        project.plugin = input.plugin.clone();
         project.plugin_settings = input.plugin_settings.clone();
         project.target = input.target.clone();
         project.max_pages = input.max_pages;

@@ -294,7 +294,12 @@ pub struct Project {
     #[schema(value_type = String)]
     pub timezone: Timezone,
     pub source: Source,
+    /// The plugin version runs use.
     pub plugin_id: String,
+    /// The plugin name the project follows: each version uploaded under it becomes the project's
+    /// `plugin_id`. Absent when the project pins `plugin_id`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub plugin: Option<String>,
     pub plugin_settings: std::collections::BTreeMap<String, String>,
     pub target: Target,
     /// Most pages one run may fetch.

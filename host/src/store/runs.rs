@@ -160,6 +160,10 @@ pub struct Run {
     pub started_at: String,
     pub finished_at: String,
     pub outcome: RunOutcome,
+    /// The plugin version the run used: with a project that follows a plugin name, runs before
+    /// and after an upload show which version failed. Absent for runs that did not start.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub plugin_id: Option<String>,
     /// The last HTTP status the source answered, if it was reached.
     pub http_status: Option<u16>,
     pub pages: u32,
@@ -342,6 +346,7 @@ mod tests {
     fn run(project: &str, n: u64, outcome: RunOutcome) -> Run {
         Run {
             id: format!("run_{n:016x}"),
+            plugin_id: None,
             project_id: project.into(),
             trigger: Trigger::Schedule,
             scheduled_at: "2026-01-01T00:00:00Z".into(),
