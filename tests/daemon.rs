@@ -127,6 +127,24 @@ impl Daemon {
         kib / 1024
     }
 
+    /// The daemon's threads now: each one's name (as the kernel keeps it, at most 15 bytes) and
+    /// nice value.
+    pub fn threads(&self) -> Vec<(String, i32)> {
+        let tasks = format!("/proc/{}/task", self.child.id());
+        let mut threads = Vec::new();
+        for task in std::fs::read_dir(&tasks).expect("the daemon's /proc tasks").flatten() {
+            // A thread may end between the listing and the read.
+            let Ok(stat) = std::fs::read_to_string(task.path().join("stat")) else { continue };
+            let Some((name, rest)) = stat.split_once(" (").and_then(|(_, rest)| rest.rsplit_once(") ")) else {
+                continue;
+            };
+            // After the name: state (field 3) and so on; nice is field 19.
+            let nice = rest.split_whitespace().nth(16).and_then(|n| n.parse().ok()).expect("a nice value in stat");
+            threads.push((name.to_string(), nice));
+        }
+        threads
+    }
+
     /// Everything the daemon has printed so far, stdout and stderr.
     pub fn log(&self) -> String {
         self.log.lock().unwrap_or_else(|e| e.into_inner()).clone()

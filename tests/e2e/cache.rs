@@ -59,3 +59,21 @@ async fn a_damaged_cache_entry_is_recompiled() {
     assert_eq!(output.records[0].data, b"hi");
     assert!(std::fs::metadata(&files[0]).unwrap().len() > 1000, "the entry was rewritten");
 }
+
+/// An upload compiles on threads at the plugin threads' lowest priority, so that a large
+/// component compiling takes only the CPU the runs leave idle: the compile threads the daemon
+/// started for it are all at nice 19, and so are the plugin threads.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn uploads_compile_on_threads_at_the_lowest_priority() {
+    let world = sluice_tests::world::World::start();
+    let tenant = world.tenant("acme", "111111111111").await;
+    world.upload(&tenant, "json-split");
+    let threads = world.daemon().threads();
+    let compile: Vec<&(String, i32)> = threads.iter().filter(|(name, _)| name.starts_with("sluice-compile")).collect();
+    assert!(!compile.is_empty(), "no compile threads among {threads:?}");
+    assert!(compile.iter().all(|(_, nice)| *nice == 19), "compile threads above nice 19: {compile:?}");
+    let plugin: Vec<&(String, i32)> = threads.iter().filter(|(name, _)| name.starts_with("sluice-plugin")).collect();
+    assert!(!plugin.is_empty() && plugin.iter().all(|(_, nice)| *nice == 19), "{plugin:?}");
+    // The threads that serve the API and schedule runs keep the normal priority.
+    assert!(threads.iter().any(|(name, nice)| !name.starts_with("sluice-") && *nice == 0), "{threads:?}");
+}
