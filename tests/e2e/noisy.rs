@@ -224,6 +224,13 @@ async fn a_tenant_past_its_share_of_plugin_memory_fails_naming_it_and_others_run
             body["scheduled_at"].as_str().unwrap().to_string()
         })
         .collect();
+    // While a hog holds its memory, the tenant's usage shows it, within its quota.
+    let held = wait_for(Duration::from_secs(30), "acme's usage to show its hog's memory", || {
+        let (_, usage) = world.call("GET", "/v1/usage", &acme.key, None);
+        let held = usage["plugin_memory_bytes"].as_u64().unwrap();
+        (held >= 40 << 20).then_some(held)
+    });
+    assert!(held <= 48 << 20, "acme holds {held} bytes, past its 48 MiB share");
     let runs: Vec<Value> = hogs
         .iter()
         .zip(&started)

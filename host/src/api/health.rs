@@ -158,6 +158,18 @@ async fn metrics(State(state): State<AppState>) -> ([(axum::http::HeaderName, &'
         "Bytes a tenant keeps in the store, by kind: committed state, outbox, parked entries, run history.",
         &rows,
     );
+    let rows: Vec<(String, f64)> = state
+        .runtime
+        .memory_in_use_by_owner()
+        .into_iter()
+        .map(|(tenant, bytes)| (format!("tenant=\"{tenant}\""), bytes as f64))
+        .collect();
+    crate::metrics::render_labelled_gauge(
+        &mut body,
+        "sluice_tenant_plugin_memory_bytes",
+        "Plugin linear memory a tenant's calls hold now, against its max_plugin_memory_bytes quota.",
+        &rows,
+    );
     if let Some(cluster) = state.control.as_ref().and_then(|control| control.cluster()) {
         let counters = cluster.counters();
         let load = |counter: &std::sync::atomic::AtomicU64| counter.load(Ordering::Relaxed) as f64;

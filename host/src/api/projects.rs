@@ -534,5 +534,7 @@ async fn runs(
     )
 )]
 async fn usage(Caller(tenant): Caller, State(state): State<AppState>) -> Result<axum::Json<Usage>, ApiError> {
-    Ok(axum::Json(state.store.usage(&tenant.id).await?))
+    let mut usage = state.store.usage(&tenant.id).await?;
+    usage.plugin_memory_bytes = state.runtime.owner_memory_in_use_bytes(&tenant.id);
+    Ok(axum::Json(usage))
 }

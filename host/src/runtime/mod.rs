@@ -368,6 +368,16 @@ impl Runtime {
         shares.get(owner).map_or(0, |share| share.in_use_bytes())
     }
 
+    /// Linear memory each owner's calls hold now, in bytes, for the owners holding any.
+    pub fn memory_in_use_by_owner(&self) -> Vec<(String, u64)> {
+        let shares = self.inner.shares.lock().unwrap_or_else(|e| e.into_inner());
+        shares
+            .iter()
+            .map(|(owner, share)| (owner.clone(), share.in_use_bytes()))
+            .filter(|(_, bytes)| *bytes > 0)
+            .collect()
+    }
+
     pub(crate) fn owner_share(&self) -> Option<Arc<budget::Budget>> {
         self.owner.clone()
     }

@@ -201,6 +201,9 @@ pub struct Usage {
     /// Bytes the tenant keeps in the store now, by kind; `outbox_bytes` and `parked_bytes`
     /// together count against its `max_outbox_bytes` quota.
     pub disk: DiskUsage,
+    /// Plugin linear memory the tenant's calls hold now on the host that answers, against its
+    /// `max_plugin_memory_bytes` quota (`GET /v1/me` shows the quotas).
+    pub plugin_memory_bytes: u64,
 }
 
 /// The counters as stored; the disk figures are derived, so they are not.
@@ -257,6 +260,8 @@ impl Counters {
             bytes_delivered: self.bytes_delivered,
             plugin_ms: self.plugin_ms,
             disk,
+            // The runtime's, not the store's: the API fills it in.
+            plugin_memory_bytes: 0,
         }
     }
 }
