@@ -80,6 +80,17 @@ fn runs_of(world: &World, tenant: &Tenant, ids: &[String]) -> BTreeMap<String, V
     ids.iter().map(|id| (id.clone(), world.runs(tenant, id))).collect()
 }
 
+/// How many requests the source saw per (project, scheduled time), from the `x-sluice-run`
+/// header the raw-output fixture's `prepare` adds.
+fn fetches_per_run(world: &World) -> std::collections::BTreeMap<(String, i64), usize> {
+    let mut fetches = std::collections::BTreeMap::new();
+    for seen in world.source.seen() {
+        let Some((project, ms)) = seen.headers.get("x-sluice-run").and_then(|v| v.split_once(' ')) else { continue };
+        *fetches.entry((project.to_string(), ms.parse().unwrap())).or_insert(0) += 1;
+    }
+    fetches
+}
+
 /// No two runs of a project for the same scheduled time, on whichever hosts they ran (a tick
 /// skipped because the previous run was still going did not run).
 fn assert_each_time_ran_once(runs: &BTreeMap<String, Vec<Value>>) {
@@ -131,7 +142,9 @@ async fn three_hosts_share_the_partitions_and_a_killed_hosts_projects_run_on_the
     let arn = tenant.aws.stream("events").await;
     let ids: Vec<String> = (0..PROJECTS)
         .map(|_| {
-            let project = world.project(&tenant, "passthrough", "/plain", &arn, json!({"schedule": "rate(2 seconds)"}));
+            // Each request says which project's run for which scheduled time fetched it.
+            let extra = json!({"schedule": "rate(2 seconds)", "plugin_settings": {"stamp_request": "true"}});
+            let project = world.project(&tenant, "raw-output", "/plain", &arn, extra);
             project["id"].as_str().unwrap().to_string()
         })
         .collect();
@@ -147,6 +160,7 @@ async fn three_hosts_share_the_partitions_and_a_killed_hosts_projects_run_on_the
     let second_id = view["this_host"].as_str().unwrap().to_string();
     second.kill();
     let killed_at = Instant::now();
+    let killed_at_ms = jiff::Timestamp::now().as_millisecond();
     wait_for(Duration::from_secs(30), "the two hosts left to hold every partition", || {
         (leases(&[world.daemon(), &third]).iter().sum::<u32>() == PARTITIONS).then_some(())
     });
@@ -178,6 +192,24 @@ async fn three_hosts_share_the_partitions_and_a_killed_hosts_projects_run_on_the
         [world.daemon(), &third].iter().map(|d| metric(d, "sluice_cluster_lease_losses_total")).collect();
     eprintln!("runs that lost their lease while they ran: {fenced}; leases lost by the hosts left: {losses:?}");
     assert_each_time_ran_once(&runs_of(&world, &tenant, &ids));
+    // At the source: one fetch per project and scheduled time, apart from the runs the killed
+    // host had in flight (it fetched, died before recording them, and their scheduled times ran
+    // again on the new owner: delivery is at least once) and runs fenced off by a lost lease.
+    let fetches = fetches_per_run(&world);
+    let twice: Vec<(&(String, i64), &usize)> = fetches.iter().filter(|(_, count)| **count > 1).collect();
+    let in_flight = |scheduled_ms: i64| (killed_at_ms - 2 * 2_000 - 1_000..=killed_at_ms).contains(&scheduled_ms);
+    eprintln!(
+        "fetches at the source: {} runs, {} fetched twice (the killed host's in flight, or fenced: {fenced} fenced runs): \
+         {twice:?}",
+        fetches.len(),
+        twice.len()
+    );
+    let unexplained: Vec<_> = twice.iter().filter(|((_, ms), _)| !in_flight(*ms)).collect();
+    assert!(
+        unexplained.len() as f64 <= fenced,
+        "scheduled times fetched twice, neither in flight on the killed host nor fenced: {unexplained:?}"
+    );
+    assert!(twice.iter().all(|(_, count)| **count == 2), "a scheduled time fetched more than twice: {twice:?}");
     let failed: Vec<Value> =
         runs_of(&world, &tenant, &ids).into_values().flatten().filter(|run| run["outcome"] == "failed").collect();
     assert!(failed.is_empty(), "{failed:?}");
