@@ -214,7 +214,7 @@
       runs.length === 0
         ? h("p", { id: "no-runs" }, "No runs yet.")
         : [
-          h("p", { id: "runs-summary" }, runs.length + " recent runs, " + delivered + " records delivered."),
+          h("p", { id: "runs-summary" }, runs.length + (runs.length === 1 ? " recent run, " : " recent runs, ") + delivered + " records delivered."),
           sluice.runChart(runs),
           h("table", { class: "list", id: "run-table", "aria-label": "Runs, newest first" },
             h("thead", {}, h("tr", {}, ...["Started", "Trigger", "Outcome", "Records", "Duration", "Lag", "Failing stage and message"]

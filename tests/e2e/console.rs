@@ -1,12 +1,14 @@
 //! The console at `/console`, in real headless Chromium against the real daemon on moto: a tenant
-//! signs in with its key, sees its project `pending` with the stack update to run, runs it and
-//! sees it `active` with its records; another tenant typing that project's id sees "not found";
-//! the operator creates a tenant and disables the first one, whose open page then shows the
-//! refusal. The test saves the screenshots shown in the README.
+//! signs in with its key, sees its project `pending` with the stack update to run, sees a run
+//! fail at AssumeRole, runs it again once trusted and sees it `active` with its records; another
+//! tenant typing that project's id sees "not found"; the operator creates a tenant and disables
+//! the first one, whose open page then shows the refusal. The test saves the screenshots shown
+//! in the README.
 
 use std::time::Duration;
 
 use serde_json::json;
+use sluice_tests::fault_proxy::Fault;
 use sluice_tests::world::World;
 use sluice_tests::{ADMIN_TOKEN, Browser, PLATFORM_PRINCIPAL, http_text, register_secret, root};
 
@@ -65,6 +67,15 @@ async fn tenants_and_the_operator_see_and_act_through_the_console() {
     browser.type_into("#stack-name", "-prod");
     browser.wait_text("#onboarding-command", "--stack-name 'sluice-tenant-prod'", SHOWN);
     browser.wait_text("#runs", "No runs yet", SHOWN);
+
+    // A run before the stack trusts the platform fails at AssumeRole: the page says where and
+    // why, and the project stays pending with its panel.
+    world.proxy.inject("AssumeRole", Fault::AccessDenied, 1);
+    browser.click("#action-run");
+    let failed = browser.wait_text("#run-table tbody tr", "assume_role", RUN);
+    assert!(failed.contains("failed"), "{failed}");
+    browser.wait_text("#project-head h1", "pending", SHOWN);
+    browser.wait_text("#onboarding-title", "Finish onboarding", SHOWN);
 
     // 3. With the role trusted (moto's roles trust anyone), a run from the console's button
     //    assumes it: the project turns active, the panel goes, and the runs show the records.
