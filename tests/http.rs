@@ -62,7 +62,7 @@ pub(crate) fn http_exchange_within(
     body: &[u8],
     timeout: std::time::Duration,
 ) -> Result<(u16, String), String> {
-    use std::io::{Read, Write};
+    use std::io::Write;
     let fail = |e: std::io::Error| e.to_string();
     let mut stream = std::net::TcpStream::connect_timeout(&addr, timeout).map_err(fail)?;
     stream.set_read_timeout(Some(timeout)).map_err(fail)?;
@@ -76,11 +76,34 @@ pub(crate) fn http_exchange_within(
     request.push_str(&format!("content-length: {}\r\n\r\n", body.len()));
     stream.write_all(request.as_bytes()).map_err(fail)?;
     stream.write_all(body).map_err(fail)?;
-    let mut response = Vec::new();
-    stream.read_to_end(&mut response).map_err(fail)?;
+    let response = read_response(&mut stream).map_err(fail)?;
     let text = String::from_utf8_lossy(&response);
     let (head, rest) = text.split_once("\r\n\r\n").ok_or("an incomplete HTTP response")?;
     let status = head.split_whitespace().nth(1).and_then(|s| s.parse().ok()).ok_or("no status code")?;
     // Responses from axum here are small and sent with content-length, not chunked.
     Ok((status, rest.to_string()))
+}
+
+/// Reads one response: up to its `content-length` once the head has arrived, or to the end of the
+/// stream. Some servers (chromedriver) answer `Connection: close` but leave closing to the client.
+fn read_response(stream: &mut std::net::TcpStream) -> std::io::Result<Vec<u8>> {
+    use std::io::Read;
+    let mut response = Vec::new();
+    let mut chunk = [0u8; 64 * 1024];
+    loop {
+        let n = stream.read(&mut chunk)?;
+        if n == 0 {
+            return Ok(response);
+        }
+        response.extend_from_slice(&chunk[..n]);
+        let Some(end) = response.windows(4).position(|w| w == b"\r\n\r\n") else { continue };
+        let head = String::from_utf8_lossy(&response[..end]);
+        let length = head.lines().find_map(|line| {
+            let (name, value) = line.split_once(':')?;
+            name.trim().eq_ignore_ascii_case("content-length").then(|| value.trim().parse::<usize>().ok())?
+        });
+        if length.is_some_and(|length| response.len() >= end + 4 + length) {
+            return Ok(response);
+        }
+    }
 }

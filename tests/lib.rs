@@ -5,6 +5,7 @@
 //! - `test_api.rs`: [`TestApi`], the API in process over a fresh store.
 //! - `daemon.rs`: [`Daemon`], the real `sluice serve` with its log captured and checked.
 //! - `http.rs`: the small HTTP/1.1 client the tests talk to a daemon with.
+//! - `browser.rs`: [`Browser`], headless Chromium over WebDriver, for the console's tests.
 //! - `moto.rs`: [`Moto`], moto's server on a port of its own.
 //! - `secret_registry.rs`: every secret a helper issued, and the scan for them.
 //! - `stream_tail.rs`: a tenant's stream read back as the tenant would, for tests and the demo.
@@ -13,6 +14,7 @@
 //!
 //! The tests themselves live in `e2e/`, compiled into one test binary.
 
+mod browser;
 mod daemon;
 pub mod fault_proxy;
 pub mod hostile_source;
@@ -27,6 +29,7 @@ pub mod tenant_account;
 mod test_api;
 pub mod world;
 
+pub use browser::Browser;
 pub use daemon::Daemon;
 pub use http::{http_call, http_call_raw, http_text};
 pub use inputs::{load, poll, response, shared_runtime};

@@ -123,9 +123,10 @@ impl TestApi {
         let status = response.status().as_u16();
         let content_type =
             response.headers().get("content-type").map(|v| v.to_str().expect("an ASCII content type").to_string());
+        let headers = response.headers().clone();
         let body = response.into_body().collect().await.unwrap().to_bytes().to_vec();
         observe_response(path, &sent, &format!("the response to {method} {path}"), &String::from_utf8_lossy(&body));
-        RawResponse { status, content_type, body }
+        RawResponse { status, content_type, headers, body }
     }
 
     /// Sends a request without credentials and returns the body as text (for `/metrics`).
@@ -153,6 +154,7 @@ impl TestApi {
 pub struct RawResponse {
     pub status: u16,
     pub content_type: Option<String>,
+    pub headers: axum::http::HeaderMap,
     pub body: Vec<u8>,
 }
 

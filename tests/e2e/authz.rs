@@ -114,3 +114,63 @@ async fn every_tenant_route_answers_every_kind_of_caller_as_documented() {
     let (_, projects) = api.call("GET", "/v1/projects", Some(&stranger), None).await;
     assert_eq!(projects["projects"], json!([]));
 }
+
+/// Every file of the console, and the paths the page is opened at.
+const CONSOLE: [&str; 9] = [
+    "/console",
+    "/console/",
+    "/console/index.html",
+    "/console/console.css",
+    "/console/api.js",
+    "/console/chart.js",
+    "/console/tenant.js",
+    "/console/operator.js",
+    "/console/app.js",
+];
+
+/// The console is public static content: every kind of caller gets the same bytes, under a
+/// policy that runs only this origin's scripts, and nothing in it names a tenant or a key. It
+/// takes no other method, and a file it does not have is an ordinary 404.
+#[tokio::test]
+async fn the_console_is_the_same_static_content_for_every_caller() {
+    let api = TestApi::new();
+    let (tenant_id, key) = api.tenant("console-owner").await;
+    let (disabled_id, disabled) = api.tenant("console-disabled").await;
+    api.call("PATCH", &format!("/v1/tenants/{disabled_id}"), Some(ADMIN_TOKEN), Some(r#"{"status": "disabled"}"#))
+        .await;
+    for path in CONSOLE {
+        let anonymous = api.send("GET", path, None, None, vec![]).await;
+        assert_eq!(anonymous.status, 200, "GET {path}");
+        let policy = anonymous.headers["content-security-policy"].to_str().unwrap();
+        assert!(policy.contains("default-src 'self'") && policy.contains("script-src 'self';"), "{path}: {policy}");
+        assert!(!policy.contains("unsafe-inline") && !policy.contains("unsafe-eval"), "{path}: {policy}");
+        assert_eq!(anonymous.headers["x-content-type-options"], "nosniff", "{path}");
+        let kind = anonymous.content_type.as_deref().unwrap();
+        let expected = match path.rsplit('.').next() {
+            Some("css") => "text/css",
+            Some("js") => "text/javascript",
+            _ => "text/html",
+        };
+        assert!(kind.starts_with(expected), "{path} is served as {kind}");
+        let text = String::from_utf8(anonymous.body.clone()).unwrap();
+        for secret in [key.as_str(), disabled.as_str(), ADMIN_TOKEN, tenant_id.as_str()] {
+            assert!(!text.contains(secret), "{path} holds {secret}");
+        }
+        for (who, token) in [
+            ("a bad key", "slk_not-a-real-key"),
+            ("the operator", ADMIN_TOKEN),
+            ("a tenant", key.as_str()),
+            ("a disabled tenant", disabled.as_str()),
+        ] {
+            let answer = api.send("GET", path, Some(token), None, vec![]).await;
+            assert_eq!((answer.status, &answer.body), (200, &anonymous.body), "GET {path} as {who}");
+        }
+        for method in ["POST", "PUT", "PATCH", "DELETE"] {
+            let refused = api.send(method, path, Some(&key), None, vec![]).await;
+            assert_eq!(refused.status, 405, "{method} {path}");
+        }
+    }
+    let missing = api.send("GET", "/console/secrets.json", Some(ADMIN_TOKEN), None, vec![]).await;
+    assert_eq!(missing.status, 404);
+    assert_eq!(missing.json()["error"]["code"], "not_found");
+}

@@ -1,8 +1,9 @@
-//! Issued API keys and secret values never appear in logs, run history, metrics or error
-//! messages. Runs here fail in the ways most likely to repeat a key: a source that refuses it
-//! and echoes it, in an error body, a `WWW-Authenticate` header, a redirect or a next-page link,
-//! with the key in a header or in the query; secrets that cannot be used; a plugin's error; AWS
-//! denying the role, the secret or the stream. Then everything the daemon says is scanned.
+//! Issued API keys and secret values never appear in logs, run history, metrics, error messages
+//! or the console's public page. Runs here fail in the ways most likely to repeat a key: a source
+//! that refuses it and echoes it, in an error body, a `WWW-Authenticate` header, a redirect or a
+//! next-page link, with the key in a header or in the query; secrets that cannot be used; a
+//! plugin's error; AWS denying the role, the secret or the stream. Then everything the daemon
+//! says is scanned.
 //!
 //! The rest of the suite is scanned too: every `Daemon` checks its log and `/metrics` when
 //! dropped, and every API response the helpers read is checked, for every registered secret
@@ -133,6 +134,12 @@ async fn keys_and_secret_values_never_reach_logs_history_metrics_or_errors() {
     // nor the metrics (which label requests by route template).
     let (status, body) = world.call("GET", &format!("/v1/projects/{}", tenant.key), &tenant.key, None);
     assert_eq!(status, 404, "{body}");
+    // The console is public: its page and scripts must hold nothing of any tenant.
+    for path in ["/console", "/console/api.js", "/console/tenant.js", "/console/operator.js", "/console/app.js"] {
+        let (status, text) = http_text(world.daemon().addr, path);
+        assert_eq!(status, 200, "GET {path}");
+        said.push((format!("GET {path}"), text));
+    }
     let (status, metrics) = http_text(world.daemon().addr, "/metrics");
     assert_eq!(status, 200);
     assert!(metrics.contains(r#"outcome="failed""#), "the failed runs are in the metrics:\n{metrics}");

@@ -9,6 +9,7 @@ mod bad_output;
 mod cache;
 mod cli;
 mod cluster;
+mod console;
 mod crash_loop;
 mod daemon;
 mod dataplane;

@@ -1,8 +1,8 @@
 //! Project automation, run as `cargo xtask <command>`:
 //!
 //! - `plugins`: build every plugin in `plugins/` for wasm32-wasip2.
-//! - `test`: install what is missing, build the plugins, check formatting and lints, run every
-//!   test. This is what CI runs.
+//! - `test`: install what is missing (moto and the Python tools; Chromium and chromedriver),
+//!   build the plugins, check formatting and lints, run every test. This is what CI runs.
 //! - `demo`: install what is missing, build the plugins and the daemon, and run the whole flow on
 //!   a local AWS emulator, printing records as they arrive in Kinesis.
 //! - `bench`: build the plugins and run the benchmarks in release mode (`runtime`, `api`,
@@ -129,6 +129,26 @@ fn ensure_python_tools() -> Result<()> {
     Ok(())
 }
 
+/// Installs Debian's Chromium and its WebDriver server where missing: the console's tests
+/// (`tests/e2e/console.rs`) drive a real headless browser through `/usr/bin/chromedriver`.
+fn ensure_browser() -> Result<()> {
+    let present = |path: &str| Path::new(path).is_file();
+    if present("/usr/bin/chromium") && present("/usr/bin/chromedriver") {
+        return Ok(());
+    }
+    // apt-get needs root; from another user it goes through sudo.
+    let root =
+        Command::new("id").arg("-u").output().is_ok_and(|out| String::from_utf8_lossy(&out.stdout).trim() == "0");
+    let mut cmd = if root { Command::new("apt-get") } else { Command::new("sudo") };
+    if !root {
+        cmd.arg("apt-get");
+    }
+    cmd.args(["install", "-y", "--no-install-recommends", "chromium", "chromium-driver"]);
+    cmd.env("DEBIAN_FRONTEND", "noninteractive");
+    run(cmd)
+        .context("installing chromium and chromium-driver with apt-get failed; install them by hand (Debian or Ubuntu)")
+}
+
 fn which(program: &str) -> Option<PathBuf> {
     std::env::var_os("PATH")?.to_str()?.split(':').map(|dir| Path::new(dir).join(program)).find(|path| path.is_file())
 }
@@ -149,6 +169,7 @@ fn build_plugins() -> Result<()> {
 
 fn test() -> Result<()> {
     ensure_python_tools()?;
+    ensure_browser()?;
     build_plugins()?;
 
     let mut fmt = cargo();

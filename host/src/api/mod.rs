@@ -11,6 +11,7 @@
 
 mod auth;
 mod cluster;
+mod console;
 mod error;
 mod extract;
 mod health;
@@ -120,8 +121,8 @@ impl AppState {
 }
 
 /// The whole API. JSON bodies are limited to `max_json_bytes`; plugin uploads have their own
-/// larger limit. The OpenAPI document comes from the same router, so it lists exactly the routes
-/// served.
+/// larger limit. The OpenAPI document comes from the same router, so it lists exactly the API's
+/// routes; the console's static files are served beside them, outside the document.
 pub fn app(state: AppState) -> Router {
     let limits = state.limits;
     let (router, doc) = OpenApiRouter::with_openapi(openapi::base())
@@ -136,6 +137,8 @@ pub fn app(state: AppState) -> Router {
         .merge(openapi::routes())
         .split_for_parts();
     router
+        // The console is static content, not part of the JSON API: outside the document.
+        .merge(console::routes())
         // After every route is in: the fallback applies to the routes registered before it.
         .method_not_allowed_fallback(method_not_allowed)
         .layer(Extension(openapi::Document::new(&doc)))
