@@ -24,6 +24,16 @@ fn sign_in(browser: &Browser, console: &str, token: &str) {
     browser.click("#sign-in");
 }
 
+/// Where a screenshot goes: `docs/`, where the README shows it from, with
+/// `SLUICE_UPDATE_SCREENSHOTS=1`; otherwise beside the build, so that a test run leaves the
+/// committed pictures alone (each run's ids and times differ).
+fn screenshot(name: &str) -> std::path::PathBuf {
+    match std::env::var_os("SLUICE_UPDATE_SCREENSHOTS") {
+        Some(_) => root().join("docs").join(name),
+        None => root().join("target/screenshots").join(name),
+    }
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn tenants_and_the_operator_see_and_act_through_the_console() {
     let world = World::start();
@@ -90,7 +100,7 @@ async fn tenants_and_the_operator_see_and_act_through_the_console() {
     assert_eq!(tenant.aws.read(&stream).await.len(), 5, "the records are in the tenant's stream");
     browser.resize(1280, 1100);
     browser.wait_text("#runs-summary", "records delivered", SHOWN);
-    browser.screenshot(&root().join("docs/console-tenant.png"));
+    browser.screenshot(&screenshot("console-tenant.png"));
     // The token stays out of the URL, and no cookie is set.
     assert!(!browser.url().contains(&tenant.key), "{}", browser.url());
     assert_eq!(browser.execute("return document.cookie"), json!(""));
@@ -142,7 +152,7 @@ async fn tenants_and_the_operator_see_and_act_through_the_console() {
     operator.wait_text("#fleet", "3 (2 active)", SHOWN);
     operator.resize(1280, 1000);
     operator.wait_text("#fleet", "3 (2 active)", SHOWN);
-    operator.screenshot(&root().join("docs/console-operator.png"));
+    operator.screenshot(&screenshot("console-operator.png"));
 
     // The tenant's open page shows the refusal at its next poll, in the API's words.
     let refusal = browser.wait_text("#alert", "this tenant is disabled", SHOWN);

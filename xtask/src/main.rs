@@ -139,13 +139,21 @@ fn ensure_browser() -> Result<()> {
     // apt-get needs root; from another user it goes through sudo.
     let root =
         Command::new("id").arg("-u").output().is_ok_and(|out| String::from_utf8_lossy(&out.stdout).trim() == "0");
-    let mut cmd = if root { Command::new("apt-get") } else { Command::new("sudo") };
-    if !root {
-        cmd.arg("apt-get");
+    let apt_get = |args: &[&str]| {
+        let mut cmd = if root { Command::new("apt-get") } else { Command::new("sudo") };
+        if !root {
+            cmd.arg("apt-get");
+        }
+        cmd.args(args).env("DEBIAN_FRONTEND", "noninteractive");
+        cmd
+    };
+    let install = ["install", "-y", "--no-install-recommends", "chromium", "chromium-driver"];
+    // A fresh machine may have no package lists yet: read them, then try once more.
+    if run(apt_get(&install)).is_ok() {
+        return Ok(());
     }
-    cmd.args(["install", "-y", "--no-install-recommends", "chromium", "chromium-driver"]);
-    cmd.env("DEBIAN_FRONTEND", "noninteractive");
-    run(cmd)
+    run(apt_get(&["update"]))
+        .and_then(|()| run(apt_get(&install)))
         .context("installing chromium and chromium-driver with apt-get failed; install them by hand (Debian or Ubuntu)")
 }
 
