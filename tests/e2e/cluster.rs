@@ -142,8 +142,10 @@ async fn three_hosts_share_the_partitions_and_a_killed_hosts_projects_run_on_the
     let arn = tenant.aws.stream("events").await;
     let ids: Vec<String> = (0..PROJECTS)
         .map(|_| {
-            // Each request says which project's run for which scheduled time fetched it.
-            let extra = json!({"schedule": "rate(2 seconds)", "plugin_settings": {"stamp_request": "true"}});
+            // Each request says which project's run for which scheduled time fetched it. No
+            // state, like passthrough: the hosts share one moto, one request at a time.
+            let settings = json!({"stamp_request": "true", "keep_state": "true"});
+            let extra = json!({"schedule": "rate(2 seconds)", "plugin_settings": settings});
             let project = world.project(&tenant, "raw-output", "/plain", &arn, extra);
             project["id"].as_str().unwrap().to_string()
         })
