@@ -7,7 +7,8 @@
 //! - `demo`: install what is missing, build the plugins and the daemon, and run the whole flow on
 //!   a local AWS emulator, printing records as they arrive in Kinesis.
 //! - `bench`: build the plugins and run the benchmarks in release mode (`runtime`, `api`,
-//!   `dataplane`; all three without an argument). `hostile` runs the "under load" bench (noisy
+//!   `dataplane`; all three without an argument; `python` is the part of `runtime` that compares
+//!   the Rust and Python examples, run only when named). `hostile` runs the "under load" bench (noisy
 //!   neighbours, the memory budget, control plane under load), which only runs when named. Flags
 //!   after `--` go to the one of `dataplane` and `hostile` that is named, e.g.
 //!   `cargo xtask bench hostile -- --sides budget`; `-- --help` lists them.
@@ -28,7 +29,7 @@ fn main() -> ExitCode {
         Some("bench") => bench(&args[1..]),
         _ => {
             eprintln!(
-                "usage: cargo xtask <plugins | test | demo | bench [runtime | api | dataplane | hostile | passthrough | json-split] [-- <flags of dataplane or hostile; see -- --help>]>"
+                "usage: cargo xtask <plugins | test | demo | bench [runtime | api | dataplane | hostile | passthrough | json-split | python] [-- <flags of dataplane or hostile; see -- --help>]>"
             );
             return ExitCode::from(2);
         }
@@ -362,7 +363,8 @@ fn host_target() -> Result<String> {
         .context("rustc -vV printed no host line")
 }
 
-/// Runs the benchmarks: `runtime` (narrowed by `passthrough` or `json-split`), `api` and
+/// Runs the benchmarks: `runtime` (narrowed by `passthrough` or `json-split`; `python`, Rust
+/// against Python per call, runs only when named), `api` and
 /// `dataplane`. With no argument, all of them. `hostile` is the bench of the noisy-neighbour,
 /// memory-budget and control-plane-under-load scenarios, which are long and so not part of the
 /// default run. Arguments after `--` are flags of the `dataplane` or `hostile` bench, whichever
