@@ -8,6 +8,11 @@
 //!    no limits).
 //! 2. json-split on a 1 MiB JSON array: the plugin through `Runtime::transform` against the same
 //!    logic compiled natively (serde_json parse, one compact record per element).
+//! 3. Rust against Python (`python`, only when named, as the Python components are built by
+//!    `cargo xtask plugins` too but take seconds each to compile): passthrough on 1 KiB and
+//!    json-split on a 64 KiB array, each written in both, through `Runtime::transform`, with the
+//!    components' sizes and the time `Runtime::load` takes to validate and compile them, which is
+//!    most of an upload's time to ready.
 
 use std::time::{Duration, Instant};
 
@@ -236,9 +241,62 @@ async fn json_split(runtime: &Runtime) {
     println!("  wasm/native throughput {:.2} (aim: at least 0.5)", n.as_secs_f64() / w.as_secs_f64());
 }
 
+/// Loads the Rust plugin `name` and its Python twin `py_<name>`, printing size and load time.
+fn load_pair(runtime: &Runtime, name: &str) -> [sluice::runtime::Plugin; 2] {
+    [name.to_string(), format!("py_{name}")].map(|file| {
+        let wasm = std::fs::read(plugin_path(&file)).expect("build the plugins first: cargo xtask plugins");
+        let started = Instant::now();
+        let plugin = runtime.load(&wasm).unwrap();
+        let mib = wasm.len() as f64 / (1 << 20) as f64;
+        println!(
+            "  {file:<18} {mib:>6.2} MiB, loaded (validated and compiled) in {:>6.0} ms",
+            started.elapsed().as_secs_f64() * 1e3
+        );
+        plugin
+    })
+}
+
+/// Per-call time of the Rust and the Python plugin on the same input, in alternating rounds.
+async fn rust_vs_python(runtime: &Runtime, name: &str, poll: &Poll, body: Vec<u8>, calls: u32) {
+    let plugins = load_pair(runtime, name);
+    let response = response(body);
+    let limits = Limits { output_records: 100_000, ..Limits::default() };
+    let outputs: Vec<Output> = {
+        let mut outputs = Vec::new();
+        for plugin in &plugins {
+            outputs.push(runtime.transform(plugin, &limits, poll, &response).await.result.unwrap());
+        }
+        outputs
+    };
+    // Both sides must agree before their speed means anything.
+    assert_eq!(outputs[0], outputs[1]);
+    let mut times = [Vec::new(), Vec::new()];
+    for _ in 0..ROUNDS {
+        for (plugin, samples) in plugins.iter().zip(times.iter_mut()) {
+            let started = Instant::now();
+            for _ in 0..calls {
+                runtime.transform(plugin, &limits, poll, &response).await.result.unwrap();
+            }
+            samples.push(started.elapsed() / calls);
+        }
+    }
+    let [rust, python] = times.map(median);
+    let us = |d: Duration| d.as_secs_f64() * 1e6;
+    println!("  {name}: rust {:>9.1} µs, python {:>9.1} µs per call (instantiate + call + drop)", us(rust), us(python));
+    println!("  ratio python / rust  {:>7.1}x", python.as_secs_f64() / rust.as_secs_f64());
+}
+
+async fn python(runtime: &Runtime) {
+    println!("rust against python (median of {ROUNDS} rounds):");
+    rust_vs_python(runtime, "passthrough", &poll(&[]), vec![b'x'; 1024], 200).await;
+    let body = json_array(64 << 10);
+    rust_vs_python(runtime, "json_split", &poll(&[("partition_key_field", "id")]), body, 20).await;
+}
+
 fn main() {
     let filter: Vec<String> = std::env::args().skip(1).filter(|a| !a.starts_with('-')).collect();
     let wanted = |name: &str| filter.is_empty() || filter.iter().any(|f| name.contains(f.as_str()));
+    let named = |name: &str| filter.iter().any(|f| name == f.as_str());
     let tokio = tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap();
     let runtime = Runtime::new(RuntimeConfig::default()).unwrap();
     tokio.block_on(async {
@@ -247,6 +305,9 @@ fn main() {
         }
         if wanted("json-split") {
             json_split(&runtime).await;
+        }
+        if named("python") {
+            python(&runtime).await;
         }
     });
 }

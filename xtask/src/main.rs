@@ -1,12 +1,14 @@
 //! Project automation, run as `cargo xtask <command>`:
 //!
-//! - `plugins`: build every plugin in `plugins/` for wasm32-wasip2.
+//! - `plugins`: build every plugin in `plugins/` for wasm32-wasip2, the Python examples in
+//!   `plugins/python/` with the pinned componentize-py (installed from PyPI where missing).
 //! - `test`: install what is missing (moto and the Python tools; Chromium and chromedriver),
 //!   build the plugins, check formatting and lints, run every test. This is what CI runs.
 //! - `demo`: install what is missing, build the plugins and the daemon, and run the whole flow on
 //!   a local AWS emulator, printing records as they arrive in Kinesis.
 //! - `bench`: build the plugins and run the benchmarks in release mode (`runtime`, `api`,
-//!   `dataplane`; all three without an argument). `hostile` runs the "under load" bench (noisy
+//!   `dataplane`; all three without an argument; `python` is the part of `runtime` that compares
+//!   the Rust and Python examples, run only when named). `hostile` runs the "under load" bench (noisy
 //!   neighbours, the memory budget, control plane under load), which only runs when named. Flags
 //!   after `--` go to the one of `dataplane` and `hostile` that is named, e.g.
 //!   `cargo xtask bench hostile -- --sides budget`; `-- --help` lists them.
@@ -27,7 +29,7 @@ fn main() -> ExitCode {
         Some("bench") => bench(&args[1..]),
         _ => {
             eprintln!(
-                "usage: cargo xtask <plugins | test | demo | bench [runtime | api | dataplane | hostile | passthrough | json-split] [-- <flags of dataplane or hostile; see -- --help>]>"
+                "usage: cargo xtask <plugins | test | demo | bench [runtime | api | dataplane | hostile | passthrough | json-split | python] [-- <flags of dataplane or hostile; see -- --help>]>"
             );
             return ExitCode::from(2);
         }
@@ -171,8 +173,90 @@ fn build_plugins() -> Result<()> {
         .args(["build", "--release", "--target", "wasm32-wasip2", "--target-dir"])
         .arg(target_dir);
     run(cmd).context("building the plugins failed")?;
+    build_python_plugins()?;
     eprintln!("xtask: plugins are in {}", plugin_artifacts().display());
     Ok(())
+}
+
+/// The componentize-py release the Python SDK and examples are built and tested with. Its
+/// generated bindings (module names, how errors are raised) change between releases, so it is
+/// pinned, and `sluice plugin new --lang python` tells authors to install this one.
+const COMPONENTIZE_PY_VERSION: &str = "0.25.1";
+
+/// The Python examples in `plugins/python/`, each built from its `app.py` with the SDK beside it
+/// into `py_<name>.wasm`, next to the Rust components, where tests and benchmarks find them.
+const PYTHON_PLUGINS: [&str; 3] = ["passthrough", "json-split", "incremental"];
+
+/// Installs the pinned componentize-py where it is missing or another version is installed.
+fn ensure_componentize_py() -> Result<()> {
+    let installed = Command::new("componentize-py").arg("--version").output().is_ok_and(|out| {
+        String::from_utf8_lossy(&out.stdout).trim_end() == format!("componentize-py {COMPONENTIZE_PY_VERSION}")
+    });
+    if installed {
+        return Ok(());
+    }
+    let mut cmd = Command::new("python3");
+    cmd.args(["-m", "pip", "install", "--quiet", &format!("componentize-py=={COMPONENTIZE_PY_VERSION}")]);
+    run(cmd).context("installing componentize-py with pip failed; install Python 3 with pip")
+}
+
+/// Builds the Python examples. componentize-py takes some seconds a component, so one whose
+/// sources (its own and the SDK's) and WIT are older than the built file is not built again.
+fn build_python_plugins() -> Result<()> {
+    ensure_componentize_py()?;
+    let python = plugins_dir().join("python");
+    let sdk = python.join("sdk");
+    std::fs::create_dir_all(plugin_artifacts())?;
+    for name in PYTHON_PLUGINS {
+        let dir = python.join(name);
+        let out = plugin_artifacts().join(format!("py_{}.wasm", name.replace('-', "_")));
+        let sources = [dir.join("app.py"), sdk.join("sluice_plugin.py"), root().join("wit/sluice.wit")];
+        if is_newer_than_all(&out, &sources) {
+            continue;
+        }
+        let mut cmd = Command::new("componentize-py");
+        cmd.current_dir(root())
+            .args(["--quiet", "-d", "wit", "-w", "transformer", "componentize", "app", "-p"])
+            .arg(&dir)
+            .arg("-p")
+            .arg(&sdk)
+            .arg("-o")
+            .arg(&out);
+        run(cmd).with_context(|| format!("building the Python plugin {name} failed"))?;
+    }
+    Ok(())
+}
+
+/// Whether `target` exists and was modified after every one of `sources`.
+fn is_newer_than_all(target: &Path, sources: &[PathBuf]) -> bool {
+    let modified = |path: &Path| std::fs::metadata(path).and_then(|m| m.modified()).ok();
+    let Some(built) = modified(target) else { return false };
+    sources.iter().all(|source| modified(source).is_some_and(|changed| changed < built))
+}
+
+/// Runs the Python plugins' native unit tests (plain `unittest`, the SDK on the path), counting
+/// them as `cargo test` counts its own.
+fn python_plugin_tests() -> Result<(u64, u64)> {
+    let python = plugins_dir().join("python");
+    let (mut passed, mut failed) = (0, 0);
+    for name in PYTHON_PLUGINS {
+        let dir = python.join(name);
+        if !dir.join("test_app.py").is_file() {
+            continue;
+        }
+        let mut cmd = Command::new("python3");
+        cmd.current_dir(&dir).args(["-m", "unittest", "-v"]).env("PYTHONPATH", python.join("sdk"));
+        eprintln!("xtask: running {cmd:?}");
+        let out = cmd.output().with_context(|| format!("could not start {cmd:?}"))?;
+        let report = String::from_utf8_lossy(&out.stderr);
+        eprint!("{report}");
+        passed += report.lines().filter(|l| l.ends_with("... ok")).count() as u64;
+        failed += report.lines().filter(|l| l.ends_with("... FAIL") || l.ends_with("... ERROR")).count() as u64;
+        if !out.status.success() {
+            bail!("the unit tests of the Python plugin {name} failed");
+        }
+    }
+    Ok((passed, failed))
 }
 
 fn test() -> Result<()> {
@@ -211,6 +295,8 @@ fn test() -> Result<()> {
     let mut plugin_tests = cargo();
     plugin_tests.current_dir(plugins_dir()).args(["test", "--target", &host_target()?]);
     let (plugins_passed, plugins_failed) = run_counting_tests(plugin_tests)?;
+    let (python_passed, python_failed) = python_plugin_tests()?;
+    let (plugins_passed, plugins_failed) = (plugins_passed + python_passed, plugins_failed + python_failed);
 
     // The end-to-end tests start the real `sluice` binary, which `cargo test` does not build for
     // another package's tests.
@@ -306,7 +392,8 @@ fn host_target() -> Result<String> {
         .context("rustc -vV printed no host line")
 }
 
-/// Runs the benchmarks: `runtime` (narrowed by `passthrough` or `json-split`), `api` and
+/// Runs the benchmarks: `runtime` (narrowed by `passthrough` or `json-split`; `python`, Rust
+/// against Python per call, runs only when named), `api` and
 /// `dataplane`. With no argument, all of them. `hostile` is the bench of the noisy-neighbour,
 /// memory-budget and control-plane-under-load scenarios, which are long and so not part of the
 /// default run. Arguments after `--` are flags of the `dataplane` or `hostile` bench, whichever

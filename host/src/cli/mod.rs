@@ -2,8 +2,9 @@
 //!
 //! Exit codes: 0 on success, 1 when a plugin call failed, 2 for a usage error, 64 for a bad
 //! setting (nothing is bound), 65 when an input file or plugin is unusable, 70 for an internal
-//! failure.
+//! failure, 73 when `plugin new` would overwrite an existing directory.
 
+mod plugin_new;
 mod plugin_test;
 mod serve;
 mod store;
@@ -45,6 +46,9 @@ enum StoreCommand {
 enum PluginCommand {
     /// Run a plugin on a response exactly as the daemon would, and print what it returns.
     Test(plugin_test::Args),
+    /// Create a plugin project (Rust or Python) with its build command, a sample response and
+    /// a test; its README has the whole loop.
+    New(plugin_new::Args),
 }
 
 /// Exit code for a bad setting, as in sysexits.h (`EX_USAGE`).
@@ -53,6 +57,8 @@ pub const EXIT_CONFIG: u8 = 64;
 pub const EXIT_DATA_ERROR: u8 = 65;
 /// Exit code for a failure of the host itself.
 pub const EXIT_SOFTWARE: u8 = 70;
+/// Exit code for an output that cannot be created, as in sysexits.h (`EX_CANTCREAT`).
+pub const EXIT_CANT_CREATE: u8 = 73;
 
 /// Parses the arguments and runs the command.
 pub fn main() -> ExitCode {
@@ -68,6 +74,7 @@ pub fn main() -> ExitCode {
     match cli.command {
         Command::Serve(args) => runtime.block_on(serve::run(args)),
         Command::Plugin(PluginCommand::Test(args)) => runtime.block_on(plugin_test::run(args)),
+        Command::Plugin(PluginCommand::New(args)) => plugin_new::run(args),
         Command::Store(StoreCommand::Export(args)) => runtime.block_on(store::export(args)),
         Command::Store(StoreCommand::Import(args)) => runtime.block_on(store::import(args)),
     }
