@@ -124,9 +124,12 @@ async fn disk_use_reaches_a_steady_size_and_shrinks_after_the_projects_are_delet
         highest / MIB,
         last / MIB
     );
-    // The deletions write too (their removals), and the peak is a 5 s sample: a MiB or two of
-    // slack, not growth.
-    assert!(highest <= second + 2 * MIB, "the file grew past its peak after the deletion: {after:?}");
+    // The deletions write too (their removals, and sled's rewriting of the segments they
+    // emptied), which may take the file past its peak for the first seconds; after those, a
+    // MiB or two of slack over the peak, a 5 s sample, and no more.
+    let settled = after.iter().skip(2).max().copied().unwrap();
+    assert!(settled <= second + 2 * MIB, "the file grew past its peak after the deletion: {after:?}");
+    assert!(last <= second, "the file ended larger than its peak: {after:?}");
     for tenant in [&big, &stuck] {
         let (_, usage) = world.call("GET", "/v1/usage", &tenant.key, None);
         let disk = &usage["disk"];
