@@ -34,7 +34,7 @@ pub use daemon::Daemon;
 pub use http::{http_call, http_call_raw, http_text};
 pub use inputs::{load, poll, response, shared_runtime};
 pub use moto::Moto;
-pub use paths::{plugin_bytes, plugins_dir, root, sluice_bin};
+pub use paths::{plugin_bytes, plugin_path, plugins_dir, root, sluice_bin};
 pub use secret_registry::{assert_no_secrets, canary, leaked_secrets, register_secret, wire_log_lines};
 pub use test_api::{RawResponse, TestApi};
 

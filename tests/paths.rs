@@ -23,6 +23,11 @@ pub fn plugin_bytes(name: &str) -> Vec<u8> {
     })
 }
 
+/// The path of a built plugin component, by file stem (`json_split`), as a command-line argument.
+pub fn plugin_path(name: &str) -> String {
+    plugins_dir().join(format!("{name}.wasm")).display().to_string()
+}
+
 /// The `sluice` binary built for this test run: `SLUICE_BIN`, or `target/<profile>/sluice` next
 /// to this test executable.
 pub fn sluice_bin() -> PathBuf {

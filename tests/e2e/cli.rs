@@ -3,7 +3,7 @@
 use std::process::Command;
 
 use serde_json::Value;
-use sluice_tests::{plugins_dir, sluice_bin};
+use sluice_tests::{plugin_path, sluice_bin};
 
 fn plugin_test(args: &[&str]) -> (i32, String, String) {
     let out = Command::new(sluice_bin()).args(["plugin", "test"]).args(args).output().expect("sluice runs");
@@ -14,17 +14,13 @@ fn plugin_test(args: &[&str]) -> (i32, String, String) {
     )
 }
 
-fn wasm(name: &str) -> String {
-    plugins_dir().join(format!("{name}.wasm")).display().to_string()
-}
-
 #[test]
 fn prints_records_state_and_logs_as_json() {
     let dir = tempfile::tempdir().unwrap();
     let body = dir.path().join("body.json");
     std::fs::write(&body, r#"[{"id": "a"}, {"id": "b"}]"#).unwrap();
     let (code, stdout, stderr) = plugin_test(&[
-        &wasm("json_split"),
+        &plugin_path("json_split"),
         "--response",
         body.to_str().unwrap(),
         "--setting",
@@ -48,7 +44,7 @@ fn runs_prepare_with_state_and_prints_text() {
     let state = dir.path().join("state.json");
     std::fs::write(&state, r#"{"cursor": "2026-01-01"}"#).unwrap();
     let (code, stdout, stderr) = plugin_test(&[
-        &wasm("incremental"),
+        &plugin_path("incremental"),
         "--response",
         body.to_str().unwrap(),
         "--state",
@@ -68,7 +64,7 @@ fn a_failing_plugin_exits_1_with_the_typed_error() {
     let body = dir.path().join("body");
     std::fs::write(&body, "").unwrap();
     let (code, stdout, _) = plugin_test(&[
-        &wasm("hostile"),
+        &plugin_path("hostile"),
         "--response",
         body.to_str().unwrap(),
         "--setting",
@@ -88,7 +84,7 @@ fn an_invalid_component_exits_65_naming_the_problem() {
     let dir = tempfile::tempdir().unwrap();
     let body = dir.path().join("body");
     std::fs::write(&body, "").unwrap();
-    let (code, _, stderr) = plugin_test(&[&wasm("foreign_import"), "--response", body.to_str().unwrap()]);
+    let (code, _, stderr) = plugin_test(&[&plugin_path("foreign_import"), "--response", body.to_str().unwrap()]);
     assert_eq!(code, 65, "{stderr}");
     assert!(stderr.contains("fixture:evil/exfil"), "{stderr}");
     let (code, _, stderr) = plugin_test(&["/nonexistent.wasm", "--response", body.to_str().unwrap()]);
@@ -105,13 +101,14 @@ fn output_a_run_could_not_store_fails_with_each_problem_listed() {
     std::fs::write(&body, "{}").unwrap();
     let path = body.to_str().unwrap();
     let bad = ["--setting", "record=long-key", "--setting", "state_bytes=70000", "--max-state-bytes", "65536"];
-    let (code, stdout, stderr) = plugin_test(&[&[wasm("raw_output").as_str(), "--response", path][..], &bad].concat());
+    let (code, stdout, stderr) =
+        plugin_test(&[&[plugin_path("raw_output").as_str(), "--response", path][..], &bad].concat());
     assert_eq!(code, 1, "stdout: {stdout}\nstderr: {stderr}");
     assert!(stdout.contains("checks     failed: a run would store nothing of this output"), "{stdout}");
     assert!(stdout.contains("record 0 has a partition key of 257 characters"), "{stdout}");
     assert!(stdout.contains("a state of 70000 bytes, over the tenant's limit of 65536 bytes"), "{stdout}");
 
-    let (code, stdout, _) = plugin_test(&[&wasm("raw_output"), "--response", path, "--json"]);
+    let (code, stdout, _) = plugin_test(&[&plugin_path("raw_output"), "--response", path, "--json"]);
     assert_eq!(code, 0, "{stdout}");
     let report: Value = serde_json::from_str(&stdout).unwrap();
     assert_eq!(report["checks"], serde_json::json!({"ok": true, "problems": []}));

@@ -11,7 +11,7 @@ use std::time::{Duration, Instant};
 use serde_json::{Value, json};
 use sluice::runtime::{CallError, Limits, Output, Plugin, Poll, Request};
 use sluice_tests::world::World;
-use sluice_tests::{load, plugins_dir, poll, response, shared_runtime, sluice_bin};
+use sluice_tests::{load, plugin_path, poll, response, shared_runtime, sluice_bin};
 
 /// The plugin `name`, compiled once for the whole binary: a Python component takes seconds to
 /// compile, and these tests call each one many times.
@@ -142,10 +142,6 @@ async fn incremental_in_python_keeps_the_same_cursor_as_the_rust_one() {
     assert_eq!(python, rust);
 }
 
-fn wasm(name: &str) -> String {
-    plugins_dir().join(format!("{name}.wasm")).display().to_string()
-}
-
 #[test]
 fn plugin_test_runs_the_python_examples_with_state() {
     let dir = tempfile::tempdir().unwrap();
@@ -154,7 +150,7 @@ fn plugin_test_runs_the_python_examples_with_state() {
     let state = dir.path().join("state.json");
     std::fs::write(&state, r#"{"cursor": "2026-01-01"}"#).unwrap();
     let out = Command::new(sluice_bin())
-        .args(["plugin", "test", &wasm("py_incremental"), "--response"])
+        .args(["plugin", "test", &plugin_path("py_incremental"), "--response"])
         .arg(&body)
         .arg("--state")
         .arg(&state)

@@ -23,44 +23,23 @@ struct Asset {
     body: &'static [u8],
 }
 
+/// One embedded file of `host/console/`, named as it is served.
+macro_rules! asset {
+    ($name:literal, $content_type:literal) => {
+        Asset { name: $name, content_type: $content_type, body: include_bytes!(concat!("../../console/", $name)) }
+    };
+}
+
 /// Every file the console is made of. Scripts load in this order (see `index.html`), each
 /// adding to the one `sluice` object the first creates.
 const ASSETS: [Asset; 7] = [
-    Asset {
-        name: "index.html",
-        content_type: "text/html; charset=utf-8",
-        body: include_bytes!("../../console/index.html"),
-    },
-    Asset {
-        name: "console.css",
-        content_type: "text/css; charset=utf-8",
-        body: include_bytes!("../../console/console.css"),
-    },
-    Asset {
-        name: "api.js",
-        content_type: "text/javascript; charset=utf-8",
-        body: include_bytes!("../../console/api.js"),
-    },
-    Asset {
-        name: "chart.js",
-        content_type: "text/javascript; charset=utf-8",
-        body: include_bytes!("../../console/chart.js"),
-    },
-    Asset {
-        name: "tenant.js",
-        content_type: "text/javascript; charset=utf-8",
-        body: include_bytes!("../../console/tenant.js"),
-    },
-    Asset {
-        name: "operator.js",
-        content_type: "text/javascript; charset=utf-8",
-        body: include_bytes!("../../console/operator.js"),
-    },
-    Asset {
-        name: "app.js",
-        content_type: "text/javascript; charset=utf-8",
-        body: include_bytes!("../../console/app.js"),
-    },
+    asset!("index.html", "text/html; charset=utf-8"),
+    asset!("console.css", "text/css; charset=utf-8"),
+    asset!("api.js", "text/javascript; charset=utf-8"),
+    asset!("chart.js", "text/javascript; charset=utf-8"),
+    asset!("tenant.js", "text/javascript; charset=utf-8"),
+    asset!("operator.js", "text/javascript; charset=utf-8"),
+    asset!("app.js", "text/javascript; charset=utf-8"),
 ];
 
 /// Only this origin's files run, and the page talks only to this origin: no inline script or
