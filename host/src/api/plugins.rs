@@ -20,7 +20,7 @@ use super::extract::{Json, Path, Query, RawBody};
 use super::openapi::{INTERNAL, TOO_LARGE, TenantErrors, UNAUTHORIZED};
 use crate::records::OutputCheck;
 use crate::runtime::{self, CallError, LogLine, Plugin, Poll, Response, plugin_id};
-use crate::store::{CreatePlugin, DeletePlugin, PluginMeta, Tenant};
+use crate::store::{CreatePlugin, DeletePlugin, PluginMeta, Tenant, rfc3339_ms};
 
 /// The JSON routes. Each `routes!` call holds the handlers of one path: `OpenApiRouter` registers
 /// every handler of a call on every path in it.
@@ -157,8 +157,7 @@ async fn upload(
     let plugin = state.runtime.compile(body.to_vec()).await?;
     // In milliseconds: the newest version of a name is the one uploaded last, and versions are
     // often uploaded within a second of each other.
-    let now = jiff::Timestamp::now();
-    let created_at = now.round(jiff::Unit::Millisecond).unwrap_or(now).to_string();
+    let created_at = rfc3339_ms(jiff::Timestamp::now());
     let meta = PluginMeta { id: id.clone(), name, size_bytes: body.len() as u64, created_at };
     match state.store.create_plugin(&tenant.id, meta, &body, quotas.max_plugins).await? {
         CreatePlugin::Created(meta) => {

@@ -17,6 +17,7 @@ use super::project_input::{ProjectInput, ProjectPatch};
 use crate::scheduler::RunNowError;
 use crate::store::{
     CreateProject, Onboarding, Project, ProjectStatus, RUNS_KEPT, Run, Tenant, Trust, Usage, now_rfc3339, random_hex,
+    rfc3339_ms,
 };
 
 /// Each `routes!` call holds the handlers of one path: `OpenApiRouter` registers every handler of
@@ -455,10 +456,7 @@ async fn run_now(
     match control.run_now(&project).await {
         Ok(at) => Ok((
             StatusCode::ACCEPTED,
-            axum::Json(RunStarted {
-                scheduled_at: at.round(jiff::Unit::Millisecond).unwrap_or(at).to_string(),
-                runs_url: format!("/v1/projects/{id}/runs"),
-            }),
+            axum::Json(RunStarted { scheduled_at: rfc3339_ms(at), runs_url: format!("/v1/projects/{id}/runs") }),
         )),
         Err(RunNowError::AlreadyRunning) => Err(ApiError::Conflict(format!(
             "a run of project {id} is still going; wait for it to appear in GET /v1/projects/{id}/runs"

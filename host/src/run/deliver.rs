@@ -10,9 +10,10 @@ use std::time::Duration;
 
 use super::Inner;
 use super::failure::{Failure, FailureKind};
-use super::pipeline::{Tally, rfc3339_ms};
+use super::pipeline::Tally;
 use crate::arn::StreamArn;
 use crate::aws::{AwsError, AwsErrorKind, Delivered, MAX_CALL_BYTES, MAX_CALL_RECORDS, Session};
+use crate::store::rfc3339_ms;
 use crate::store::{OutboxEntry, OutboxKey, Project, Quotas, Stage};
 
 /// How often the drainer logs a project that stays undeliverable for the same reason.

@@ -7,7 +7,6 @@
 use std::collections::BTreeMap;
 use std::time::{Duration, Instant};
 
-use jiff::Timestamp;
 
 use super::Inner;
 use super::failure::{Failure, FailureKind};
@@ -17,7 +16,9 @@ use crate::records::{OutputCheck, Record, RunLimits};
 use crate::runtime::{CallError, Plugin, Poll, Request, Response};
 use crate::scheduler::{Outcome, Tick};
 use crate::source::{FetchRequest, Fetched, KeyPlacement, SourceKey};
-use crate::store::{OutboxEntry, Project, Quotas, Run, RunError, RunOutcome, Stage, Trigger, Trust, random_hex};
+use crate::store::{
+    OutboxEntry, Project, Quotas, Run, RunError, RunOutcome, Stage, Trigger, Trust, random_hex, rfc3339_ms,
+};
 
 /// What a run produced, for its history record.
 #[derive(Default)]
@@ -54,11 +55,6 @@ fn outcome_label(outcome: RunOutcome) -> &'static str {
         RunOutcome::Failed => "failed",
         RunOutcome::Skipped => "skipped",
     }
-}
-
-/// RFC 3339 to the millisecond: run keys sort by start time, and runs a second apart must differ.
-pub(super) fn rfc3339_ms(t: Timestamp) -> String {
-    t.round(jiff::Unit::Millisecond).unwrap_or(t).to_string()
 }
 
 impl Inner {

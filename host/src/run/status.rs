@@ -76,7 +76,7 @@ impl Inner {
                         );
                         let wait = backoff(interval, p.consecutive_failures - threshold, max);
                         let until = now.checked_add(wait).unwrap_or(now);
-                        p.backoff_until = Some(super::pipeline::rfc3339_ms(until));
+                        p.backoff_until = Some(crate::store::rfc3339_ms(until));
                     }
                 }
             })

@@ -304,6 +304,12 @@ pub(crate) fn decode<T: serde::de::DeserializeOwned>(key: &str, raw: &[u8]) -> R
     serde_json::from_slice(raw).map_err(|e| StoreError::Corrupt { key: key.to_string(), message: e.to_string() })
 }
 
+/// RFC 3339 to the millisecond: run keys sort by start time, runs a second apart must differ,
+/// and plugin versions uploaded within a second of each other must sort by upload.
+pub fn rfc3339_ms(t: jiff::Timestamp) -> String {
+    t.round(jiff::Unit::Millisecond).unwrap_or(t).to_string()
+}
+
 /// The current time as RFC 3339 in UTC, truncated to the second.
 ///
 /// Truncated, never rounded up: a project's `created_at` anchors its rate schedule, and an anchor
