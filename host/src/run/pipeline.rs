@@ -7,7 +7,6 @@
 use std::collections::BTreeMap;
 use std::time::{Duration, Instant};
 
-
 use super::Inner;
 use super::failure::{Failure, FailureKind};
 use super::log::RunLog;

@@ -19,8 +19,8 @@ pub fn plugin_id(wasm: &[u8]) -> String {
     format!("sha256:{}", hex::encode(Sha256::digest(wasm)))
 }
 
-pub(crate) fn load(runtime: &Runtime, wasm: &[u8]) -> Result<Plugin, LoadError> {
-    let id = plugin_id(wasm);
+/// Loads `wasm`, whose content id is `id` (hashing 18 MiB takes a while, so the caller's is used).
+pub(crate) fn load(runtime: &Runtime, wasm: &[u8], id: String) -> Result<Plugin, LoadError> {
     let engine = runtime.engine();
     let component = match &runtime.config().cache_dir {
         Some(dir) => compile_cached(engine, wasm, &cache_path(engine, dir, &id))?,
@@ -33,10 +33,11 @@ pub(crate) fn load(runtime: &Runtime, wasm: &[u8]) -> Result<Plugin, LoadError> 
     Ok(Plugin { id: Arc::from(id), size_bytes: wasm.len() as u64, pre })
 }
 
-/// Whether the on-disk cache holds the compiled form of `wasm`, so that loading it only reads.
-pub(crate) fn is_cached(runtime: &Runtime, wasm: &[u8]) -> bool {
+/// Whether the on-disk cache holds the compiled form of the plugin `id`, so that loading it only
+/// reads.
+pub(crate) fn is_cached(runtime: &Runtime, id: &str) -> bool {
     let Some(dir) = &runtime.config().cache_dir else { return false };
-    cache_path(runtime.engine(), dir, &plugin_id(wasm)).exists()
+    cache_path(runtime.engine(), dir, id).exists()
 }
 
 /// Cache entries are named by content hash and engine compatibility: a host built with another

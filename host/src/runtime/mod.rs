@@ -233,7 +233,7 @@ impl Runtime {
     /// Compiling is CPU-heavy (a large Python plugin takes tens of seconds): call this from a
     /// blocking thread, not from an async task.
     pub fn load(&self, wasm: &[u8]) -> Result<Plugin, LoadError> {
-        load::load(self, wasm)
+        load::load(self, wasm, plugin_id(wasm))
     }
 
     /// [`Runtime::load`] on a thread of its own at the lowest CPU priority, so that compiling
@@ -241,7 +241,8 @@ impl Runtime {
     /// loads at once; one that must compile waits for its turn
     /// (`RuntimeConfig::max_concurrent_compiles`) first.
     pub async fn compile(&self, wasm: Vec<u8>) -> Result<Plugin, LoadError> {
-        let _turn = match load::is_cached(self, &wasm) {
+        let id = plugin_id(&wasm);
+        let _turn = match load::is_cached(self, &id) {
             true => None,
             // The semaphore is never closed, so acquiring only fails if that invariant breaks.
             false => Some(self.inner.compiles.acquire().await.map_err(|e| LoadError::Host(e.to_string()))?),
@@ -251,7 +252,7 @@ impl Runtime {
             .name("sluice-compile".into())
             .spawn(move || {
                 lower_priority();
-                let _ = done.send(runtime.load(&wasm));
+                let _ = done.send(load::load(&runtime, &wasm, id));
             })
             .map_err(|e| LoadError::Host(format!("cannot start a compile thread: {e}")))?;
         result.await.map_err(|_| LoadError::Host("the compile thread ended without a result".into()))?
