@@ -5,7 +5,8 @@ use std::process::Command;
 use serde_json::Value;
 use sluice_tests::{plugin_path, sluice_bin};
 
-fn plugin_test(args: &[&str]) -> (i32, String, String) {
+/// Runs `sluice plugin test` with `args`: its exit code, stdout and stderr.
+pub(crate) fn plugin_test(args: &[&str]) -> (i32, String, String) {
     let out = Command::new(sluice_bin()).args(["plugin", "test"]).args(args).output().expect("sluice runs");
     (
         out.status.code().unwrap_or(-1),

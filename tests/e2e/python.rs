@@ -4,14 +4,13 @@
 //! delivering to Kinesis on moto, and a cursor kept in state across runs.
 
 use std::collections::HashMap;
-use std::process::Command;
 use std::sync::{Mutex, OnceLock};
 use std::time::{Duration, Instant};
 
 use serde_json::{Value, json};
 use sluice::runtime::{CallError, Limits, Output, Plugin, Poll, Request};
 use sluice_tests::world::World;
-use sluice_tests::{load, plugin_path, poll, response, shared_runtime, sluice_bin};
+use sluice_tests::{load, plugin_path, poll, response, shared_runtime};
 
 /// The plugin `name`, compiled once for the whole binary: a Python component takes seconds to
 /// compile, and these tests call each one many times.
@@ -149,16 +148,17 @@ fn plugin_test_runs_the_python_examples_with_state() {
     std::fs::write(&body, r#"{"items": [{"id": "n", "updated_at": "2026-02-01"}], "next": null}"#).unwrap();
     let state = dir.path().join("state.json");
     std::fs::write(&state, r#"{"cursor": "2026-01-01"}"#).unwrap();
-    let out = Command::new(sluice_bin())
-        .args(["plugin", "test", &plugin_path("py_incremental"), "--response"])
-        .arg(&body)
-        .arg("--state")
-        .arg(&state)
-        .args(["--url", "http://api.test/items", "--json"])
-        .output()
-        .unwrap();
-    let stdout = String::from_utf8_lossy(&out.stdout);
-    assert_eq!(out.status.code(), Some(0), "{stdout}\n{}", String::from_utf8_lossy(&out.stderr));
+    let (code, stdout, stderr) = super::cli::plugin_test(&[
+        &plugin_path("py_incremental"),
+        "--response",
+        body.to_str().unwrap(),
+        "--state",
+        state.to_str().unwrap(),
+        "--url",
+        "http://api.test/items",
+        "--json",
+    ]);
+    assert_eq!(code, 0, "{stdout}\n{stderr}");
     let report: Value = serde_json::from_str(&stdout).unwrap();
     assert_eq!(report["prepare"]["ok"]["url"], "http://api.test/items?since=2026-01-01", "{report}");
     let records = report["transform"]["ok"]["records"].as_array().unwrap();
