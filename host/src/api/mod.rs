@@ -22,6 +22,7 @@ mod project_input;
 mod projects;
 mod strict;
 mod tenants;
+mod versions;
 
 use std::sync::Arc;
 use std::sync::atomic::AtomicBool;

@@ -18,9 +18,10 @@ use super::auth::Caller;
 use super::error::{ApiError, ErrorBody};
 use super::extract::{Json, Path, Query, RawBody};
 use super::openapi::{INTERNAL, TOO_LARGE, TenantErrors, UNAUTHORIZED};
+use super::versions::{created, follow};
 use crate::records::OutputCheck;
 use crate::runtime::{self, CallError, LogLine, Plugin, Poll, Response, plugin_id};
-use crate::store::{CreatePlugin, DeletePlugin, PluginMeta, Tenant, rfc3339_ms};
+use crate::store::{CreatePlugin, DeletePlugin, PluginMeta, rfc3339_ms};
 
 /// The JSON routes. Each `routes!` call holds the handlers of one path: `OpenApiRouter` registers
 /// every handler of a call on every path in it.
@@ -234,48 +235,6 @@ async fn list(
     }
     plugins.sort_by_key(|plugin| std::cmp::Reverse(created(plugin)));
     Ok(axum::Json(PluginList { plugins }))
-}
-
-/// When a plugin was uploaded, as an instant: the stored RFC 3339 text does not sort as a string,
-/// since it drops trailing zeros of the fraction.
-fn created(plugin: &PluginMeta) -> jiff::Timestamp {
-    plugin.created_at.parse().unwrap_or_default()
-}
-
-/// The newest version of the tenant's plugin `name`, if it has one.
-pub(super) async fn newest(state: &AppState, tenant: &str, name: &str) -> Result<Option<PluginMeta>, ApiError> {
-    let plugins = state.store.plugins(tenant).await?;
-    Ok(plugins.into_iter().filter(|plugin| plugin.name == name).max_by_key(created))
-}
-
-/// Moves the tenant's projects that follow the name `name` onto its newest version; returns how
-/// many moved. Run after every upload under the name, the repeated ones too, so that an upload
-/// answered with an error after its plugin was stored is completed by sending it again.
-async fn follow(state: &AppState, tenant: &Tenant, name: &str) -> Result<usize, ApiError> {
-    let Some(newest) = newest(state, &tenant.id, name).await? else { return Ok(0) };
-    let mut moved = 0;
-    for project in state.store.projects(&tenant.id).await? {
-        if project.plugin.as_deref() != Some(name) || project.plugin_id == newest.id {
-            continue;
-        }
-        let saved = super::projects::save(state, tenant, &project.id, |project| {
-            // The project may have been pinned or pointed elsewhere meanwhile.
-            if project.plugin.as_deref() == Some(name) {
-                project.plugin_id = newest.id.clone();
-            }
-        })
-        .await;
-        match saved {
-            Ok(_) => moved += 1,
-            // Deleted meanwhile: nothing to move.
-            Err(ApiError::NotFound(_)) => {}
-            Err(error) => return Err(error),
-        }
-    }
-    if moved > 0 {
-        tracing::info!(tenant = %tenant.id, plugin = %newest.id, name, moved, "projects follow a new version");
-    }
-    Ok(moved)
 }
 
 /// Show a plugin

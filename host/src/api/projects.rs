@@ -117,7 +117,7 @@ async fn validate(state: &AppState, tenant: &Tenant, input: ProjectInput) -> Res
             id.clone()
         }
         (None, Some(name)) => {
-            super::plugins::newest(state, &tenant.id, name).await?.map(|p| p.id).ok_or_else(|| {
+            super::versions::newest(state, &tenant.id, name).await?.map(|p| p.id).ok_or_else(|| {
                 ApiError::invalid(format!(
                     "`plugin`: no plugin named {name:?}; upload one with POST /v1/plugins?name=NAME, or list your \
                  plugins' names with GET /v1/plugins"
