@@ -419,16 +419,19 @@ async fn a_tenant_past_its_share_of_plugin_memory_is_refused_and_others_are_not(
         let (plugin, hog) = (plugin.clone(), hog.clone());
         tokio::spawn(async move { runtime.transform(&plugin, &Limits::default(), &hog, &response("")).await.result })
     };
-    let first = spawn_hog(acme.clone());
-    // Bounded: the hog holds its 40 MiB within a few milliseconds of CPU time, which a loaded
-    // machine gives the plugin threads late.
-    for _ in 0..3_000 {
-        if runtime.owner_memory_in_use_bytes("acme") >= 40 << 20 {
-            break;
+    // Bounded: a hog holds its 40 MiB within a few milliseconds of CPU time, which a loaded
+    // machine gives the plugin threads late. Returns what the owner holds then.
+    let held_by = async |owner: &str| {
+        for _ in 0..3_000 {
+            if runtime.owner_memory_in_use_bytes(owner) >= 40 << 20 {
+                break;
+            }
+            tokio::time::sleep(Duration::from_millis(10)).await;
         }
-        tokio::time::sleep(Duration::from_millis(10)).await;
-    }
-    assert!(runtime.owner_memory_in_use_bytes("acme") >= 40 << 20, "the first hog holds its memory");
+        runtime.owner_memory_in_use_bytes(owner)
+    };
+    let first = spawn_hog(acme.clone());
+    assert!(held_by("acme").await >= 40 << 20, "the first hog holds its memory");
 
     // The host has 120 MiB free, but acme's share only 8: its second hog is refused without waiting.
     let second = acme.transform(&plugin, &Limits::default(), &hog, &response("")).await.result.unwrap_err();
@@ -440,13 +443,7 @@ async fn a_tenant_past_its_share_of_plugin_memory_is_refused_and_others_are_not(
 
     // Another tenant's hog, beside acme's, gets its 40 MiB and spins until its deadline.
     let other = spawn_hog(runtime.sharing("globex", 48 << 20));
-    for _ in 0..3_000 {
-        if runtime.owner_memory_in_use_bytes("globex") >= 40 << 20 {
-            break;
-        }
-        tokio::time::sleep(Duration::from_millis(10)).await;
-    }
-    let held = runtime.owner_memory_in_use_bytes("globex");
+    let held = held_by("globex").await;
     assert!(held >= 40 << 20, "the other tenant's hog holds {held} bytes beside acme's");
     for hog in [first, other] {
         let error = hog.await.unwrap().unwrap_err();
